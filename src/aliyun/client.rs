@@ -1,0 +1,361 @@
+//! The ECS client: builds the StopInvocation request, signs it, sends it with retries within the
+//! caller's deadline, and reads ECS's success and error bodies. It knows nothing of gRPC.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::SeedableRng as _;
+use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
+use tokio::time::Instant;
+
+use super::credential::Credential;
+use super::endpoint::Endpoint;
+use super::error::{ApiError, EcsError, TransportKind, parse_body};
+use super::request::{ACTION, API_VERSION, Param, StopInvocation};
+use super::retry::{Backoff, Decision, RetryPolicy, decide};
+use super::signer::{self, SigningKey};
+
+/// The `User-Agent` the gateway sends.
+pub const USER_AGENT_VALUE: &str = concat!("ecs-gateway/", env!("CARGO_PKG_VERSION"));
+/// The largest ECS response body read; ECS answers are a few hundred bytes.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The wall clock used for `Timestamp`; injectable so tests can pin it.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// The source of `SignatureNonce` values; injectable so tests can pin them.
+pub trait NonceSource: Send + Sync {
+    /// A value never used before.
+    fn nonce(&self) -> String;
+}
+
+/// UUID v4 nonces, as Alibaba's SDKs use.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UuidNonce;
+
+impl NonceSource for UuidNonce {
+    fn nonce(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
+/// Timeouts and retry settings of the client.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Where requests go.
+    pub endpoint: Endpoint,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for one attempt, response body included.
+    pub attempt_timeout: Duration,
+    /// Which failures are retried and how often.
+    pub retry: RetryPolicy,
+    /// Idle keep-alive connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: Endpoint::default(),
+            connect_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+/// ECS accepted the stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// ECS's RequestId.
+    pub request_id: String,
+    /// Attempts made, the successful one included.
+    pub attempts: u32,
+}
+
+/// A cheaply clonable ECS client sharing one connection pool.
+#[derive(Clone)]
+pub struct EcsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    settings: ClientSettings,
+    credential: Credential,
+    key: SigningKey,
+    clock: Arc<dyn Clock>,
+    nonces: Arc<dyn NonceSource>,
+}
+
+impl std::fmt::Debug for EcsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcsClient")
+            .field("endpoint", &self.inner.settings.endpoint)
+            .field("credential", &self.inner.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The HTTP client could not be built (TLS roots unavailable).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct BuildError(String);
+
+impl EcsClient {
+    /// A client with the system clock and UUID nonces.
+    pub fn new(credential: Credential, settings: ClientSettings) -> Result<Self, BuildError> {
+        Self::with_sources(credential, settings, Arc::new(SystemClock), Arc::new(UuidNonce))
+    }
+
+    /// A client with an injected clock and nonce source.
+    pub fn with_sources(
+        credential: Credential,
+        settings: ClientSettings,
+        clock: Arc<dyn Clock>,
+        nonces: Arc<dyn NonceSource>,
+    ) -> Result<Self, BuildError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(settings.connect_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .tcp_nodelay(true)
+            // A redirect would resend the signed query to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| BuildError(e.without_url().to_string()))?;
+        let key = SigningKey::new(credential.access_key_secret());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                settings,
+                credential,
+                key,
+                clock,
+                nonces,
+            }),
+        })
+    }
+
+    /// Stops the invocation, retrying transient failures, and never working past `deadline`.
+    pub async fn stop_invocation(
+        &self,
+        request: &StopInvocation,
+        deadline: Option<Instant>,
+    ) -> Result<Stopped, EcsError> {
+        let settings = &self.inner.settings;
+        let mut backoff = Backoff::new(&settings.retry);
+        let mut rng = rand::rngs::SmallRng::from_os_rng();
+        let mut retries = 0;
+        let mut fresh_nonce_used = false;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let attempt = tokio::time::timeout(settings.attempt_timeout, self.attempt(request));
+            let outcome = match deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Err(EcsError::DeadlineExceeded),
+                },
+                None => attempt.await,
+            };
+            let error = match outcome {
+                Ok(Ok(request_id)) => return Ok(Stopped { request_id, attempts }),
+                Ok(Err(error)) => error,
+                Err(_) => EcsError::Transport {
+                    kind: TransportKind::Timeout,
+                    detail: format!("no answer within {:?}", settings.attempt_timeout),
+                },
+            };
+            let class = error.class();
+            let delay = match decide(class) {
+                Decision::Stop(_) => return Err(error),
+                Decision::FreshNonceOnce(reason) if !fresh_nonce_used => {
+                    fresh_nonce_used = true;
+                    tracing::warn!(attempt = attempts, ?class, reason, "retrying at once");
+                    continue;
+                }
+                Decision::FreshNonceOnce(_) => return Err(error),
+                Decision::Backoff(_) if retries >= settings.retry.max_retries => return Err(error),
+                Decision::Backoff(reason) => {
+                    let jitter = backoff.next_delay(&mut rng);
+                    let asked = match &error {
+                        EcsError::Api(api) => api.retry_after,
+                        _ => None,
+                    };
+                    match asked {
+                        Some(asked) if asked > settings.retry.max_retry_after => return Err(error),
+                        Some(asked) => {
+                            tracing::warn!(attempt = attempts, ?class, reason, ?asked, "retrying");
+                            asked.max(jitter)
+                        }
+                        None => {
+                            tracing::warn!(attempt = attempts, ?class, reason, delay = ?jitter, "retrying");
+                            jitter
+                        }
+                    }
+                }
+            };
+            // No sleep that would end past the caller's deadline: report the real failure instead.
+            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                return Err(error);
+            }
+            tokio::time::sleep(delay).await;
+            retries += 1;
+        }
+    }
+
+    /// Builds every parameter of one attempt: common ones with a fresh nonce and timestamp.
+    fn params<'a>(&'a self, request: &'a StopInvocation) -> Vec<Param<'a>> {
+        let inner = &*self.inner;
+        let mut params: Vec<Param<'a>> = Vec::with_capacity(12 + request.instance_ids.len());
+        let fixed = [
+            ("Action", ACTION),
+            ("Version", API_VERSION),
+            ("Format", "JSON"),
+            ("SignatureMethod", signer::SIGNATURE_METHOD),
+            ("SignatureVersion", signer::SIGNATURE_VERSION),
+        ];
+        params.extend(fixed.map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))));
+        params.push((
+            Cow::Borrowed("AccessKeyId"),
+            Cow::Borrowed(inner.credential.access_key_id()),
+        ));
+        params.push((Cow::Borrowed("SignatureNonce"), Cow::Owned(inner.nonces.nonce())));
+        params.push((
+            Cow::Borrowed("Timestamp"),
+            Cow::Owned(humantime::format_rfc3339_seconds(inner.clock.now()).to_string()),
+        ));
+        if let Some(token) = inner.credential.security_token() {
+            params.push((Cow::Borrowed("SecurityToken"), Cow::Borrowed(token)));
+        }
+        request.push_params(&mut params);
+        params
+    }
+
+    /// One signed POST; the answer's RequestId, or what went wrong.
+    async fn attempt(&self, request: &StopInvocation) -> Result<String, EcsError> {
+        let inner = &*self.inner;
+        let signed = signer::sign_query("POST", &self.params(request), &inner.key);
+        let url = inner
+            .settings
+            .endpoint
+            .url_with_query(&request.region_id, signed.as_str());
+        let response = inner.http.post(url).send().await.map_err(transport_error)?;
+        let http_status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let header_request_id = response
+            .headers()
+            .get("x-acs-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_capped(response).await?;
+        let parsed = body.as_deref().and_then(parse_body);
+        let request_id = parsed
+            .as_ref()
+            .and_then(|p| p.request_id.clone())
+            .or(header_request_id);
+        match parsed {
+            Some(p) if (200..300).contains(&http_status) && p.request_id.is_some() => {
+                Ok(p.request_id.unwrap_or_default())
+            }
+            Some(p) if !(200..300).contains(&http_status) && p.code.is_some() => {
+                Err(EcsError::Api(ApiError {
+                    http_status,
+                    code: p.code.unwrap_or_default(),
+                    message: p.message.unwrap_or_default(),
+                    request_id,
+                    host_id: p.host_id,
+                    recommend: p.recommend,
+                    retry_after,
+                }))
+            }
+            _ => Err(EcsError::Malformed {
+                http_status,
+                request_id,
+            }),
+        }
+    }
+}
+
+/// Reads at most `MAX_BODY_BYTES`; `None` for a larger body, which is not an ECS answer.
+async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, EcsError> {
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(512).min(4096) as usize);
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// `Retry-After` or `x-acs-retry-after`, in whole seconds (RFC 9110 delta-seconds).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    ["x-acs-retry-after", "retry-after"]
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .next()
+}
+
+/// Classifies a reqwest failure; the URL, which carries the signed query, is stripped first.
+fn transport_error(error: reqwest::Error) -> EcsError {
+    let kind = if error.is_connect() {
+        TransportKind::Connect
+    } else if error.is_timeout() {
+        TransportKind::Timeout
+    } else {
+        TransportKind::Interrupted
+    };
+    let error = error.without_url();
+    let mut detail = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        detail.push_str(": ");
+        detail.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    EcsError::Transport { kind, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_from_either_header() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("x-acs-retry-after", HeaderValue::from_static("1"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(1)));
+        h.insert("x-acs-retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn user_agent_names_the_gateway_and_version() {
+        assert_eq!(USER_AGENT_VALUE, format!("ecs-gateway/{}", env!("CARGO_PKG_VERSION")));
+    }
+}

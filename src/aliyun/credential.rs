@@ -1,0 +1,128 @@
+//! The gateway's Alibaba Cloud credential: an AccessKey pair, optionally with an STS token.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// Environment variable holding the AccessKey ID (the name Alibaba's SDKs use).
+pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
+/// Environment variable holding the AccessKey secret.
+pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
+/// Environment variable holding the optional STS security token.
+pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
+
+/// A credential could not be loaded; the message names the variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CredentialError {
+    /// A required variable is unset or empty.
+    #[error("missing credential: set the environment variable {0}")]
+    Missing(&'static str),
+}
+
+/// AccessKey ID, secret and optional STS token. `Debug` shows only the AccessKey ID's first characters.
+#[derive(Clone)]
+pub struct Credential {
+    access_key_id: String,
+    access_key_secret: SecretString,
+    security_token: Option<SecretString>,
+}
+
+impl Credential {
+    /// Builds a credential from its parts; an empty token counts as none.
+    pub fn new(
+        access_key_id: impl Into<String>,
+        access_key_secret: impl Into<String>,
+        security_token: Option<String>,
+    ) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            access_key_secret: SecretString::from(access_key_secret.into()),
+            security_token: security_token
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
+        }
+    }
+
+    /// Reads the credential from the process environment.
+    pub fn from_env() -> Result<Self, CredentialError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the credential through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(CredentialError::Missing(name))
+        };
+        let id = required(ENV_ACCESS_KEY_ID)?;
+        let secret = required(ENV_ACCESS_KEY_SECRET)?;
+        Ok(Self::new(id, secret, lookup(ENV_SECURITY_TOKEN)))
+    }
+
+    /// The AccessKey ID (not secret, but kept out of caller-facing messages all the same).
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+
+    /// The raw AccessKey secret, for keying the signer.
+    pub fn access_key_secret(&self) -> &str {
+        self.access_key_secret.expose_secret()
+    }
+
+    /// The STS security token, when the credential has one.
+    pub fn security_token(&self) -> Option<&str> {
+        self.security_token.as_ref().map(|t| t.expose_secret())
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let id_prefix: String = self.access_key_id.chars().take(4).collect();
+        f.debug_struct("Credential")
+            .field("access_key_id", &format_args!("{id_prefix}…"))
+            .field("access_key_secret", &"<redacted>")
+            .field(
+                "security_token",
+                &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn missing_secret_is_named() {
+        let err = Credential::from_lookup(env(&[(ENV_ACCESS_KEY_ID, "LTAIexample")])).unwrap_err();
+        assert_eq!(err, CredentialError::Missing(ENV_ACCESS_KEY_SECRET));
+        assert!(err.to_string().contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"));
+    }
+
+    #[test]
+    fn empty_id_counts_as_missing() {
+        let err = Credential::from_lookup(env(&[(ENV_ACCESS_KEY_ID, ""), (ENV_ACCESS_KEY_SECRET, "s")]))
+            .unwrap_err();
+        assert_eq!(err, CredentialError::Missing(ENV_ACCESS_KEY_ID));
+    }
+
+    #[test]
+    fn debug_redacts_secret_and_token() {
+        let c = Credential::new("LTAI5tExampleId", "very-secret-value", Some("sts-token-value".into()));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("very-secret-value"), "{shown}");
+        assert!(!shown.contains("sts-token-value"), "{shown}");
+        assert!(!shown.contains("LTAI5tExampleId"), "{shown}");
+        assert_eq!(c.security_token(), Some("sts-token-value"));
+    }
+}

@@ -1,0 +1,309 @@
+//! What can go wrong talking to ECS, the parser for ECS error bodies, and the one classification
+//! table from ECS `Code` (first) and HTTP status (fallback) to what the failure means.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// An error ECS itself reported: HTTP status plus the fields of its JSON error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status of the response.
+    pub http_status: u16,
+    /// ECS error code, verbatim (`InvalidInvokeId.NotFound`).
+    pub code: String,
+    /// ECS message, already cut before any echoed string-to-sign.
+    pub message: String,
+    /// ECS RequestId, when given.
+    pub request_id: Option<String>,
+    /// ECS HostId, when given.
+    pub host_id: Option<String>,
+    /// The troubleshooting link from `Recommend`, when given.
+    pub recommend: Option<String>,
+    /// The delay ECS asked for in `Retry-After` / `x-acs-retry-after`, when given.
+    pub retry_after: Option<Duration>,
+}
+
+/// How an attempt's transport failed, with reqwest's URL already stripped from the detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// No connection: refused, DNS, TLS handshake.
+    Connect,
+    /// The attempt ran past the per-attempt timeout.
+    Timeout,
+    /// The connection broke mid-exchange (reset, closed before the response was complete).
+    Interrupted,
+}
+
+/// Every failure of the ECS client. Messages never carry secrets, signatures or signed URLs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EcsError {
+    /// ECS answered with an error code.
+    #[error("{}: {}", .0.code, .0.message)]
+    Api(ApiError),
+    /// The upstream answered with a body that is not an ECS answer (HTML, non-JSON, no Code/RequestId).
+    #[error("upstream answered HTTP {http_status} with a body that is not a valid ECS response")]
+    Malformed {
+        /// HTTP status of the response.
+        http_status: u16,
+        /// RequestId, if the body had one after all.
+        request_id: Option<String>,
+    },
+    /// The request did not complete at the transport level.
+    #[error("upstream transport failure ({kind:?}): {detail}")]
+    Transport {
+        /// What kind of failure.
+        kind: TransportKind,
+        /// reqwest's description with the URL removed.
+        detail: String,
+    },
+    /// The caller's deadline ran out before an answer.
+    #[error("the caller's deadline ran out before ECS answered")]
+    DeadlineExceeded,
+}
+
+/// What a failure means, independent of how it is reported: the one table both retry policy and
+/// gRPC status mapping read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// ECS refused the arguments.
+    InvalidArgument,
+    /// RAM or the resource forbids the operation.
+    PermissionDenied,
+    /// The region or invocation does not exist.
+    NotFound,
+    /// ECS throttled the call.
+    Throttled,
+    /// ECS rejected the gateway's signature, AccessKey, token or timestamp.
+    CredentialRejected,
+    /// ECS saw the nonce before; nothing was executed.
+    NonceReused,
+    /// The gateway built a request ECS does not understand.
+    RequestBuiltWrong,
+    /// ECS or a proxy in front of it failed transiently.
+    Transient,
+    /// ECS failed with an unlisted 500/501.
+    UpstreamInternal,
+    /// HTTP 409.
+    Conflict,
+    /// Any other non-2xx.
+    Unknown,
+    /// A 2xx we cannot read: the stop may or may not have happened.
+    OutcomeUnknown,
+    /// No connection could be made.
+    Unreachable,
+    /// An attempt ran past its timeout.
+    AttemptTimedOut,
+    /// The connection broke mid-exchange.
+    Interrupted,
+    /// The caller's deadline ran out.
+    DeadlineExceeded,
+}
+
+impl EcsError {
+    /// The meaning of this failure.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            EcsError::Api(api) => classify(Some(&api.code), api.http_status),
+            EcsError::Malformed { http_status, .. } if (200..300).contains(http_status) => {
+                ErrorClass::OutcomeUnknown
+            }
+            EcsError::Malformed { http_status, .. } => classify(None, *http_status),
+            EcsError::Transport { kind, .. } => match kind {
+                TransportKind::Connect => ErrorClass::Unreachable,
+                TransportKind::Timeout => ErrorClass::AttemptTimedOut,
+                TransportKind::Interrupted => ErrorClass::Interrupted,
+            },
+            EcsError::DeadlineExceeded => ErrorClass::DeadlineExceeded,
+        }
+    }
+
+    /// The ECS RequestId, when the upstream gave one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            EcsError::Api(api) => api.request_id.as_deref(),
+            EcsError::Malformed { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Classifies by ECS `Code` first and by HTTP status only for codes not listed
+/// (`reference/error-mapping.md`). Order matters: specific `Invalid…` codes precede `Invalid*`.
+pub fn classify(code: Option<&str>, http_status: u16) -> ErrorClass {
+    use ErrorClass::*;
+    if let Some(code) = code {
+        let by_code = match code {
+            "RegionId.ApiNotSupported" | "InstanceIds.ExceedLimit" => Some(InvalidArgument),
+            "Operation.Forbidden" | "NoPermission" => Some(PermissionDenied),
+            "InvalidRegionId.NotFound" | "InvalidInvokeId.NotFound" => Some(NotFound),
+            "InternalError.Dispatch" | "InternalError" | "UnknownError" | "ServiceUnavailable" => {
+                Some(Transient)
+            }
+            "SignatureNonceUsed" => Some(NonceReused),
+            "SignatureDoesNotMatch" | "IncompleteSignature" | "InvalidSignatureMethod" => {
+                Some(CredentialRejected)
+            }
+            "InvalidAction.NotFound"
+            | "InvalidApi.NotFound"
+            | "InvalidProduct.NotFound"
+            | "UnsupportedHTTPMethod" => Some(RequestBuiltWrong),
+            c if c == "Throttling" || c.starts_with("Throttling.") => Some(Throttled),
+            c if c.starts_with("InvalidAccessKeyId.")
+                || c.starts_with("InvalidSecurityToken.")
+                || c.starts_with("InvalidTimeStamp.") =>
+            {
+                Some(CredentialRejected)
+            }
+            c if c.starts_with("Forbidden") => Some(PermissionDenied),
+            c if c.starts_with("Missing") || c.starts_with("Invalid") => Some(InvalidArgument),
+            _ => None,
+        };
+        if let Some(class) = by_code {
+            return class;
+        }
+    }
+    match http_status {
+        400 => InvalidArgument,
+        401 => CredentialRejected,
+        403 => PermissionDenied,
+        404 => NotFound,
+        409 => Conflict,
+        429 => Throttled,
+        500 | 501 => UpstreamInternal,
+        502..=504 => Transient,
+        _ => Unknown,
+    }
+}
+
+/// ECS's JSON error body; the SDKs accept upper- and lower-case keys alike.
+#[derive(Debug, Deserialize)]
+struct RawBody {
+    #[serde(rename = "Code", alias = "code")]
+    code: Option<String>,
+    #[serde(rename = "Message", alias = "message")]
+    message: Option<String>,
+    #[serde(rename = "RequestId", alias = "requestId")]
+    request_id: Option<String>,
+    #[serde(rename = "HostId", alias = "hostId")]
+    host_id: Option<String>,
+    #[serde(rename = "Recommend", alias = "recommend")]
+    recommend: Option<String>,
+}
+
+/// The fields of an ECS response body that matter to the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedBody {
+    /// `Code`, when present and non-empty.
+    pub code: Option<String>,
+    /// `Message`, sanitized.
+    pub message: Option<String>,
+    /// `RequestId`, when present and non-empty.
+    pub request_id: Option<String>,
+    /// `HostId`.
+    pub host_id: Option<String>,
+    /// `Recommend`.
+    pub recommend: Option<String>,
+}
+
+/// Parses an ECS response body; `None` when it is not a JSON object of the expected shape.
+pub fn parse_body(bytes: &[u8]) -> Option<ParsedBody> {
+    let raw: RawBody = serde_json::from_slice(bytes).ok()?;
+    let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    Some(ParsedBody {
+        code: non_empty(raw.code),
+        message: raw.message.map(|m| sanitize_message(&m)),
+        request_id: non_empty(raw.request_id),
+        host_id: non_empty(raw.host_id),
+        recommend: non_empty(raw.recommend),
+    })
+}
+
+/// Cuts an ECS message before the echoed string-to-sign (`SignatureDoesNotMatch` appends
+/// `server string to sign is:<…>`, which carries the AccessKeyId and every parameter).
+pub fn sanitize_message(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    let cut = ["string to sign", "stringtosign"]
+        .iter()
+        .filter_map(|marker| lower.find(marker))
+        .min()
+        .map(|at| {
+            // Also drop the word that introduces the echo ("server").
+            let head = &message[..at];
+            head.trim_end().strip_suffix("server").unwrap_or(head)
+        })
+        .unwrap_or(message);
+    cut.trim_end_matches(|c: char| c.is_whitespace() || c == ':' || c == ',')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ErrorClass::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_code_decides_before_the_status() {
+        assert_eq!(classify(Some("Throttling.User"), 400), Throttled);
+        assert_eq!(classify(Some("InstanceIds.ExceedLimit"), 403), InvalidArgument);
+        assert_eq!(classify(Some("InvalidInvokeId.NotFound"), 400), NotFound);
+        assert_eq!(classify(Some("InvalidAccessKeyId.NotFound"), 404), CredentialRejected);
+        assert_eq!(classify(Some("InvalidTimeStamp.Expired"), 400), CredentialRejected);
+        assert_eq!(classify(Some("InvalidApi.NotFound"), 404), RequestBuiltWrong);
+        assert_eq!(classify(Some("InvalidParameter"), 400), InvalidArgument);
+        assert_eq!(classify(Some("MissingInvokeId"), 400), InvalidArgument);
+        assert_eq!(classify(Some("Forbidden.RAM"), 403), PermissionDenied);
+        assert_eq!(classify(Some("InternalError.Dispatch"), 500), Transient);
+    }
+
+    #[test]
+    fn unlisted_codes_fall_back_to_the_status() {
+        assert_eq!(classify(Some("Something.New"), 404), NotFound);
+        assert_eq!(classify(Some("Something.New"), 500), UpstreamInternal);
+        assert_eq!(classify(None, 502), Transient);
+        assert_eq!(classify(None, 409), Conflict);
+        assert_eq!(classify(None, 418), Unknown);
+        assert_eq!(classify(None, 401), CredentialRejected);
+    }
+
+    #[test]
+    fn lower_case_keys_are_accepted() {
+        let body = br#"{"code":"Throttling","message":"slow down","requestId":"R-1"}"#;
+        let parsed = parse_body(body).unwrap();
+        assert_eq!(parsed.code.as_deref(), Some("Throttling"));
+        assert_eq!(parsed.request_id.as_deref(), Some("R-1"));
+    }
+
+    #[test]
+    fn html_is_not_a_body() {
+        assert_eq!(parse_body(b"<html><body>502 Bad Gateway</body></html>"), None);
+    }
+
+    #[test]
+    fn echoed_string_to_sign_is_cut() {
+        let m = "Specified signature is not matched with our calculation. server string to sign is:POST&%2F&AccessKeyId%3DLTAI";
+        assert_eq!(
+            sanitize_message(m),
+            "Specified signature is not matched with our calculation."
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_body(&bytes);
+        }
+
+        #[test]
+        fn sanitized_messages_never_keep_the_echo(prefix in ".{0,40}", secret in "[A-Za-z0-9]{8,16}") {
+            let m = format!("{prefix} server string to sign is:{secret}");
+            prop_assert!(!sanitize_message(&m).contains("string to sign"));
+        }
+
+        #[test]
+        fn classify_is_total(code in proptest::option::of(".{0,30}"), status in 100u16..600) {
+            let _ = classify(code.as_deref(), status);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The typed StopInvocation request the ECS client accepts, and the action parameters it becomes.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The ECS API action this gateway forwards.
+pub const ACTION: &str = "StopInvocation";
+/// The ECS API version of `ACTION`.
+pub const API_VERSION: &str = "2014-05-26";
+/// The most instance IDs one StopInvocation accepts (`InstanceId.1` … `InstanceId.50`).
+pub const MAX_INSTANCE_IDS: usize = 50;
+/// The longest region ID accepted.
+pub const MAX_REGION_ID_LEN: usize = 64;
+
+/// A region ID that is safe to put into a host name: lowercase letters, digits and `-`, starting and
+/// ending with a letter or digit, at most 64 characters. The only way to build one is [`RegionId::parse`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RegionId(String);
+
+impl RegionId {
+    /// Checks the rule and wraps the value; the error is the rule, phrased for a caller.
+    pub fn parse(value: &str) -> Result<Self, &'static str> {
+        let bytes = value.as_bytes();
+        let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if value.is_empty() {
+            return Err("is required");
+        }
+        if value.len() > MAX_REGION_ID_LEN {
+            return Err("must be at most 64 characters");
+        }
+        if !bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        {
+            return Err("must contain only lowercase ASCII letters, digits and '-'");
+        }
+        if !edge_ok(bytes.first()) || !edge_ok(bytes.last()) {
+            return Err("must start and end with a lowercase letter or digit");
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The region ID as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for RegionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated StopInvocation: what the gateway will ask ECS to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopInvocation {
+    /// Region of the invocation; also chooses the default endpoint host.
+    pub region_id: RegionId,
+    /// The invocation (command run) to stop.
+    pub invoke_id: String,
+    /// Instances to stop it on; empty means all of them.
+    pub instance_ids: Vec<String>,
+    /// `OwnerId`, passed through when set.
+    pub owner_id: Option<i64>,
+    /// `OwnerAccount`, passed through when set.
+    pub owner_account: Option<String>,
+    /// `ResourceOwnerId`, passed through when set.
+    pub resource_owner_id: Option<i64>,
+    /// `ResourceOwnerAccount`, passed through when set.
+    pub resource_owner_account: Option<String>,
+}
+
+/// A parameter name and value, borrowed where possible.
+pub type Param<'a> = (Cow<'static, str>, Cow<'a, str>);
+
+impl StopInvocation {
+    /// Appends the action's own parameters (not the common ones) to `out`.
+    pub fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
+        out.push((Cow::Borrowed("RegionId"), Cow::Borrowed(self.region_id.as_str())));
+        out.push((Cow::Borrowed("InvokeId"), Cow::Borrowed(&self.invoke_id)));
+        for (i, id) in self.instance_ids.iter().enumerate() {
+            out.push((Cow::Owned(format!("InstanceId.{}", i + 1)), Cow::Borrowed(id)));
+        }
+        let mut opt = |name: &'static str, value: Option<Cow<'a, str>>| {
+            if let Some(value) = value {
+                out.push((Cow::Borrowed(name), value));
+            }
+        };
+        opt("OwnerId", self.owner_id.map(|v| Cow::Owned(v.to_string())));
+        opt("OwnerAccount", self.owner_account.as_deref().map(Cow::Borrowed));
+        opt(
+            "ResourceOwnerId",
+            self.resource_owner_id.map(|v| Cow::Owned(v.to_string())),
+        );
+        opt(
+            "ResourceOwnerAccount",
+            self.resource_owner_account.as_deref().map(Cow::Borrowed),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_rule_refuses_host_steering() {
+        for bad in ["", "cn-hangzhou.evil.example", "cn/../x", "a b", "-cn", "cn-", "CN-HANGZHOU", "cn_hz"] {
+            assert!(RegionId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(RegionId::parse(&"a".repeat(65)).is_err());
+        for good in ["cn-hangzhou", "ap-southeast-1", "a", &"a".repeat(64)] {
+            assert!(RegionId::parse(good).is_ok(), "{good:?} was refused");
+        }
+    }
+
+    #[test]
+    fn params_number_instances_from_one_and_skip_unset_owners() {
+        let req = StopInvocation {
+            region_id: RegionId::parse("cn-hangzhou").unwrap(),
+            invoke_id: "t-1".into(),
+            instance_ids: vec!["i-a".into(), "i-b".into()],
+            owner_id: Some(7),
+            owner_account: None,
+            resource_owner_id: None,
+            resource_owner_account: Some("acct".into()),
+        };
+        let mut params = Vec::new();
+        req.push_params(&mut params);
+        let flat: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+        assert_eq!(
+            flat,
+            [
+                ("RegionId", "cn-hangzhou"),
+                ("InvokeId", "t-1"),
+                ("InstanceId.1", "i-a"),
+                ("InstanceId.2", "i-b"),
+                ("OwnerId", "7"),
+                ("ResourceOwnerAccount", "acct"),
+            ]
+        );
+    }
+}
