@@ -1,0 +1,112 @@
+//! `ecs-gateway`: a gRPC gateway that validates, signs and forwards ECS `StopInvocation` calls.
+//!
+//! Data flows one way: [`server`] → [`service`] → [`validate`] → [`aliyun::client`] (with
+//! [`aliyun::signer`]) → ECS → [`status`] → caller.
+
+pub mod aliyun;
+pub mod config;
+pub mod deadline;
+pub mod server;
+pub mod service;
+pub mod simulator;
+pub mod status;
+pub mod telemetry;
+pub mod validate;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+use crate::aliyun::client::EcsClient;
+use crate::aliyun::credential::Credential;
+use crate::config::GatewayConfig;
+use crate::service::CloudAssistant;
+
+/// Generated protobuf types and the descriptor set served by reflection.
+pub mod pb {
+    #![allow(missing_docs)]
+    tonic::include_proto!("ecsgateway.v1");
+
+    /// The encoded `FileDescriptorSet` of the gateway's API, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/ecsgateway_descriptor.bin"));
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Endpoint(#[from] aliyun::endpoint::EndpointError),
+    /// Credentials are missing.
+    #[error(transparent)]
+    Credential(#[from] aliyun::credential::CredentialError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] aliyun::client::BuildError),
+    /// The in-process simulator (`--dev`) could not start.
+    #[error("cannot start the dev simulator: {0}")]
+    Simulator(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+}
+
+/// Runs the gateway on `listener` until `shutdown` resolves. With `config.dev`, an in-process
+/// simulator with demo credentials stands in for ECS; otherwise `credential` is required.
+pub async fn run(
+    config: GatewayConfig,
+    credential: Option<Credential>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let mut client_settings = config.client_settings()?;
+    let credential = if config.dev {
+        let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let sim_addr = sim_listener.local_addr()?;
+        let sim_config = simulator::SimulatorConfig::demo();
+        let credential = sim_config.credential.clone();
+        tokio::spawn(simulator::serve(sim_listener, sim_config, std::future::pending()));
+        client_settings.endpoint = aliyun::endpoint::Endpoint::parse(&format!("http://{sim_addr}/"))?;
+        tracing::info!(simulator = %sim_addr, "dev mode: forwarding to the in-process ECS simulator with demo credentials");
+        credential
+    } else {
+        match credential {
+            Some(credential) => credential,
+            None => Credential::from_env()?,
+        }
+    };
+    let client = EcsClient::new(credential, client_settings)?;
+    let service = CloudAssistant::new(client, config.max_concurrent_requests as usize);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "ecs-gateway listening");
+    if config.dev {
+        tracing::info!(
+            "try: grpcurl -plaintext -d '{{\"region_id\":\"cn-hangzhou\",\"invoke_id\":\"t-demo0001\"}}' {addr} ecsgateway.v1.CloudAssistantService/StopInvocation"
+        );
+    }
+    server::serve(listener, service, config.server_settings(), shutdown).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

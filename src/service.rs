@@ -1,0 +1,109 @@
+//! The `CloudAssistantService` implementation: validate → ECS client → status, one span per call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tonic::{Code, Request, Response, Status};
+use tracing::{Instrument as _, field};
+
+use crate::aliyun::client::EcsClient;
+use crate::pb::cloud_assistant_service_server::CloudAssistantService;
+use crate::pb::{StopInvocationRequest, StopInvocationResponse};
+use crate::{deadline, status, validate};
+
+/// The gRPC handler; clones share the ECS client and the concurrency budget.
+#[derive(Clone, Debug)]
+pub struct CloudAssistant {
+    client: EcsClient,
+    permits: Arc<Semaphore>,
+    max_concurrent_requests: usize,
+}
+
+impl CloudAssistant {
+    /// A handler that admits at most `max_concurrent_requests` calls at once and refuses the rest.
+    pub fn new(client: EcsClient, max_concurrent_requests: usize) -> Self {
+        Self {
+            client,
+            permits: Arc::new(Semaphore::new(max_concurrent_requests)),
+            max_concurrent_requests,
+        }
+    }
+
+    async fn handle(&self, request: Request<StopInvocationRequest>) -> Result<Response<StopInvocationResponse>, Status> {
+        let started = Instant::now();
+        // Refuse at once rather than queue: a queue hides overload until every caller times out.
+        let Ok(_permit) = self.permits.try_acquire() else {
+            return Err(status::overloaded(self.max_concurrent_requests));
+        };
+        let deadline = deadline::from_metadata(request.metadata(), started);
+        let typed = validate::stop_invocation(request.get_ref()).map_err(|v| status::from_violations(&v))?;
+        let span = tracing::Span::current();
+        span.record("region", typed.region_id.as_str());
+        span.record("invoke_id", typed.invoke_id.as_str());
+        span.record("instances", typed.instance_ids.len());
+        match self.client.stop_invocation(&typed, deadline).await {
+            Ok(stopped) => {
+                span.record("request_id", stopped.request_id.as_str());
+                span.record("attempts", stopped.attempts);
+                let mut response = Response::new(StopInvocationResponse {
+                    request_id: stopped.request_id,
+                });
+                *response.metadata_mut() = status::request_id_metadata(Some(&response.get_ref().request_id));
+                Ok(response)
+            }
+            Err(error) => {
+                if let Some(id) = error.request_id() {
+                    span.record("request_id", id);
+                }
+                let class = error.class();
+                if status::is_gateway_fault(class) {
+                    tracing::error!(?class, %error, "ECS rejected the gateway's own request: check credentials, clock and endpoint");
+                }
+                Err(status::from_ecs_error(&error))
+            }
+        }
+    }
+}
+
+/// Logs the end of a call: its gRPC code and latency, at a level that matches who is at fault.
+fn finish(span: &tracing::Span, started: Instant, result: &Result<Response<StopInvocationResponse>, Status>) {
+    let code = match result {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    };
+    let latency: Duration = started.elapsed();
+    span.record("grpc_code", field::debug(code));
+    span.record("latency_us", latency.as_micros() as u64);
+    match result {
+        Ok(_) => tracing::info!(parent: span, "call finished"),
+        Err(status) if matches!(code, Code::Internal | Code::Unknown | Code::Unavailable) => {
+            tracing::warn!(parent: span, message = status.message(), "call failed")
+        }
+        Err(status) => tracing::info!(parent: span, message = status.message(), "call refused"),
+    }
+}
+
+#[tonic::async_trait]
+impl CloudAssistantService for CloudAssistant {
+    async fn stop_invocation(
+        &self,
+        request: Request<StopInvocationRequest>,
+    ) -> Result<Response<StopInvocationResponse>, Status> {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "StopInvocation",
+            region = field::Empty,
+            invoke_id = field::Empty,
+            instances = field::Empty,
+            request_id = field::Empty,
+            attempts = field::Empty,
+            grpc_code = field::Empty,
+            latency_us = field::Empty,
+        );
+        let result = self.handle(request).instrument(span.clone()).await;
+        finish(&span, started, &result);
+        result
+    }
+}

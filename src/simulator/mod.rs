@@ -1,0 +1,299 @@
+//! The embedded ECS simulator: a faithful stand-in for the ECS RPC endpoint (StopInvocation only),
+//! used by `--dev`, by the integration tests and as the upstream of load tests.
+
+pub mod faults;
+pub mod judge;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::aliyun::credential::Credential;
+use faults::{FaultState, Faults, Injected};
+use judge::{Answer, Judge};
+use state::World;
+
+/// The AccessKey ID the simulator accepts when none is configured.
+pub const DEMO_ACCESS_KEY_ID: &str = "LTAIdemoGatewayKey";
+/// The AccessKey secret the simulator accepts when none is configured (not a real secret).
+pub const DEMO_ACCESS_KEY_SECRET: &str = "demo-secret-not-for-production";
+/// Largest request body read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    /// The credential requests must be signed with.
+    pub credential: Credential,
+    /// Faults to inject.
+    pub faults: Faults,
+    /// How long a nonce stays "used".
+    pub nonce_window: Duration,
+}
+
+impl SimulatorConfig {
+    /// Demo credentials and no faults.
+    pub fn demo() -> Self {
+        Self::with_credential(Credential::new(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, None))
+    }
+
+    /// `credential` and no faults.
+    pub fn with_credential(credential: Credential) -> Self {
+        Self {
+            credential,
+            faults: Faults::default(),
+            nonce_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// `ecs-gateway simulator` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulatorArgs {
+    /// Address the simulator listens on (plain HTTP).
+    #[arg(long, env = "ECS_SIMULATOR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Added latency per request: `50ms`, or a uniform range `50ms..200ms`.
+    #[arg(long, value_parser = faults::parse_latency)]
+    pub latency: Option<(Duration, Duration)>,
+    /// Share of requests (0–1) answered 500 InternalError.Dispatch.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_500_rate: f64,
+    /// Share of requests (0–1) answered 503 ServiceUnavailable.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_503_rate: f64,
+    /// Requests per second past which requests are answered 400 Throttling.User.
+    #[arg(long)]
+    pub throttle_rps: Option<u32>,
+    /// Share of requests (0–1) whose connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+}
+
+impl SimulatorArgs {
+    /// The faults these flags ask for.
+    pub fn faults(&self) -> Faults {
+        Faults {
+            latency: self.latency,
+            error_500_rate: self.error_500_rate,
+            error_503_rate: self.error_503_rate,
+            throttle_rps: self.throttle_rps,
+            reset_rate: self.reset_rate,
+        }
+    }
+}
+
+/// A running simulator's shared state; clones are cheap.
+#[derive(Clone, Debug)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    judge: Judge,
+    world: World,
+    faults: FaultState,
+    requests: AtomicU64,
+}
+
+/// A closed connection instead of an answer (fault injection).
+#[derive(Debug, thiserror::Error)]
+#[error("connection reset by fault injection")]
+struct ResetFault;
+
+impl Simulator {
+    /// A simulator with the seeded demo world.
+    pub fn new(config: SimulatorConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                judge: Judge::new(config.credential),
+                world: World::seeded(config.nonce_window),
+                faults: FaultState::new(config.faults),
+                requests: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The invocations and nonces, for tests to inspect or seed.
+    pub fn world(&self) -> &World {
+        &self.shared.world
+    }
+
+    /// Requests received so far, faulted ones included.
+    pub fn requests_received(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "simulator accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let sim = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let sim = sim.clone();
+                    async move { sim.handle(req).await }
+                });
+                // Errors here are client disconnects and injected resets: nothing to report.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ResetFault> {
+        let shared = &*self.shared;
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(delay) = shared.faults.latency() {
+            tokio::time::sleep(delay).await;
+        }
+        let method = request.method().as_str().to_owned();
+        let mut params: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        let is_form = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => return Ok(respond(413, Some(("InvalidParameter", "The request body is too large.")), None)),
+        };
+        if is_form {
+            params.extend(form_urlencoded::parse(&body).into_owned());
+        }
+        let region = params
+            .iter()
+            .find(|(k, _)| k == "RegionId")
+            .map(|(_, v)| v.clone());
+        let answer = match shared.judge.authenticate(&method, &params, SystemTime::now(), &shared.world) {
+            Err(answer) => answer,
+            Ok(()) => match shared.faults.roll() {
+                Injected::Reset => return Err(ResetFault),
+                Injected::InternalError => Answer::Error {
+                    status: 500,
+                    code: "InternalError.Dispatch",
+                    message: "An error occurred when you dispatched the request. Try again later.".into(),
+                },
+                Injected::Unavailable => Answer::Error {
+                    status: 503,
+                    code: "ServiceUnavailable",
+                    message: "The request has failed due to a temporary failure of the server.".into(),
+                },
+                Injected::Throttled => Answer::Error {
+                    status: 400,
+                    code: "Throttling.User",
+                    message: "Request was denied due to user flow control.".into(),
+                },
+                Injected::None => shared.judge.act(&params, &shared.world),
+            },
+        };
+        Ok(match &answer {
+            Answer::Ok => respond(200, None, region.as_deref()),
+            Answer::Error { status, code, message } => respond(*status, Some((code, message)), region.as_deref()),
+        })
+    }
+}
+
+/// ECS's JSON body: `RequestId` always; the rest on errors.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Body<'a> {
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recommend: Option<String>,
+}
+
+fn respond(status: u16, error: Option<(&str, &str)>, region: Option<&str>) -> Response<Full<Bytes>> {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let body = match error {
+        None => Body { request_id: &request_id, host_id: None, code: None, message: None, recommend: None },
+        Some((code, message)) => Body {
+            request_id: &request_id,
+            host_id: Some(match region {
+                Some(r) if state::REGIONS.contains(&r) => format!("ecs.{r}.aliyuncs.com"),
+                _ => "ecs.aliyuncs.com".to_owned(),
+            }),
+            code: Some(code),
+            message: Some(message),
+            recommend: Some(format!(
+                "https://api.aliyun.com/troubleshoot?q={code}&product=Ecs&requestId={request_id}"
+            )),
+        },
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(json)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-acs-request-id", value);
+    }
+    response
+}
+
+/// Serves a simulator built from `config` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, config: SimulatorConfig, shutdown: impl Future<Output = ()>) {
+    Simulator::new(config).serve(listener, shutdown).await
+}
+
+/// `ecs-gateway simulator`: checks signatures against the `ALIBABA_CLOUD_*` credential, or the demo
+/// one when unset (printed at start).
+pub async fn run(args: SimulatorArgs, shutdown: impl Future<Output = ()>) -> Result<(), std::io::Error> {
+    let credential = match Credential::from_env() {
+        Ok(credential) => credential,
+        Err(_) => {
+            tracing::info!(
+                access_key_id = DEMO_ACCESS_KEY_ID,
+                access_key_secret = DEMO_ACCESS_KEY_SECRET,
+                "no ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET set: accepting the demo credential"
+            );
+            Credential::new(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, None)
+        }
+    };
+    let config = SimulatorConfig {
+        faults: args.faults(),
+        ..SimulatorConfig::with_credential(credential)
+    };
+    let listener = TcpListener::bind(args.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, faults = ?config.faults, "ECS simulator listening");
+    serve(listener, config, shutdown).await;
+    Ok(())
+}
+

@@ -1,0 +1,194 @@
+//! Gateway and upstream failures → `tonic::Status` with rich details: the one mapping table.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
+
+use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
+use crate::validate::Violations;
+
+/// `ErrorInfo.domain` for errors ECS returned.
+pub const ECS_DOMAIN: &str = "ecs.aliyuncs.com";
+/// `ErrorInfo.domain` for the gateway's own errors.
+pub const GATEWAY_DOMAIN: &str = "ecs-gateway";
+/// Response metadata key carrying ECS's RequestId, on success and on error.
+pub const REQUEST_ID_METADATA: &str = "x-acs-request-id";
+/// The retry delay suggested when ECS gave none.
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The gRPC code for each class of failure (`reference/error-mapping.md`).
+pub fn grpc_code(class: ErrorClass) -> Code {
+    use ErrorClass::*;
+    match class {
+        InvalidArgument => Code::InvalidArgument,
+        PermissionDenied => Code::PermissionDenied,
+        NotFound => Code::NotFound,
+        Throttled => Code::ResourceExhausted,
+        // Rule 2: the gateway owns the credential, so a rejection is the gateway's fault.
+        CredentialRejected | NonceReused | RequestBuiltWrong | UpstreamInternal => Code::Internal,
+        Transient | Unreachable | AttemptTimedOut | Interrupted => Code::Unavailable,
+        Conflict => Code::Aborted,
+        Unknown | OutcomeUnknown => Code::Unknown,
+        DeadlineExceeded => Code::DeadlineExceeded,
+    }
+}
+
+/// Whether a class means the gateway itself is misconfigured or wrong, so operators must look.
+pub fn is_gateway_fault(class: ErrorClass) -> bool {
+    matches!(
+        class,
+        ErrorClass::CredentialRejected | ErrorClass::NonceReused | ErrorClass::RequestBuiltWrong
+    )
+}
+
+/// `InvalidInvokeId.NotFound` → `INVALID_INVOKE_ID_NOT_FOUND`.
+pub fn reason_from_code(code: &str) -> String {
+    let mut reason = String::with_capacity(code.len() + 8);
+    let mut previous: Option<char> = None;
+    for c in code.chars() {
+        if !c.is_ascii_alphanumeric() {
+            if !reason.is_empty() && !reason.ends_with('_') {
+                reason.push('_');
+            }
+        } else {
+            let boundary = c.is_ascii_uppercase()
+                && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
+            if boundary && !reason.ends_with('_') {
+                reason.push('_');
+            }
+            reason.push(c.to_ascii_uppercase());
+        }
+        previous = Some(c);
+    }
+    reason.trim_end_matches('_').to_owned()
+}
+
+/// The status for an ECS client failure.
+pub fn from_ecs_error(error: &EcsError) -> Status {
+    let class = error.class();
+    let code = grpc_code(class);
+    let retryable = matches!(code, Code::Unavailable | Code::ResourceExhausted);
+    let mut details = ErrorDetails::new();
+    let mut metadata = HashMap::new();
+    let message = match error {
+        EcsError::Api(api) => {
+            metadata.insert("aliyunCode".to_owned(), api.code.clone());
+            metadata.insert("httpStatus".to_owned(), api.http_status.to_string());
+            if let Some(host_id) = &api.host_id {
+                metadata.insert("hostId".to_owned(), host_id.clone());
+            }
+            if let Some(link) = &api.recommend {
+                details.add_help_link(format!("ECS troubleshooting for {}", api.code), link);
+            }
+            details.set_error_info(reason_from_code(&api.code), ECS_DOMAIN, HashMap::new());
+            if retryable {
+                details.set_retry_info(Some(api.retry_after.unwrap_or(DEFAULT_RETRY_DELAY)));
+            }
+            if api.message.is_empty() {
+                api.code.clone()
+            } else {
+                format!("{}: {}", api.code, api.message)
+            }
+        }
+        EcsError::Malformed { http_status, .. } => {
+            metadata.insert("httpStatus".to_owned(), http_status.to_string());
+            details.set_error_info("UPSTREAM_MALFORMED_RESPONSE", GATEWAY_DOMAIN, HashMap::new());
+            if retryable {
+                details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
+            }
+            if class == ErrorClass::OutcomeUnknown {
+                format!(
+                    "ECS answered HTTP {http_status} without a readable RequestId; whether the invocation stopped is unknown"
+                )
+            } else {
+                format!("ECS answered HTTP {http_status} with a body that is not an ECS response")
+            }
+        }
+        EcsError::Transport { kind, detail } => {
+            let reason = match kind {
+                TransportKind::Timeout => "UPSTREAM_TIMEOUT",
+                TransportKind::Connect | TransportKind::Interrupted => "UPSTREAM_UNAVAILABLE",
+            };
+            details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
+            details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
+            format!("ECS could not be reached: {detail}")
+        }
+        EcsError::DeadlineExceeded => {
+            details.set_error_info("DEADLINE_EXCEEDED", GATEWAY_DOMAIN, HashMap::new());
+            "the call's deadline ran out before ECS answered; the upstream request was dropped"
+                .to_owned()
+        }
+    };
+    if let Some(request_id) = error.request_id() {
+        metadata.insert("requestId".to_owned(), request_id.to_owned());
+        details.set_request_info(request_id, "");
+    }
+    if let Some(info) = details.error_info() {
+        let info = info.clone();
+        details.set_error_info(info.reason, info.domain, metadata);
+    }
+    Status::with_error_details_and_metadata(code, message, details, request_id_metadata(error.request_id()))
+}
+
+/// The status for a request that failed validation: every violation in a `BadRequest`.
+pub fn from_violations(violations: &Violations) -> Status {
+    let field_violations: Vec<FieldViolation> = violations
+        .0
+        .iter()
+        .map(|v| FieldViolation::new(&v.field, &v.description))
+        .collect();
+    let mut details = ErrorDetails::with_bad_request(field_violations);
+    details.set_error_info("INVALID_REQUEST", GATEWAY_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::InvalidArgument, violations.to_string(), details)
+}
+
+/// The status for a call refused because the gateway is at its concurrency limit.
+pub fn overloaded(limit: usize) -> Status {
+    let mut details = ErrorDetails::with_error_info(
+        "GATEWAY_OVERLOADED",
+        GATEWAY_DOMAIN,
+        HashMap::from([("maxConcurrentRequests".to_owned(), limit.to_string())]),
+    );
+    details.set_retry_info(Some(Duration::from_millis(100)));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("the gateway is at its limit of {limit} concurrent requests; retry shortly"),
+        details,
+    )
+}
+
+/// Metadata with `x-acs-request-id` when there is a RequestId that is a valid header value.
+pub fn request_id_metadata(request_id: Option<&str>) -> MetadataMap {
+    let mut metadata = MetadataMap::new();
+    if let Some(value) = request_id.and_then(|id| MetadataValue::try_from(id).ok()) {
+        metadata.insert(REQUEST_ID_METADATA, value);
+    }
+    metadata
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_upper_snake_case() {
+        assert_eq!(reason_from_code("InvalidInvokeId.NotFound"), "INVALID_INVOKE_ID_NOT_FOUND");
+        assert_eq!(reason_from_code("Throttling.User"), "THROTTLING_USER");
+        assert_eq!(reason_from_code("InternalError.Dispatch"), "INTERNAL_ERROR_DISPATCH");
+        assert_eq!(reason_from_code("SignatureDoesNotMatch"), "SIGNATURE_DOES_NOT_MATCH");
+        assert_eq!(reason_from_code("UnsupportedHTTPMethod"), "UNSUPPORTED_HTTPMETHOD");
+        assert_eq!(reason_from_code("InstanceIds.ExceedLimit"), "INSTANCE_IDS_EXCEED_LIMIT");
+    }
+
+    #[test]
+    fn a_bad_request_id_is_left_out_of_metadata_rather_than_failing() {
+        assert!(request_id_metadata(Some("bad\nvalue")).get(REQUEST_ID_METADATA).is_none());
+        assert_eq!(
+            request_id_metadata(Some("ABC-1")).get(REQUEST_ID_METADATA).unwrap(),
+            "ABC-1"
+        );
+    }
+}

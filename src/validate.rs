@@ -1,0 +1,161 @@
+//! Turns a wire `StopInvocationRequest` into a typed [`StopInvocation`], or lists every violation.
+
+use std::collections::HashSet;
+
+use crate::aliyun::request::{MAX_INSTANCE_IDS, RegionId, StopInvocation};
+use crate::pb::StopInvocationRequest;
+
+/// The longest invoke or instance ID accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// One broken rule: the request field (a path such as `instance_ids[3]`) and what it must satisfy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Field path in the request message.
+    pub field: String,
+    /// The rule, phrased for the caller.
+    pub description: String,
+}
+
+/// Every rule the request broke, in field order; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: {}", summary(.0))]
+pub struct Violations(pub Vec<Violation>);
+
+fn summary(violations: &[Violation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Checks an ID made of ASCII letters, digits, `-` and `_`, at most `MAX_ID_LEN` long.
+fn id_rule(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("is required");
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err("must be at most 128 characters");
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("must contain only ASCII letters, digits, '-' and '_'");
+    }
+    Ok(())
+}
+
+/// Validates `req`, reporting all violations at once.
+pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Violations> {
+    let mut violations = Vec::new();
+    let mut violate = |field: String, description: &str| {
+        violations.push(Violation {
+            field,
+            description: description.to_owned(),
+        })
+    };
+
+    let region_id = RegionId::parse(&req.region_id)
+        .map_err(|rule| violate("region_id".into(), rule))
+        .ok();
+    if let Err(rule) = id_rule(&req.invoke_id) {
+        violate("invoke_id".into(), rule);
+    }
+    if req.instance_ids.len() > MAX_INSTANCE_IDS {
+        violate("instance_ids".into(), "must list at most 50 instance IDs");
+    }
+    let mut seen = HashSet::with_capacity(req.instance_ids.len());
+    for (i, id) in req.instance_ids.iter().enumerate() {
+        if let Err(rule) = id_rule(id) {
+            violate(format!("instance_ids[{i}]"), rule);
+        } else if !seen.insert(id.as_str()) {
+            violate(format!("instance_ids[{i}]"), "duplicates an earlier instance ID");
+        }
+    }
+
+    match region_id {
+        Some(region_id) if violations.is_empty() => Ok(StopInvocation {
+            region_id,
+            invoke_id: req.invoke_id.clone(),
+            instance_ids: req.instance_ids.clone(),
+            owner_id: req.owner_id,
+            owner_account: req.owner_account.clone(),
+            resource_owner_id: req.resource_owner_id,
+            resource_owner_account: req.resource_owner_account.clone(),
+        }),
+        _ => Err(Violations(violations)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request(region: &str, invoke: &str, instances: &[&str]) -> StopInvocationRequest {
+        StopInvocationRequest {
+            region_id: region.into(),
+            invoke_id: invoke.into(),
+            instance_ids: instances.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn fields(err: &Violations) -> Vec<&str> {
+        err.0.iter().map(|v| v.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_good_request_passes_with_owner_fields_untouched() {
+        let mut req = request("cn-hangzhou", "t-7d2a745b412b4601b2d47f6a768d", &["i-bp67acfmxazb4p"]);
+        req.owner_id = Some(-1);
+        req.owner_account = Some("any thing at all".into());
+        let typed = stop_invocation(&req).unwrap();
+        assert_eq!(typed.region_id.as_str(), "cn-hangzhou");
+        assert_eq!(typed.owner_id, Some(-1));
+        assert_eq!(typed.owner_account.as_deref(), Some("any thing at all"));
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let err = stop_invocation(&request("cn/../x", "", &["i-a", "", "i-a", "i b"])).unwrap_err();
+        assert_eq!(
+            fields(&err),
+            ["region_id", "invoke_id", "instance_ids[1]", "instance_ids[2]", "instance_ids[3]"]
+        );
+        assert_eq!(err.0[2].description, "is required");
+        assert_eq!(err.0[3].description, "duplicates an earlier instance ID");
+    }
+
+    #[test]
+    fn fifty_one_instances_are_refused_fifty_pass() {
+        let ids: Vec<String> = (0..51).map(|i| format!("i-{i}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let err = stop_invocation(&request("cn-hangzhou", "t-1", &refs)).unwrap_err();
+        assert_eq!(fields(&err), ["instance_ids"]);
+        assert!(stop_invocation(&request("cn-hangzhou", "t-1", &refs[..50])).is_ok());
+    }
+
+    #[test]
+    fn long_ids_are_refused() {
+        let long = "t".repeat(129);
+        let err = stop_invocation(&request("cn-hangzhou", &long, &[])).unwrap_err();
+        assert_eq!(err.0[0].description, "must be at most 128 characters");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics_and_accepted_regions_are_host_safe(
+            region in ".{0,80}", invoke in ".{0,140}", instances in prop::collection::vec(".{0,10}", 0..60)
+        ) {
+            let refs: Vec<&str> = instances.iter().map(String::as_str).collect();
+            if let Ok(typed) = stop_invocation(&request(&region, &invoke, &refs)) {
+                let r = typed.region_id.as_str();
+                prop_assert!(r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+                prop_assert!(!r.contains('.') && !r.contains('/'));
+            }
+        }
+    }
+}
