@@ -1,0 +1,156 @@
+//! Spawns a gateway and an upstream on 127.0.0.1:0 and hands out clients and shutdown handles.
+#![allow(dead_code, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use ecs_gateway::aliyun::client::{ClientSettings, Clock, EcsClient, NonceSource};
+use ecs_gateway::aliyun::credential::Credential;
+use ecs_gateway::aliyun::endpoint::Endpoint;
+use ecs_gateway::aliyun::retry::RetryPolicy;
+use ecs_gateway::pb::StopInvocationRequest;
+use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+use ecs_gateway::server::{ServeError, ServerSettings};
+use ecs_gateway::service::CloudAssistant;
+use ecs_gateway::simulator::{Simulator, SimulatorConfig};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// A clock stuck at one instant.
+pub struct FixedClock(pub SystemTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> SystemTime {
+        self.0
+    }
+}
+
+/// Always the same nonce.
+pub struct FixedNonce(pub String);
+
+impl NonceSource for FixedNonce {
+    fn nonce(&self) -> String {
+        self.0.clone()
+    }
+}
+
+/// `nonce-1`, `nonce-2`, …
+#[derive(Default)]
+pub struct CountingNonce(AtomicU64);
+
+impl NonceSource for CountingNonce {
+    fn nonce(&self) -> String {
+        format!("nonce-{}", self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// Parses `2025-01-02T03:04:05Z`.
+pub fn at(timestamp: &str) -> SystemTime {
+    humantime::parse_rfc3339(timestamp).expect("test timestamp")
+}
+
+/// The credential the test simulators accept.
+pub fn test_credential() -> Credential {
+    Credential::new("LTAItestGatewayKey", "test-secret-value-0123456789", None)
+}
+
+/// Client settings for `endpoint` with fast, small retries so tests stay quick.
+pub fn settings(endpoint: &str) -> ClientSettings {
+    ClientSettings {
+        endpoint: Endpoint::parse(endpoint).expect("test endpoint"),
+        connect_timeout: Duration::from_secs(2),
+        attempt_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_retries: 2,
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(2),
+        },
+        pool_max_idle_per_host: 16,
+    }
+}
+
+/// An ECS client for `endpoint` with the system clock and UUID nonces.
+pub fn ecs_client(endpoint: &str, credential: Credential) -> EcsClient {
+    EcsClient::new(credential, settings(endpoint)).expect("client")
+}
+
+/// A simulator on 127.0.0.1:0; returns its base URL and a handle to its state.
+pub async fn start_simulator(config: SimulatorConfig) -> (String, Simulator) {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let simulator = Simulator::new(config);
+    tokio::spawn(simulator.clone().serve(listener, std::future::pending()));
+    (url, simulator)
+}
+
+/// A gateway on 127.0.0.1:0 with a connected client.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub client: CloudAssistantServiceClient<Channel>,
+    pub channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Gateway {
+    /// Serves `ecs` with default limits.
+    pub async fn start(ecs: EcsClient) -> Self {
+        Self::start_with(ecs, 1024, ServerSettings::default()).await
+    }
+
+    /// Serves `ecs` with the given concurrency limit and server settings.
+    pub async fn start_with(ecs: EcsClient, max_concurrent: usize, settings: ServerSettings) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let service = CloudAssistant::new(ecs, max_concurrent);
+        let task = tokio::spawn(ecs_gateway::server::serve(listener, service, settings, async {
+            let _ = rx.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to the gateway");
+        Self {
+            addr,
+            client: CloudAssistantServiceClient::new(channel.clone()),
+            channel,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Sends the shutdown signal (the test equivalent of SIGTERM).
+    pub fn signal_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A StopInvocation request.
+pub fn request(region: &str, invoke_id: &str, instances: &[&str]) -> StopInvocationRequest {
+    StopInvocationRequest {
+        region_id: region.into(),
+        invoke_id: invoke_id.into(),
+        instance_ids: instances.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A client for the simulator with the test credential, plus pinned sources when given.
+pub fn pinned_client(endpoint: &str, credential: Credential, clock: SystemTime, nonce: &str) -> EcsClient {
+    EcsClient::with_sources(
+        credential,
+        settings(endpoint),
+        Arc::new(FixedClock(clock)),
+        Arc::new(FixedNonce(nonce.to_owned())),
+    )
+    .expect("client")
+}
