@@ -13,24 +13,38 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber writing to stdout; call once, from `main`.
+/// Installs the global subscriber writing to stdout, filtered by `RUST_LOG`; call once, from `main`.
 pub fn init(format: LogFormat) {
-    init_with_writer(format, std::io::stdout);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    install(format, filter, ansi, std::io::stdout);
 }
 
-/// Installs the global subscriber writing to `writer`; tests use it to capture what is logged.
-pub fn init_with_writer<W>(format: LogFormat, writer: W)
+/// Installs the global subscriber with `filter`, writing plain lines to `writer`; tests use it to
+/// capture logs.
+pub fn init_with<W>(format: LogFormat, filter: EnvFilter, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    install(format, filter, false, writer);
+}
+
+fn install<W>(format: LogFormat, filter: EnvFilter, ansi: bool, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(false);
-    // A second initialisation (tests) keeps the first subscriber; that is not an error worth a panic.
+    // A second initialisation keeps the first subscriber; that is not worth a panic.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }

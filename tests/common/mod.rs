@@ -1,6 +1,8 @@
 //! Spawns a gateway and an upstream on 127.0.0.1:0 and hands out clients and shutdown handles.
 #![allow(dead_code, missing_docs)]
 
+pub mod log_capture;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
