@@ -13,7 +13,12 @@ use crate::telemetry::LogFormat;
 
 /// `ecs-gateway`: a gRPC gateway for ECS StopInvocation.
 #[derive(Debug, Parser)]
-#[command(name = "ecs-gateway", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "ecs-gateway",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Run something other than the gateway.
     #[command(subcommand)]
@@ -22,7 +27,13 @@ pub struct Cli {
     #[command(flatten)]
     pub gateway: GatewayConfig,
     /// Log line format.
-    #[arg(long, env = "ECS_GATEWAY_LOG_FORMAT", value_enum, default_value_t, global = true)]
+    #[arg(
+        long,
+        env = "ECS_GATEWAY_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 
@@ -118,7 +129,10 @@ mod tests {
     #[test]
     fn durations_take_humantime() {
         let cli = Cli::try_parse_from(["ecs-gateway", "--upstream-timeout", "1500ms"]).unwrap();
-        assert_eq!(*cli.gateway.upstream_timeout, std::time::Duration::from_millis(1500));
+        assert_eq!(
+            *cli.gateway.upstream_timeout,
+            std::time::Duration::from_millis(1500)
+        );
     }
 
     #[test]

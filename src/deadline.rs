@@ -55,7 +55,10 @@ mod tests {
         assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
         assert_eq!(parse_grpc_timeout("10S"), Some(Duration::from_secs(10)));
         assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_grpc_timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(
+            parse_grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
         assert_eq!(parse_grpc_timeout("5n"), Some(Duration::from_nanos(5)));
     }
 
@@ -68,8 +71,14 @@ mod tests {
 
     #[test]
     fn the_reserve_is_small_and_bounded() {
-        assert_eq!(reserve(Duration::from_millis(100)), Duration::from_millis(10));
+        assert_eq!(
+            reserve(Duration::from_millis(100)),
+            Duration::from_millis(10)
+        );
         assert_eq!(reserve(Duration::from_secs(30)), Duration::from_millis(20));
-        assert_eq!(reserve(Duration::from_micros(500)), Duration::from_millis(1));
+        assert_eq!(
+            reserve(Duration::from_micros(500)),
+            Duration::from_millis(1)
+        );
     }
 }

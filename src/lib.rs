@@ -66,8 +66,13 @@ pub async fn run(
         let sim_addr = sim_listener.local_addr()?;
         let sim_config = simulator::SimulatorConfig::demo();
         let credential = sim_config.credential.clone();
-        tokio::spawn(simulator::serve(sim_listener, sim_config, std::future::pending()));
-        client_settings.endpoint = aliyun::endpoint::Endpoint::parse(&format!("http://{sim_addr}/"))?;
+        tokio::spawn(simulator::serve(
+            sim_listener,
+            sim_config,
+            std::future::pending(),
+        ));
+        client_settings.endpoint =
+            aliyun::endpoint::Endpoint::parse(&format!("http://{sim_addr}/"))?;
         tracing::info!(simulator = %sim_addr, "dev mode: forwarding to the in-process ECS simulator with demo credentials");
         credential
     } else {

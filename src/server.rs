@@ -76,7 +76,9 @@ pub async fn serve(
             health
                 .set_not_serving::<CloudAssistantServiceServer<CloudAssistant>>()
                 .await;
-            health.set_service_status("", ServingStatus::NotServing).await;
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
             let _ = draining_tx.send(());
         }
     };

@@ -31,14 +31,18 @@ impl CloudAssistant {
         }
     }
 
-    async fn handle(&self, request: Request<StopInvocationRequest>) -> Result<Response<StopInvocationResponse>, Status> {
+    async fn handle(
+        &self,
+        request: Request<StopInvocationRequest>,
+    ) -> Result<Response<StopInvocationResponse>, Status> {
         let started = Instant::now();
         // Refuse at once rather than queue: a queue hides overload until every caller times out.
         let Ok(_permit) = self.permits.try_acquire() else {
             return Err(status::overloaded(self.max_concurrent_requests));
         };
         let deadline = deadline::from_metadata(request.metadata(), started);
-        let typed = validate::stop_invocation(request.get_ref()).map_err(|v| status::from_violations(&v))?;
+        let typed = validate::stop_invocation(request.get_ref())
+            .map_err(|v| status::from_violations(&v))?;
         let span = tracing::Span::current();
         span.record("region", typed.region_id.as_str());
         span.record("invoke_id", typed.invoke_id.as_str());
@@ -50,7 +54,8 @@ impl CloudAssistant {
                 let mut response = Response::new(StopInvocationResponse {
                     request_id: stopped.request_id,
                 });
-                *response.metadata_mut() = status::request_id_metadata(Some(&response.get_ref().request_id));
+                *response.metadata_mut() =
+                    status::request_id_metadata(Some(&response.get_ref().request_id));
                 Ok(response)
             }
             Err(error) => {
@@ -68,7 +73,11 @@ impl CloudAssistant {
 }
 
 /// Logs the end of a call: its gRPC code and latency, at a level that matches who is at fault.
-fn finish(span: &tracing::Span, started: Instant, result: &Result<Response<StopInvocationResponse>, Status>) {
+fn finish(
+    span: &tracing::Span,
+    started: Instant,
+    result: &Result<Response<StopInvocationResponse>, Status>,
+) {
     let code = match result {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),

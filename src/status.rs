@@ -95,7 +95,11 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
         }
         EcsError::Malformed { http_status, .. } => {
             metadata.insert("httpStatus".to_owned(), http_status.to_string());
-            details.set_error_info("UPSTREAM_MALFORMED_RESPONSE", GATEWAY_DOMAIN, HashMap::new());
+            details.set_error_info(
+                "UPSTREAM_MALFORMED_RESPONSE",
+                GATEWAY_DOMAIN,
+                HashMap::new(),
+            );
             if retryable {
                 details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
             }
@@ -130,7 +134,12 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
         let info = info.clone();
         details.set_error_info(info.reason, info.domain, metadata);
     }
-    Status::with_error_details_and_metadata(code, message, details, request_id_metadata(error.request_id()))
+    Status::with_error_details_and_metadata(
+        code,
+        message,
+        details,
+        request_id_metadata(error.request_id()),
+    )
 }
 
 /// The status for a request that failed validation: every violation in a `BadRequest`.
@@ -175,19 +184,40 @@ mod tests {
 
     #[test]
     fn reasons_are_upper_snake_case() {
-        assert_eq!(reason_from_code("InvalidInvokeId.NotFound"), "INVALID_INVOKE_ID_NOT_FOUND");
+        assert_eq!(
+            reason_from_code("InvalidInvokeId.NotFound"),
+            "INVALID_INVOKE_ID_NOT_FOUND"
+        );
         assert_eq!(reason_from_code("Throttling.User"), "THROTTLING_USER");
-        assert_eq!(reason_from_code("InternalError.Dispatch"), "INTERNAL_ERROR_DISPATCH");
-        assert_eq!(reason_from_code("SignatureDoesNotMatch"), "SIGNATURE_DOES_NOT_MATCH");
-        assert_eq!(reason_from_code("UnsupportedHTTPMethod"), "UNSUPPORTED_HTTPMETHOD");
-        assert_eq!(reason_from_code("InstanceIds.ExceedLimit"), "INSTANCE_IDS_EXCEED_LIMIT");
+        assert_eq!(
+            reason_from_code("InternalError.Dispatch"),
+            "INTERNAL_ERROR_DISPATCH"
+        );
+        assert_eq!(
+            reason_from_code("SignatureDoesNotMatch"),
+            "SIGNATURE_DOES_NOT_MATCH"
+        );
+        assert_eq!(
+            reason_from_code("UnsupportedHTTPMethod"),
+            "UNSUPPORTED_HTTPMETHOD"
+        );
+        assert_eq!(
+            reason_from_code("InstanceIds.ExceedLimit"),
+            "INSTANCE_IDS_EXCEED_LIMIT"
+        );
     }
 
     #[test]
     fn a_bad_request_id_is_left_out_of_metadata_rather_than_failing() {
-        assert!(request_id_metadata(Some("bad\nvalue")).get(REQUEST_ID_METADATA).is_none());
+        assert!(
+            request_id_metadata(Some("bad\nvalue"))
+                .get(REQUEST_ID_METADATA)
+                .is_none()
+        );
         assert_eq!(
-            request_id_metadata(Some("ABC-1")).get(REQUEST_ID_METADATA).unwrap(),
+            request_id_metadata(Some("ABC-1"))
+                .get(REQUEST_ID_METADATA)
+                .unwrap(),
             "ABC-1"
         );
     }

@@ -71,7 +71,10 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
         if let Err(rule) = id_rule(id) {
             violate(format!("instance_ids[{i}]"), rule);
         } else if !seen.insert(id.as_str()) {
-            violate(format!("instance_ids[{i}]"), "duplicates an earlier instance ID");
+            violate(
+                format!("instance_ids[{i}]"),
+                "duplicates an earlier instance ID",
+            );
         }
     }
 
@@ -109,7 +112,11 @@ mod tests {
 
     #[test]
     fn a_good_request_passes_with_owner_fields_untouched() {
-        let mut req = request("cn-hangzhou", "t-7d2a745b412b4601b2d47f6a768d", &["i-bp67acfmxazb4p"]);
+        let mut req = request(
+            "cn-hangzhou",
+            "t-7d2a745b412b4601b2d47f6a768d",
+            &["i-bp67acfmxazb4p"],
+        );
         req.owner_id = Some(-1);
         req.owner_account = Some("any thing at all".into());
         let typed = stop_invocation(&req).unwrap();
@@ -123,7 +130,13 @@ mod tests {
         let err = stop_invocation(&request("cn/../x", "", &["i-a", "", "i-a", "i b"])).unwrap_err();
         assert_eq!(
             fields(&err),
-            ["region_id", "invoke_id", "instance_ids[1]", "instance_ids[2]", "instance_ids[3]"]
+            [
+                "region_id",
+                "invoke_id",
+                "instance_ids[1]",
+                "instance_ids[2]",
+                "instance_ids[3]"
+            ]
         );
         assert_eq!(err.0[2].description, "is required");
         assert_eq!(err.0[3].description, "duplicates an earlier instance ID");

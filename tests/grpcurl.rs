@@ -32,7 +32,10 @@ async fn grpcurl_lists_the_service_and_health_through_v1alpha_reflection() {
     let (ok, out) = grpcurl(&["-plaintext", &addr, "list"]).await;
     assert!(ok, "{out}");
     let services: Vec<&str> = out.lines().collect();
-    assert!(services.contains(&"ecsgateway.v1.CloudAssistantService"), "{out}");
+    assert!(
+        services.contains(&"ecsgateway.v1.CloudAssistantService"),
+        "{out}"
+    );
     assert!(services.contains(&"grpc.health.v1.Health"), "{out}");
 }
 
@@ -40,11 +43,26 @@ async fn grpcurl_lists_the_service_and_health_through_v1alpha_reflection() {
 async fn grpcurl_describe_shows_the_documentation_comments() {
     let gw = gateway().await;
     let addr = gw.addr.to_string();
-    let (ok, out) = grpcurl(&["-plaintext", &addr, "describe", "ecsgateway.v1.CloudAssistantService"]).await;
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        &addr,
+        "describe",
+        "ecsgateway.v1.CloudAssistantService",
+    ])
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains("rpc StopInvocation ( .ecsgateway.v1.StopInvocationRequest ) returns ( .ecsgateway.v1.StopInvocationResponse )"), "{out}");
-    assert!(out.contains("Stops a running Cloud Assistant invocation (ECS StopInvocation)."), "{out}");
-    let (ok, out) = grpcurl(&["-plaintext", &addr, "describe", "ecsgateway.v1.StopInvocationRequest"]).await;
+    assert!(
+        out.contains("Stops a running Cloud Assistant invocation (ECS StopInvocation)."),
+        "{out}"
+    );
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        &addr,
+        "describe",
+        "ecsgateway.v1.StopInvocationRequest",
+    ])
+    .await;
     assert!(ok, "{out}");
     assert!(out.contains("repeated string instance_ids = 3;"), "{out}");
     assert!(out.contains("at most 50"), "{out}");
@@ -56,7 +74,11 @@ async fn grpcurl_stops_a_demo_invocation_and_sees_errors_as_statuses() {
     let addr = gw.addr.to_string();
     let method = "ecsgateway.v1.CloudAssistantService/StopInvocation";
     let (ok, out) = grpcurl(&[
-        "-plaintext", "-d", r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo0002"}"#, &addr, method,
+        "-plaintext",
+        "-d",
+        r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo0002"}"#,
+        &addr,
+        method,
     ])
     .await;
     assert!(ok, "{out}");
@@ -65,17 +87,27 @@ async fn grpcurl_stops_a_demo_invocation_and_sees_errors_as_statuses() {
     assert_eq!(request_id.len(), 36, "{out}");
 
     let (ok, out) = grpcurl(&[
-        "-plaintext", "-d", r#"{"region_id":"cn-hangzhou","invoke_id":"t-nope"}"#, &addr, method,
+        "-plaintext",
+        "-d",
+        r#"{"region_id":"cn-hangzhou","invoke_id":"t-nope"}"#,
+        &addr,
+        method,
     ])
     .await;
     assert!(!ok);
     assert!(out.contains("Code: NotFound"), "{out}");
-    assert!(out.contains("InvalidInvokeId.NotFound: The specified invoke ID does not exist."), "{out}");
+    assert!(
+        out.contains("InvalidInvokeId.NotFound: The specified invoke ID does not exist."),
+        "{out}"
+    );
 
     let (ok, out) = grpcurl(&["-plaintext", "-d", r#"{"region_id":"a b"}"#, &addr, method]).await;
     assert!(!ok);
     assert!(out.contains("Code: InvalidArgument"), "{out}");
-    assert!(out.contains("region_id must contain only lowercase ASCII letters"), "{out}");
+    assert!(
+        out.contains("region_id must contain only lowercase ASCII letters"),
+        "{out}"
+    );
 }
 
 #[tokio::test]

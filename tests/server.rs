@@ -7,9 +7,9 @@ use std::time::Duration;
 use common::{Gateway, ecs_client, request, test_credential};
 use ecs_gateway::server::ServerSettings;
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn slow_ecs(delay: Duration) -> MockServer {
@@ -32,13 +32,21 @@ async fn health_answers_serving_for_the_server_and_the_service() {
     let mut health = HealthClient::new(gateway.channel.clone());
     for service in ["", "ecsgateway.v1.CloudAssistantService"] {
         let answer = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap();
-        assert_eq!(answer.get_ref().status(), ServingStatus::Serving, "{service:?}");
+        assert_eq!(
+            answer.get_ref().status(),
+            ServingStatus::Serving,
+            "{service:?}"
+        );
     }
     let unknown = health
-        .check(HealthCheckRequest { service: "no.such.Service".into() })
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
@@ -46,10 +54,10 @@ async fn health_answers_serving_for_the_server_and_the_service() {
 
 #[tokio::test]
 async fn reflection_v1_lists_the_service_and_health() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let ecs = slow_ecs(Duration::ZERO).await;
     let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
@@ -58,14 +66,24 @@ async fn reflection_v1_lists_the_service_and_health() {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     });
-    let mut inbound = reflection.server_reflection_info(outbound).await.unwrap().into_inner();
+    let mut inbound = reflection
+        .server_reflection_info(outbound)
+        .await
+        .unwrap()
+        .into_inner();
     let answer = inbound.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
         panic!("unexpected reflection answer");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"ecsgateway.v1.CloudAssistantService".to_owned()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"ecsgateway.v1.CloudAssistantService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -80,12 +98,21 @@ async fn calls_past_the_concurrency_limit_are_refused_at_once_while_admitted_one
     let admitted: Vec<_> = (0..2)
         .map(|_| {
             let mut client = gateway.client.clone();
-            tokio::spawn(async move { client.stop_invocation(request("cn-hangzhou", "t-1", &[])).await })
+            tokio::spawn(async move {
+                client
+                    .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+                    .await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let refused = gateway.client.clone().stop_invocation(request("cn-hangzhou", "t-1", &[])).await.unwrap_err();
+    let refused = gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
 
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     // Refused without queueing: the admitted calls are still waiting on the upstream.
@@ -99,24 +126,43 @@ async fn calls_past_the_concurrency_limit_are_refused_at_once_while_admitted_one
 #[tokio::test]
 async fn shutdown_turns_health_not_serving_and_lets_the_call_in_flight_finish() {
     let ecs = slow_ecs(Duration::from_millis(500)).await;
-    let mut gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
+    let mut gateway =
+        Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
     let mut health = HealthClient::new(gateway.channel.clone());
     let mut watch = health
-        .watch(HealthCheckRequest { service: String::new() })
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::Serving);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
 
     let mut client = gateway.client.clone();
-    let in_flight = tokio::spawn(async move { client.stop_invocation(request("cn-hangzhou", "t-1", &[])).await });
+    let in_flight = tokio::spawn(async move {
+        client
+            .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     gateway.signal_shutdown();
 
-    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::NotServing);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
     drop(watch);
-    let answer = in_flight.await.unwrap().expect("the in-flight call completes");
-    assert_eq!(answer.get_ref().request_id, "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E");
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call completes");
+    assert_eq!(
+        answer.get_ref().request_id,
+        "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"
+    );
     tokio::time::timeout(Duration::from_secs(5), gateway.task)
         .await
         .expect("server stops after draining")
@@ -131,10 +177,22 @@ async fn shutdown_turns_health_not_serving_and_lets_the_call_in_flight_finish() 
 #[tokio::test]
 async fn the_grace_period_bounds_shutdown() {
     let ecs = slow_ecs(Duration::from_secs(30)).await;
-    let settings = ServerSettings { shutdown_grace: Duration::from_millis(300), ..ServerSettings::default() };
-    let mut gateway = Gateway::start_with(ecs_client(&format!("{}/", ecs.uri()), test_credential()), 8, settings).await;
+    let settings = ServerSettings {
+        shutdown_grace: Duration::from_millis(300),
+        ..ServerSettings::default()
+    };
+    let mut gateway = Gateway::start_with(
+        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
+        8,
+        settings,
+    )
+    .await;
     let mut client = gateway.client.clone();
-    let stuck = tokio::spawn(async move { client.stop_invocation(request("cn-hangzhou", "t-1", &[])).await });
+    let stuck = tokio::spawn(async move {
+        client
+            .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     gateway.signal_shutdown();
     tokio::time::timeout(Duration::from_secs(5), gateway.task)

@@ -53,7 +53,12 @@ fn params(v: &Vector) -> Vec<(String, String)> {
 #[test]
 fn canonicalized_query_matches_every_vector() {
     for v in vectors() {
-        assert_eq!(canonicalized_query(&params(&v)), v.expect.canonicalized_query, "{}", v.label);
+        assert_eq!(
+            canonicalized_query(&params(&v)),
+            v.expect.canonicalized_query,
+            "{}",
+            v.label
+        );
     }
 }
 
@@ -77,8 +82,15 @@ fn signature_matches_every_vector() {
 #[test]
 fn signed_query_ends_with_the_encoded_signature() {
     for v in vectors() {
-        let signed = sign_query(&v.input.method, &params(&v), &SigningKey::new(&v.input.secret));
-        let expected = format!("{}&{}", v.expect.canonicalized_query, v.expect.signature_query_component);
+        let signed = sign_query(
+            &v.input.method,
+            &params(&v),
+            &SigningKey::new(&v.input.secret),
+        );
+        let expected = format!(
+            "{}&{}",
+            v.expect.canonicalized_query, v.expect.signature_query_component
+        );
         assert_eq!(signed.as_str(), expected, "{}", v.label);
     }
 }
@@ -93,5 +105,8 @@ fn the_key_is_the_secret_followed_by_an_ampersand() {
     bare.update(v.expect.string_to_sign.as_bytes());
     let bare = base64::engine::general_purpose::STANDARD.encode(bare.finalize().into_bytes());
     assert_ne!(bare, v.expect.signature);
-    assert_eq!(SigningKey::new(&v.input.secret).sign(&v.expect.string_to_sign), v.expect.signature);
+    assert_eq!(
+        SigningKey::new(&v.input.secret).sign(&v.expect.string_to_sign),
+        v.expect.signature
+    );
 }

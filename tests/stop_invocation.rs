@@ -51,7 +51,10 @@ async fn the_upstream_receives_the_stop_invocation_vector_byte_for_byte() {
         .await
         .expect("stop succeeds");
 
-    assert_eq!(response.get_ref().request_id, "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E");
+    assert_eq!(
+        response.get_ref().request_id,
+        "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"
+    );
     assert_eq!(
         response.metadata().get("x-acs-request-id").unwrap(),
         "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"
@@ -108,12 +111,18 @@ struct SdkExpect {
 #[tokio::test]
 async fn awkward_requests_carry_the_signature_alibabas_sdk_computes() {
     // tests/data/gateway-sdk-vectors.json was produced by aliyun-python-sdk-core (scripts/gen_sdk_vectors.py).
-    let file: SdkFile = serde_json::from_str(include_str!("data/gateway-sdk-vectors.json")).unwrap();
+    let file: SdkFile =
+        serde_json::from_str(include_str!("data/gateway-sdk-vectors.json")).unwrap();
     assert_eq!(file.vectors.len(), 3);
     for v in file.vectors {
         let ecs = ecs_answering_success().await;
         let credential = Credential::new(&v.access_key_id, &v.secret, v.security_token.clone());
-        let client = pinned_client(&format!("{}/", ecs.uri()), credential, at(&v.timestamp), &v.nonce);
+        let client = pinned_client(
+            &format!("{}/", ecs.uri()),
+            credential,
+            at(&v.timestamp),
+            &v.nonce,
+        );
         let mut gateway = Gateway::start(client).await;
         let r = v.request;
         let call = ecs_gateway::pb::StopInvocationRequest {
@@ -138,7 +147,8 @@ async fn awkward_requests_carry_the_signature_alibabas_sdk_computes() {
 
 #[tokio::test]
 async fn the_simulator_cancels_pending_executions_and_leaves_running_ones() {
-    let (url, simulator) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let (url, simulator) =
+        start_simulator(SimulatorConfig::with_credential(test_credential())).await;
     let gateway = Gateway::start(common::ecs_client(&url, test_credential())).await;
 
     let response = gateway
@@ -149,35 +159,57 @@ async fn the_simulator_cancels_pending_executions_and_leaves_running_ones() {
         .expect("stop succeeds");
 
     let id = &response.get_ref().request_id;
-    assert!(uuid::Uuid::parse_str(id).is_ok() && id.to_uppercase() == *id, "{id}");
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok() && id.to_uppercase() == *id,
+        "{id}"
+    );
     let inv = simulator.world().get("cn-hangzhou", "t-demo0001").unwrap();
     let statuses: Vec<ExecutionStatus> = inv.executions.iter().map(|(_, s)| *s).collect();
     assert_eq!(
         statuses,
-        [ExecutionStatus::Running, ExecutionStatus::Cancelled, ExecutionStatus::Finished]
+        [
+            ExecutionStatus::Running,
+            ExecutionStatus::Cancelled,
+            ExecutionStatus::Finished
+        ]
     );
     assert_eq!(inv.stops, 1);
 }
 
 #[tokio::test]
 async fn a_periodic_invocation_stops_scheduling() {
-    let (url, simulator) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let (url, simulator) =
+        start_simulator(SimulatorConfig::with_credential(test_credential())).await;
     let gateway = Gateway::start(common::ecs_client(&url, test_credential())).await;
-    assert!(simulator.world().get("cn-hangzhou", "t-demo0005").unwrap().scheduling);
+    assert!(
+        simulator
+            .world()
+            .get("cn-hangzhou", "t-demo0005")
+            .unwrap()
+            .scheduling
+    );
     gateway
         .client
         .clone()
         .stop_invocation(request("cn-hangzhou", "t-demo0005", &["i-demo05b"]))
         .await
         .unwrap();
-    assert!(!simulator.world().get("cn-hangzhou", "t-demo0005").unwrap().scheduling);
+    assert!(
+        !simulator
+            .world()
+            .get("cn-hangzhou", "t-demo0005")
+            .unwrap()
+            .scheduling
+    );
 }
 
 #[tokio::test]
 async fn dev_mode_serves_the_demo_invocations_with_no_credentials() {
     use clap::Parser as _;
     let cli = ecs_gateway::config::Cli::try_parse_from(["ecs-gateway", "--dev"]).unwrap();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(ecs_gateway::run(cli.gateway, None, listener, async {
@@ -190,18 +222,25 @@ async fn dev_mode_serves_the_demo_invocations_with_no_credentials() {
         .expect("dev stop succeeds");
     assert_eq!(response.get_ref().request_id.len(), 36);
     tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 async fn connect(
     addr: std::net::SocketAddr,
-) -> ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient<tonic::transport::Channel> {
+) -> ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient<
+    tonic::transport::Channel,
+> {
     // run() binds before it returns control, but the server task may not be polled yet.
     for _ in 0..100 {
-        if let Ok(c) = ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient::connect(
-            format!("http://{addr}"),
-        )
-        .await
+        if let Ok(c) =
+            ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient::connect(
+                format!("http://{addr}"),
+            )
+            .await
         {
             return c;
         }

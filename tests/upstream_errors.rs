@@ -31,47 +31,226 @@ macro_rules! body {
 }
 
 fn cases() -> Vec<Case> {
-    let case = |(file, body): (&'static str, &'static str), http, code, reason, domain, message, request_id, retry_info, attempts| Case {
-        file, body, http, code, reason, domain, message, request_id, retry_info, attempts,
+    let case = |(file, body): (&'static str, &'static str),
+                http,
+                code,
+                reason,
+                domain,
+                message,
+                request_id,
+                retry_info,
+                attempts| Case {
+        file,
+        body,
+        http,
+        code,
+        reason,
+        domain,
+        message,
+        request_id,
+        retry_info,
+        attempts,
     };
     vec![
-        case(body!("region-api-not-supported.json"), 400, Code::InvalidArgument, "REGION_ID_API_NOT_SUPPORTED", ECS,
-             "RegionId.ApiNotSupported: The api is not supported in this region.", Some("11111111-0000-4000-8000-000000000001"), false, 1),
-        case(body!("instance-ids-exceed-limit.json"), 403, Code::InvalidArgument, "INSTANCE_IDS_EXCEED_LIMIT", ECS,
-             "InstanceIds.ExceedLimit: The number of instance IDs exceeds the upper limit.", Some("11111111-0000-4000-8000-000000000002"), false, 1),
-        case(body!("operation-forbidden.json"), 403, Code::PermissionDenied, "OPERATION_FORBIDDEN", ECS,
-             "Operation.Forbidden: The operation is not permitted.", Some("11111111-0000-4000-8000-000000000003"), false, 1),
-        case(body!("invalid-region-not-found.json"), 404, Code::NotFound, "INVALID_REGION_ID_NOT_FOUND", ECS,
-             "InvalidRegionId.NotFound: The RegionId provided does not exist in our records.", Some("11111111-0000-4000-8000-000000000004"), false, 1),
-        case(body!("invalid-invoke-id-not-found.json"), 404, Code::NotFound, "INVALID_INVOKE_ID_NOT_FOUND", ECS,
-             "InvalidInvokeId.NotFound: The specified invoke ID does not exist.", Some("540CFF28-407A-40B5-B6A5-74B000000005"), false, 1),
+        case(
+            body!("region-api-not-supported.json"),
+            400,
+            Code::InvalidArgument,
+            "REGION_ID_API_NOT_SUPPORTED",
+            ECS,
+            "RegionId.ApiNotSupported: The api is not supported in this region.",
+            Some("11111111-0000-4000-8000-000000000001"),
+            false,
+            1,
+        ),
+        case(
+            body!("instance-ids-exceed-limit.json"),
+            403,
+            Code::InvalidArgument,
+            "INSTANCE_IDS_EXCEED_LIMIT",
+            ECS,
+            "InstanceIds.ExceedLimit: The number of instance IDs exceeds the upper limit.",
+            Some("11111111-0000-4000-8000-000000000002"),
+            false,
+            1,
+        ),
+        case(
+            body!("operation-forbidden.json"),
+            403,
+            Code::PermissionDenied,
+            "OPERATION_FORBIDDEN",
+            ECS,
+            "Operation.Forbidden: The operation is not permitted.",
+            Some("11111111-0000-4000-8000-000000000003"),
+            false,
+            1,
+        ),
+        case(
+            body!("invalid-region-not-found.json"),
+            404,
+            Code::NotFound,
+            "INVALID_REGION_ID_NOT_FOUND",
+            ECS,
+            "InvalidRegionId.NotFound: The RegionId provided does not exist in our records.",
+            Some("11111111-0000-4000-8000-000000000004"),
+            false,
+            1,
+        ),
+        case(
+            body!("invalid-invoke-id-not-found.json"),
+            404,
+            Code::NotFound,
+            "INVALID_INVOKE_ID_NOT_FOUND",
+            ECS,
+            "InvalidInvokeId.NotFound: The specified invoke ID does not exist.",
+            Some("540CFF28-407A-40B5-B6A5-74B000000005"),
+            false,
+            1,
+        ),
         // Older revisions answered 400 for the same code: the code decides.
-        case(body!("invalid-invoke-id-not-found.json"), 400, Code::NotFound, "INVALID_INVOKE_ID_NOT_FOUND", ECS,
-             "InvalidInvokeId.NotFound: The specified invoke ID does not exist.", Some("540CFF28-407A-40B5-B6A5-74B000000005"), false, 1),
-        case(body!("internal-error-dispatch.json"), 500, Code::Unavailable, "INTERNAL_ERROR_DISPATCH", ECS,
-             "InternalError.Dispatch: An error occurred when you dispatched the request. Try again later.", Some("11111111-0000-4000-8000-000000000006"), true, 3),
-        case(body!("throttling-user.json"), 400, Code::ResourceExhausted, "THROTTLING_USER", ECS,
-             "Throttling.User: Request was denied due to user flow control.", Some("11111111-0000-4000-8000-000000000007"), true, 3),
-        case(body!("signature-does-not-match.json"), 400, Code::Internal, "SIGNATURE_DOES_NOT_MATCH", ECS,
-             "SignatureDoesNotMatch: Specified signature is not matched with our calculation.", Some("11111111-0000-4000-8000-000000000008"), false, 1),
-        case(body!("invalid-access-key.json"), 404, Code::Internal, "INVALID_ACCESS_KEY_ID_NOT_FOUND", ECS,
-             "InvalidAccessKeyId.NotFound: Specified access key is not found.", Some("11111111-0000-4000-8000-000000000012"), false, 1),
-        case(body!("service-unavailable.json"), 503, Code::Unavailable, "SERVICE_UNAVAILABLE", ECS,
-             "ServiceUnavailable: The request has failed due to a temporary failure of the server.", Some("11111111-0000-4000-8000-000000000009"), true, 3),
-        case(body!("forbidden-ram.json"), 403, Code::PermissionDenied, "FORBIDDEN_RAM", ECS,
-             "Forbidden.RAM: User not authorized to operate on the specified resource, or this API does not support RAM.", Some("11111111-0000-4000-8000-000000000010"), false, 1),
-        case(body!("lowercase-keys-not-found.json"), 404, Code::NotFound, "INVALID_INVOKE_ID_NOT_FOUND", ECS,
-             "InvalidInvokeId.NotFound: The specified invoke ID does not exist.", Some("11111111-0000-4000-8000-000000000011"), false, 1),
-        case(body!("bad-gateway.html"), 502, Code::Unavailable, "UPSTREAM_MALFORMED_RESPONSE", GW,
-             "ECS answered HTTP 502 with a body that is not an ECS response", None, true, 3),
-        case(body!("no-code-500.json"), 500, Code::Internal, "UPSTREAM_MALFORMED_RESPONSE", GW,
-             "ECS answered HTTP 500 with a body that is not an ECS response", Some("11111111-0000-4000-8000-000000000013"), false, 1),
-        case(body!("success-without-request-id.txt"), 200, Code::Unknown, "UPSTREAM_MALFORMED_RESPONSE", GW,
-             "ECS answered HTTP 200 without a readable RequestId; whether the invocation stopped is unknown", None, false, 1),
-        case(body!("success-without-request-id.txt"), 418, Code::Unknown, "UPSTREAM_MALFORMED_RESPONSE", GW,
-             "ECS answered HTTP 418 with a body that is not an ECS response", None, false, 1),
-        case(body!("success-without-request-id.txt"), 409, Code::Aborted, "UPSTREAM_MALFORMED_RESPONSE", GW,
-             "ECS answered HTTP 409 with a body that is not an ECS response", None, false, 1),
+        case(
+            body!("invalid-invoke-id-not-found.json"),
+            400,
+            Code::NotFound,
+            "INVALID_INVOKE_ID_NOT_FOUND",
+            ECS,
+            "InvalidInvokeId.NotFound: The specified invoke ID does not exist.",
+            Some("540CFF28-407A-40B5-B6A5-74B000000005"),
+            false,
+            1,
+        ),
+        case(
+            body!("internal-error-dispatch.json"),
+            500,
+            Code::Unavailable,
+            "INTERNAL_ERROR_DISPATCH",
+            ECS,
+            "InternalError.Dispatch: An error occurred when you dispatched the request. Try again later.",
+            Some("11111111-0000-4000-8000-000000000006"),
+            true,
+            3,
+        ),
+        case(
+            body!("throttling-user.json"),
+            400,
+            Code::ResourceExhausted,
+            "THROTTLING_USER",
+            ECS,
+            "Throttling.User: Request was denied due to user flow control.",
+            Some("11111111-0000-4000-8000-000000000007"),
+            true,
+            3,
+        ),
+        case(
+            body!("signature-does-not-match.json"),
+            400,
+            Code::Internal,
+            "SIGNATURE_DOES_NOT_MATCH",
+            ECS,
+            "SignatureDoesNotMatch: Specified signature is not matched with our calculation.",
+            Some("11111111-0000-4000-8000-000000000008"),
+            false,
+            1,
+        ),
+        case(
+            body!("invalid-access-key.json"),
+            404,
+            Code::Internal,
+            "INVALID_ACCESS_KEY_ID_NOT_FOUND",
+            ECS,
+            "InvalidAccessKeyId.NotFound: Specified access key is not found.",
+            Some("11111111-0000-4000-8000-000000000012"),
+            false,
+            1,
+        ),
+        case(
+            body!("service-unavailable.json"),
+            503,
+            Code::Unavailable,
+            "SERVICE_UNAVAILABLE",
+            ECS,
+            "ServiceUnavailable: The request has failed due to a temporary failure of the server.",
+            Some("11111111-0000-4000-8000-000000000009"),
+            true,
+            3,
+        ),
+        case(
+            body!("forbidden-ram.json"),
+            403,
+            Code::PermissionDenied,
+            "FORBIDDEN_RAM",
+            ECS,
+            "Forbidden.RAM: User not authorized to operate on the specified resource, or this API does not support RAM.",
+            Some("11111111-0000-4000-8000-000000000010"),
+            false,
+            1,
+        ),
+        case(
+            body!("lowercase-keys-not-found.json"),
+            404,
+            Code::NotFound,
+            "INVALID_INVOKE_ID_NOT_FOUND",
+            ECS,
+            "InvalidInvokeId.NotFound: The specified invoke ID does not exist.",
+            Some("11111111-0000-4000-8000-000000000011"),
+            false,
+            1,
+        ),
+        case(
+            body!("bad-gateway.html"),
+            502,
+            Code::Unavailable,
+            "UPSTREAM_MALFORMED_RESPONSE",
+            GW,
+            "ECS answered HTTP 502 with a body that is not an ECS response",
+            None,
+            true,
+            3,
+        ),
+        case(
+            body!("no-code-500.json"),
+            500,
+            Code::Internal,
+            "UPSTREAM_MALFORMED_RESPONSE",
+            GW,
+            "ECS answered HTTP 500 with a body that is not an ECS response",
+            Some("11111111-0000-4000-8000-000000000013"),
+            false,
+            1,
+        ),
+        case(
+            body!("success-without-request-id.txt"),
+            200,
+            Code::Unknown,
+            "UPSTREAM_MALFORMED_RESPONSE",
+            GW,
+            "ECS answered HTTP 200 without a readable RequestId; whether the invocation stopped is unknown",
+            None,
+            false,
+            1,
+        ),
+        case(
+            body!("success-without-request-id.txt"),
+            418,
+            Code::Unknown,
+            "UPSTREAM_MALFORMED_RESPONSE",
+            GW,
+            "ECS answered HTTP 418 with a body that is not an ECS response",
+            None,
+            false,
+            1,
+        ),
+        case(
+            body!("success-without-request-id.txt"),
+            409,
+            Code::Aborted,
+            "UPSTREAM_MALFORMED_RESPONSE",
+            GW,
+            "ECS answered HTTP 409 with a body that is not an ECS response",
+            None,
+            false,
+            1,
+        ),
     ]
 }
 
@@ -79,12 +258,17 @@ fn cases() -> Vec<Case> {
 async fn every_upstream_answer_maps_to_its_contract_status() {
     for case in cases() {
         let ecs = MockServer::start().await;
-        let content_type = if case.file.ends_with(".html") { "text/html" } else { "application/json;charset=utf-8" };
+        let content_type = if case.file.ends_with(".html") {
+            "text/html"
+        } else {
+            "application/json;charset=utf-8"
+        };
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(case.http).set_body_raw(case.body, content_type))
             .mount(&ecs)
             .await;
-        let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
+        let gateway =
+            Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
         let label = format!("{} as HTTP {}", case.file, case.http);
 
         let status = gateway
@@ -97,24 +281,44 @@ async fn every_upstream_answer_maps_to_its_contract_status() {
         assert_eq!(status.code(), case.code, "{label}: {status:?}");
         assert_eq!(status.message(), case.message, "{label}");
         let details = status.get_error_details();
-        let info = details.error_info().unwrap_or_else(|| panic!("{label}: no ErrorInfo"));
+        let info = details
+            .error_info()
+            .unwrap_or_else(|| panic!("{label}: no ErrorInfo"));
         assert_eq!(info.reason, case.reason, "{label}");
         assert_eq!(info.domain, case.domain, "{label}");
-        assert_eq!(info.metadata.get("httpStatus").map(String::as_str), Some(case.http.to_string().as_str()), "{label}");
-        assert_eq!(info.metadata.get("requestId").map(String::as_str), case.request_id, "{label}");
-        assert_eq!(details.retry_info().is_some(), case.retry_info, "{label}: RetryInfo");
+        assert_eq!(
+            info.metadata.get("httpStatus").map(String::as_str),
+            Some(case.http.to_string().as_str()),
+            "{label}"
+        );
+        assert_eq!(
+            info.metadata.get("requestId").map(String::as_str),
+            case.request_id,
+            "{label}"
+        );
+        assert_eq!(
+            details.retry_info().is_some(),
+            case.retry_info,
+            "{label}: RetryInfo"
+        );
         assert_eq!(
             details.request_info().map(|r| r.request_id.as_str()),
             case.request_id,
             "{label}: RequestInfo"
         );
         assert_eq!(
-            status.metadata().get("x-acs-request-id").map(|v| v.to_str().unwrap()),
+            status
+                .metadata()
+                .get("x-acs-request-id")
+                .map(|v| v.to_str().unwrap()),
             case.request_id,
             "{label}: x-acs-request-id"
         );
         if case.domain == ECS {
-            let code = info.metadata.get("aliyunCode").unwrap_or_else(|| panic!("{label}: aliyunCode"));
+            let code = info
+                .metadata
+                .get("aliyunCode")
+                .unwrap_or_else(|| panic!("{label}: aliyunCode"));
             assert!(case.message.starts_with(code.as_str()), "{label}");
             let recommend = case.body.contains("Recommend");
             assert_eq!(details.help().is_some(), recommend, "{label}: Help");
@@ -123,7 +327,11 @@ async fn every_upstream_answer_maps_to_its_contract_status() {
                 assert!(link.contains(&format!("q={code}")), "{label}: {link}");
             }
         }
-        assert_eq!(ecs.received_requests().await.unwrap().len(), case.attempts, "{label}: attempts");
+        assert_eq!(
+            ecs.received_requests().await.unwrap().len(),
+            case.attempts,
+            "{label}: attempts"
+        );
     }
 }
 
@@ -131,13 +339,27 @@ async fn every_upstream_answer_maps_to_its_contract_status() {
 async fn the_echoed_string_to_sign_never_reaches_the_caller() {
     let ecs = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_raw(include_str!("data/ecs/signature-does-not-match.json"), "application/json"))
+        .respond_with(ResponseTemplate::new(400).set_body_raw(
+            include_str!("data/ecs/signature-does-not-match.json"),
+            "application/json",
+        ))
         .mount(&ecs)
         .await;
     let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
-    let status = gateway.client.clone().stop_invocation(request("cn-hangzhou", "t-1", &[])).await.unwrap_err();
+    let status = gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
     let everything = format!("{status:?} {:?}", status.get_error_details());
-    for leak in ["string to sign", "LTAItestGatewayKey", "sts-token-echo", "AccessKeyId%3D", "test-secret-value"] {
+    for leak in [
+        "string to sign",
+        "LTAItestGatewayKey",
+        "sts-token-echo",
+        "AccessKeyId%3D",
+        "test-secret-value",
+    ] {
         assert!(!everything.contains(leak), "{leak:?} leaked: {everything}");
     }
 }
@@ -146,13 +368,24 @@ async fn the_echoed_string_to_sign_never_reaches_the_caller() {
 async fn ram_denial_details_stay_out_of_the_message() {
     let ecs = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(403).set_body_raw(include_str!("data/ecs/forbidden-ram.json"), "application/json"))
+        .respond_with(ResponseTemplate::new(403).set_body_raw(
+            include_str!("data/ecs/forbidden-ram.json"),
+            "application/json",
+        ))
         .mount(&ecs)
         .await;
     let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
-    let status = gateway.client.clone().stop_invocation(request("cn-hangzhou", "t-1", &[])).await.unwrap_err();
+    let status = gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
     let everything = format!("{status:?} {:?}", status.get_error_details());
-    assert!(!everything.contains("EncodedDiagnosticMessage") && !everything.contains("ops-bot"), "{everything}");
+    assert!(
+        !everything.contains("EncodedDiagnosticMessage") && !everything.contains("ops-bot"),
+        "{everything}"
+    );
 }
 
 #[tokio::test]
@@ -162,15 +395,27 @@ async fn throttling_honours_retry_after_and_reports_it() {
         .respond_with(
             ResponseTemplate::new(400)
                 .insert_header("Retry-After", "1")
-                .set_body_raw(include_str!("data/ecs/throttling-user.json"), "application/json"),
+                .set_body_raw(
+                    include_str!("data/ecs/throttling-user.json"),
+                    "application/json",
+                ),
         )
         .mount(&ecs)
         .await;
     let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
     let started = std::time::Instant::now();
-    let status = gateway.client.clone().stop_invocation(request("cn-hangzhou", "t-1", &[])).await.unwrap_err();
+    let status = gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
     // Two retries, each waiting out the requested second.
-    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(status.code(), Code::ResourceExhausted);
     let retry = status.get_error_details().retry_info().cloned().unwrap();
     assert_eq!(retry.retry_delay, Some(std::time::Duration::from_secs(1)));

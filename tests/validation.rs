@@ -11,7 +11,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 async fn gateway_with_silent_upstream() -> (Gateway, MockServer) {
     let ecs = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(200).set_body_raw(include_str!("data/ecs/success.json"), "application/json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(include_str!("data/ecs/success.json"), "application/json"),
+        )
         .expect(0)
         .mount(&ecs)
         .await;
@@ -20,15 +23,35 @@ async fn gateway_with_silent_upstream() -> (Gateway, MockServer) {
 }
 
 fn violations(status: &tonic::Status) -> Vec<(String, String)> {
-    let bad = status.get_error_details().bad_request().cloned().expect("a BadRequest");
-    bad.field_violations.into_iter().map(|v| (v.field, v.description)).collect()
+    let bad = status
+        .get_error_details()
+        .bad_request()
+        .cloned()
+        .expect("a BadRequest");
+    bad.field_violations
+        .into_iter()
+        .map(|v| (v.field, v.description))
+        .collect()
 }
 
 #[tokio::test]
 async fn regions_that_could_steer_the_host_are_refused_before_sending() {
     let (gateway, ecs) = gateway_with_silent_upstream().await;
-    for region in ["cn-hangzhou.evil.example", "cn/../x", "a b", "", "CN-HANGZHOU", "cn-hangzhou:443", "-x"] {
-        let status = gateway.client.clone().stop_invocation(request(region, "t-1", &[])).await.unwrap_err();
+    for region in [
+        "cn-hangzhou.evil.example",
+        "cn/../x",
+        "a b",
+        "",
+        "CN-HANGZHOU",
+        "cn-hangzhou:443",
+        "-x",
+    ] {
+        let status = gateway
+            .client
+            .clone()
+            .stop_invocation(request(region, "t-1", &[]))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{region:?}");
         let v = violations(&status);
         assert_eq!(v.len(), 1, "{region:?}: {v:?}");
@@ -51,19 +74,40 @@ async fn every_violation_is_listed_with_field_and_rule() {
         instance_ids: ids,
         ..Default::default()
     };
-    let status = gateway.client.clone().stop_invocation(req).await.unwrap_err();
+    let status = gateway
+        .client
+        .clone()
+        .stop_invocation(req)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(
         violations(&status),
         [
             ("region_id".to_owned(), "is required".to_owned()),
-            ("invoke_id".to_owned(), "must be at most 128 characters".to_owned()),
-            ("instance_ids".to_owned(), "must list at most 50 instance IDs".to_owned()),
-            ("instance_ids[3]".to_owned(), "duplicates an earlier instance ID".to_owned()),
-            ("instance_ids[7]".to_owned(), "must contain only ASCII letters, digits, '-' and '_'".to_owned()),
+            (
+                "invoke_id".to_owned(),
+                "must be at most 128 characters".to_owned()
+            ),
+            (
+                "instance_ids".to_owned(),
+                "must list at most 50 instance IDs".to_owned()
+            ),
+            (
+                "instance_ids[3]".to_owned(),
+                "duplicates an earlier instance ID".to_owned()
+            ),
+            (
+                "instance_ids[7]".to_owned(),
+                "must contain only ASCII letters, digits, '-' and '_'".to_owned()
+            ),
         ]
     );
-    assert!(status.message().contains("region_id is required"), "{}", status.message());
+    assert!(
+        status.message().contains("region_id is required"),
+        "{}",
+        status.message()
+    );
     assert!(ecs.received_requests().await.unwrap().is_empty());
 }
 
@@ -71,8 +115,17 @@ async fn every_violation_is_listed_with_field_and_rule() {
 async fn an_oversized_message_is_refused_with_a_clear_status() {
     let (gateway, ecs) = gateway_with_silent_upstream().await;
     let req = request("cn-hangzhou", "t-1", &[&"i".repeat(70 * 1024)]);
-    let status = gateway.client.clone().stop_invocation(req).await.unwrap_err();
+    let status = gateway
+        .client
+        .clone()
+        .stop_invocation(req)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
-    assert!(status.message().contains("too large"), "{}", status.message());
+    assert!(
+        status.message().contains("too large"),
+        "{}",
+        status.message()
+    );
     assert!(ecs.received_requests().await.unwrap().is_empty());
 }

@@ -121,7 +121,12 @@ pub struct BuildError(String);
 impl EcsClient {
     /// A client with the system clock and UUID nonces.
     pub fn new(credential: Credential, settings: ClientSettings) -> Result<Self, BuildError> {
-        Self::with_sources(credential, settings, Arc::new(SystemClock), Arc::new(UuidNonce))
+        Self::with_sources(
+            credential,
+            settings,
+            Arc::new(SystemClock),
+            Arc::new(UuidNonce),
+        )
     }
 
     /// A client with an injected clock and nonce source.
@@ -179,7 +184,12 @@ impl EcsClient {
                 None => attempt.await,
             };
             let error = match outcome {
-                Ok(Ok(request_id)) => return Ok(Stopped { request_id, attempts }),
+                Ok(Ok(request_id)) => {
+                    return Ok(Stopped {
+                        request_id,
+                        attempts,
+                    });
+                }
                 Ok(Err(error)) => error,
                 Err(_) => EcsError::Transport {
                     kind: TransportKind::Timeout,
@@ -240,7 +250,10 @@ impl EcsClient {
             Cow::Borrowed("AccessKeyId"),
             Cow::Borrowed(inner.credential.access_key_id()),
         ));
-        params.push((Cow::Borrowed("SignatureNonce"), Cow::Owned(inner.nonces.nonce())));
+        params.push((
+            Cow::Borrowed("SignatureNonce"),
+            Cow::Owned(inner.nonces.nonce()),
+        ));
         params.push((
             Cow::Borrowed("Timestamp"),
             Cow::Owned(humantime::format_rfc3339_seconds(inner.clock.now()).to_string()),
@@ -313,7 +326,15 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>,
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     ["x-acs-retry-after", "retry-after"]
         .iter()
-        .filter_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<u64>().ok())
+        .filter_map(|name| {
+            headers
+                .get(*name)?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(Duration::from_secs)
         .next()
 }
@@ -356,6 +377,9 @@ mod tests {
 
     #[test]
     fn user_agent_names_the_gateway_and_version() {
-        assert_eq!(USER_AGENT_VALUE, format!("ecs-gateway/{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            USER_AGENT_VALUE,
+            format!("ecs-gateway/{}", env!("CARGO_PKG_VERSION"))
+        );
     }
 }

@@ -99,7 +99,12 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        move |name| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        move |name| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     #[test]
@@ -111,14 +116,21 @@ mod tests {
 
     #[test]
     fn empty_id_counts_as_missing() {
-        let err = Credential::from_lookup(env(&[(ENV_ACCESS_KEY_ID, ""), (ENV_ACCESS_KEY_SECRET, "s")]))
-            .unwrap_err();
+        let err = Credential::from_lookup(env(&[
+            (ENV_ACCESS_KEY_ID, ""),
+            (ENV_ACCESS_KEY_SECRET, "s"),
+        ]))
+        .unwrap_err();
         assert_eq!(err, CredentialError::Missing(ENV_ACCESS_KEY_ID));
     }
 
     #[test]
     fn debug_redacts_secret_and_token() {
-        let c = Credential::new("LTAI5tExampleId", "very-secret-value", Some("sts-token-value".into()));
+        let c = Credential::new(
+            "LTAI5tExampleId",
+            "very-secret-value",
+            Some("sts-token-value".into()),
+        );
         let shown = format!("{c:?}");
         assert!(!shown.contains("very-secret-value"), "{shown}");
         assert!(!shown.contains("sts-token-value"), "{shown}");

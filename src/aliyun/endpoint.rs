@@ -58,7 +58,11 @@ impl Endpoint {
     pub fn url_with_query(&self, region: &RegionId, query: &str) -> String {
         let suffix = self.suffix.as_deref();
         let mut url = String::with_capacity(
-            self.prefix.len() + region.as_str().len() + suffix.map_or(0, str::len) + 1 + query.len(),
+            self.prefix.len()
+                + region.as_str().len()
+                + suffix.map_or(0, str::len)
+                + 1
+                + query.len(),
         );
         url.push_str(&self.prefix);
         if let Some(suffix) = suffix {
@@ -94,12 +98,21 @@ mod tests {
     #[test]
     fn a_fixed_override_ignores_the_region() {
         let e = Endpoint::parse("http://127.0.0.1:8080/").unwrap();
-        assert_eq!(e.url_with_query(&region("us-west-1"), "q"), "http://127.0.0.1:8080/?q");
+        assert_eq!(
+            e.url_with_query(&region("us-west-1"), "q"),
+            "http://127.0.0.1:8080/?q"
+        );
     }
 
     #[test]
     fn bad_overrides_are_refused() {
-        for bad in ["ftp://x/", "not a url", "http://x/?a=b", "https://{region}.{region}.x/", "http://u:p@x/"] {
+        for bad in [
+            "ftp://x/",
+            "not a url",
+            "http://x/?a=b",
+            "https://{region}.{region}.x/",
+            "http://u:p@x/",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }

@@ -246,11 +246,23 @@ mod tests {
     #[test]
     fn the_code_decides_before_the_status() {
         assert_eq!(classify(Some("Throttling.User"), 400), Throttled);
-        assert_eq!(classify(Some("InstanceIds.ExceedLimit"), 403), InvalidArgument);
+        assert_eq!(
+            classify(Some("InstanceIds.ExceedLimit"), 403),
+            InvalidArgument
+        );
         assert_eq!(classify(Some("InvalidInvokeId.NotFound"), 400), NotFound);
-        assert_eq!(classify(Some("InvalidAccessKeyId.NotFound"), 404), CredentialRejected);
-        assert_eq!(classify(Some("InvalidTimeStamp.Expired"), 400), CredentialRejected);
-        assert_eq!(classify(Some("InvalidApi.NotFound"), 404), RequestBuiltWrong);
+        assert_eq!(
+            classify(Some("InvalidAccessKeyId.NotFound"), 404),
+            CredentialRejected
+        );
+        assert_eq!(
+            classify(Some("InvalidTimeStamp.Expired"), 400),
+            CredentialRejected
+        );
+        assert_eq!(
+            classify(Some("InvalidApi.NotFound"), 404),
+            RequestBuiltWrong
+        );
         assert_eq!(classify(Some("InvalidParameter"), 400), InvalidArgument);
         assert_eq!(classify(Some("MissingInvokeId"), 400), InvalidArgument);
         assert_eq!(classify(Some("Forbidden.RAM"), 403), PermissionDenied);
@@ -277,7 +289,10 @@ mod tests {
 
     #[test]
     fn html_is_not_a_body() {
-        assert_eq!(parse_body(b"<html><body>502 Bad Gateway</body></html>"), None);
+        assert_eq!(
+            parse_body(b"<html><body>502 Bad Gateway</body></html>"),
+            None
+        );
     }
 
     #[test]

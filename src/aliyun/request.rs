@@ -21,7 +21,8 @@ impl RegionId {
     /// Checks the rule and wraps the value; the error is the rule, phrased for a caller.
     pub fn parse(value: &str) -> Result<Self, &'static str> {
         let bytes = value.as_bytes();
-        let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let edge_ok =
+            |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if value.is_empty() {
             return Err("is required");
         }
@@ -83,10 +84,16 @@ pub type Param<'a> = (Cow<'static, str>, Cow<'a, str>);
 impl StopInvocation {
     /// Appends the action's own parameters (not the common ones) to `out`.
     pub fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
-        out.push((Cow::Borrowed("RegionId"), Cow::Borrowed(self.region_id.as_str())));
+        out.push((
+            Cow::Borrowed("RegionId"),
+            Cow::Borrowed(self.region_id.as_str()),
+        ));
         out.push((Cow::Borrowed("InvokeId"), Cow::Borrowed(&self.invoke_id)));
         for (i, id) in self.instance_ids.iter().enumerate() {
-            out.push((Cow::Owned(format!("InstanceId.{}", i + 1)), Cow::Borrowed(id)));
+            out.push((
+                Cow::Owned(format!("InstanceId.{}", i + 1)),
+                Cow::Borrowed(id),
+            ));
         }
         let mut opt = |name: &'static str, value: Option<Cow<'a, str>>| {
             if let Some(value) = value {
@@ -94,7 +101,10 @@ impl StopInvocation {
             }
         };
         opt("OwnerId", self.owner_id.map(|v| Cow::Owned(v.to_string())));
-        opt("OwnerAccount", self.owner_account.as_deref().map(Cow::Borrowed));
+        opt(
+            "OwnerAccount",
+            self.owner_account.as_deref().map(Cow::Borrowed),
+        );
         opt(
             "ResourceOwnerId",
             self.resource_owner_id.map(|v| Cow::Owned(v.to_string())),
@@ -112,7 +122,16 @@ mod tests {
 
     #[test]
     fn region_rule_refuses_host_steering() {
-        for bad in ["", "cn-hangzhou.evil.example", "cn/../x", "a b", "-cn", "cn-", "CN-HANGZHOU", "cn_hz"] {
+        for bad in [
+            "",
+            "cn-hangzhou.evil.example",
+            "cn/../x",
+            "a b",
+            "-cn",
+            "cn-",
+            "CN-HANGZHOU",
+            "cn_hz",
+        ] {
             assert!(RegionId::parse(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(RegionId::parse(&"a".repeat(65)).is_err());
@@ -134,7 +153,10 @@ mod tests {
         };
         let mut params = Vec::new();
         req.push_params(&mut params);
-        let flat: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+        let flat: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
         assert_eq!(
             flat,
             [

@@ -50,14 +50,18 @@ pub fn decide(class: ErrorClass) -> Decision {
         InvalidArgument => Stop("ECS refused the arguments; the same request fails again"),
         PermissionDenied => Stop("RAM or the resource forbids it; retrying cannot change that"),
         NotFound => Stop("the region or invocation does not exist"),
-        CredentialRejected => Stop("the gateway's credential or clock is wrong; an operator must fix it"),
+        CredentialRejected => {
+            Stop("the gateway's credential or clock is wrong; an operator must fix it")
+        }
         RequestBuiltWrong => Stop("the gateway built a request ECS does not understand"),
         UpstreamInternal => Stop("an unlisted 500/501 is not known to be transient"),
         Conflict => Stop("a conflict needs the caller to decide"),
         Unknown => Stop("an unexpected status is not known to be transient"),
         OutcomeUnknown => Stop("ECS answered 2xx; the stop may have happened"),
         DeadlineExceeded => Stop("the caller's deadline has run out"),
-        NonceReused => FreshNonceOnce("a nonce collision executed nothing; re-sign with a new nonce"),
+        NonceReused => {
+            FreshNonceOnce("a nonce collision executed nothing; re-sign with a new nonce")
+        }
         Throttled => Backoff("throttling clears with time"),
         Transient => Backoff("ECS or its proxy says try again later"),
         Unreachable => Backoff("no connection was made, so nothing was sent"),
@@ -107,14 +111,36 @@ mod tests {
     fn only_transient_classes_back_off() {
         use ErrorClass::*;
         let retried: Vec<ErrorClass> = [
-            InvalidArgument, PermissionDenied, NotFound, Throttled, CredentialRejected, NonceReused,
-            RequestBuiltWrong, Transient, UpstreamInternal, Conflict, Unknown, OutcomeUnknown,
-            Unreachable, AttemptTimedOut, Interrupted, DeadlineExceeded,
+            InvalidArgument,
+            PermissionDenied,
+            NotFound,
+            Throttled,
+            CredentialRejected,
+            NonceReused,
+            RequestBuiltWrong,
+            Transient,
+            UpstreamInternal,
+            Conflict,
+            Unknown,
+            OutcomeUnknown,
+            Unreachable,
+            AttemptTimedOut,
+            Interrupted,
+            DeadlineExceeded,
         ]
         .into_iter()
         .filter(|c| matches!(decide(*c), Decision::Backoff(_)))
         .collect();
-        assert_eq!(retried, [Throttled, Transient, Unreachable, AttemptTimedOut, Interrupted]);
+        assert_eq!(
+            retried,
+            [
+                Throttled,
+                Transient,
+                Unreachable,
+                AttemptTimedOut,
+                Interrupted
+            ]
+        );
         assert!(matches!(decide(NonceReused), Decision::FreshNonceOnce(_)));
     }
 
@@ -126,7 +152,10 @@ mod tests {
             let mut backoff = Backoff::new(&policy);
             for _ in 0..10 {
                 let d = backoff.next_delay(&mut rng);
-                assert!(d >= Duration::from_millis(100) && d <= Duration::from_secs(2), "{d:?}");
+                assert!(
+                    d >= Duration::from_millis(100) && d <= Duration::from_secs(2),
+                    "{d:?}"
+                );
             }
         }
     }

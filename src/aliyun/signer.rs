@@ -130,13 +130,20 @@ mod tests {
     #[test]
     fn encoding_keeps_only_unreserved_characters() {
         assert_eq!(percent_encode("aZ09-_.~").to_string(), "aZ09-_.~");
-        assert_eq!(percent_encode(" *+/=&%:").to_string(), "%20%2A%2B%2F%3D%26%25%3A");
+        assert_eq!(
+            percent_encode(" *+/=&%:").to_string(),
+            "%20%2A%2B%2F%3D%26%25%3A"
+        );
         assert_eq!(percent_encode("é").to_string(), "%C3%A9");
     }
 
     #[test]
     fn instance_ids_sort_in_byte_order_not_numeric_order() {
-        let params = [("InstanceId.2", "b"), ("InstanceId.10", "c"), ("InstanceId.1", "a")];
+        let params = [
+            ("InstanceId.2", "b"),
+            ("InstanceId.10", "c"),
+            ("InstanceId.1", "a"),
+        ];
         assert_eq!(
             canonicalized_query(&params),
             "InstanceId.1=a&InstanceId.10=c&InstanceId.2=b"

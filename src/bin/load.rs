@@ -1,1 +1,2 @@
+//! Load generator (see bench/README.md).
 fn main() {}

@@ -69,7 +69,11 @@ impl FaultState {
     /// The latency to add to this request.
     pub fn latency(&self) -> Option<Duration> {
         let (lo, hi) = self.faults.latency?;
-        Some(if hi > lo { rand::rng().random_range(lo..=hi) } else { lo })
+        Some(if hi > lo {
+            rand::rng().random_range(lo..=hi)
+        } else {
+            lo
+        })
     }
 
     /// Rolls the dice for this request.
@@ -108,7 +112,10 @@ mod tests {
 
     #[test]
     fn latency_parses_fixed_and_ranges() {
-        assert_eq!(parse_latency("50ms").unwrap(), (Duration::from_millis(50), Duration::from_millis(50)));
+        assert_eq!(
+            parse_latency("50ms").unwrap(),
+            (Duration::from_millis(50), Duration::from_millis(50))
+        );
         assert_eq!(
             parse_latency("50ms..200ms").unwrap(),
             (Duration::from_millis(50), Duration::from_millis(200))
@@ -126,7 +133,10 @@ mod tests {
 
     #[test]
     fn throttling_starts_past_the_limit() {
-        let state = FaultState::new(Faults { throttle_rps: Some(3), ..Faults::default() });
+        let state = FaultState::new(Faults {
+            throttle_rps: Some(3),
+            ..Faults::default()
+        });
         let rolls: Vec<Injected> = (0..5).map(|_| state.roll()).collect();
         assert_eq!(&rolls[..3], &[Injected::None; 3]);
         assert_eq!(&rolls[3..], &[Injected::Throttled; 2]);
@@ -134,8 +144,13 @@ mod tests {
 
     #[test]
     fn rates_are_roughly_honoured() {
-        let state = FaultState::new(Faults { error_503_rate: 0.2, ..Faults::default() });
-        let hits = (0..10_000).filter(|_| state.roll() == Injected::Unavailable).count();
+        let state = FaultState::new(Faults {
+            error_503_rate: 0.2,
+            ..Faults::default()
+        });
+        let hits = (0..10_000)
+            .filter(|_| state.roll() == Injected::Unavailable)
+            .count();
         assert!((1_500..2_500).contains(&hits), "{hits}");
     }
 }

@@ -38,7 +38,9 @@ fn missing(name: &str) -> Answer {
     error(
         400,
         "MissingParameter",
-        format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+        format!(
+            "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
+        ),
     )
 }
 
@@ -72,15 +74,33 @@ impl Judge {
         now: SystemTime,
         world: &World,
     ) -> Result<(), Answer> {
-        let map: HashMap<&str, &str> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let map: HashMap<&str, &str> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let get = |name: &str| map.get(name).copied();
         if method != "GET" && method != "POST" {
-            return Err(error(400, "UnsupportedHTTPMethod", "This http method is not supported."));
+            return Err(error(
+                400,
+                "UnsupportedHTTPMethod",
+                "This http method is not supported.",
+            ));
         }
         let signature = get("Signature").ok_or_else(|| {
-            error(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards.")
+            error(
+                400,
+                "IncompleteSignature",
+                "The request signature does not conform to Aliyun standards.",
+            )
         })?;
-        for name in ["AccessKeyId", "SignatureMethod", "SignatureNonce", "Timestamp", "Version", "Action"] {
+        for name in [
+            "AccessKeyId",
+            "SignatureMethod",
+            "SignatureNonce",
+            "Timestamp",
+            "Version",
+            "Action",
+        ] {
             if get(name).is_none_or(str::is_empty) {
                 return Err(missing(name));
             }
@@ -91,57 +111,119 @@ impl Judge {
             unreachable!("checked above");
         };
         if get("SignatureMethod") != Some(signer::SIGNATURE_METHOD) {
-            return Err(error(400, "InvalidSignatureMethod", "Specified signature method is not supported."));
+            return Err(error(
+                400,
+                "InvalidSignatureMethod",
+                "Specified signature method is not supported.",
+            ));
         }
         if get("SignatureVersion").is_some_and(|v| v != signer::SIGNATURE_VERSION) {
-            return Err(error(400, "InvalidSignatureVersion", "Specified signature version is not supported."));
+            return Err(error(
+                400,
+                "InvalidSignatureVersion",
+                "Specified signature version is not supported.",
+            ));
         }
         let at = parse_timestamp(timestamp).ok_or_else(|| {
-            error(400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
+            error(
+                400,
+                "InvalidTimeStamp.Format",
+                "Specified time stamp or date value is not well formatted.",
+            )
         })?;
         let skew = match now.duration_since(at) {
             Ok(behind) => behind,
             Err(ahead) => ahead.duration(),
         };
         if skew > self.max_skew {
-            return Err(error(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."));
+            return Err(error(
+                400,
+                "InvalidTimeStamp.Expired",
+                "Specified time stamp or date value is expired.",
+            ));
         }
         if key_id != self.credential.access_key_id() {
-            return Err(error(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."));
+            return Err(error(
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.",
+            ));
         }
         match (self.credential.security_token(), get("SecurityToken")) {
-            (Some(_), None) => return Err(error(400, "MissingSecurityToken", "SecurityToken is mandatory for this access key.")),
-            (Some(want), Some(got)) if want != got => {
-                return Err(error(400, "InvalidSecurityToken.MismatchWithAccessKey", "Specified SecurityToken mismatch with the AccessKey."));
+            (Some(_), None) => {
+                return Err(error(
+                    400,
+                    "MissingSecurityToken",
+                    "SecurityToken is mandatory for this access key.",
+                ));
             }
-            (None, Some(_)) => return Err(error(400, "InvalidSecurityToken.Malformed", "Specified SecurityToken is malformed.")),
+            (Some(want), Some(got)) if want != got => {
+                return Err(error(
+                    400,
+                    "InvalidSecurityToken.MismatchWithAccessKey",
+                    "Specified SecurityToken mismatch with the AccessKey.",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(error(
+                    400,
+                    "InvalidSecurityToken.Malformed",
+                    "Specified SecurityToken is malformed.",
+                ));
+            }
             _ => {}
         }
-        let unsigned: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "Signature").collect();
-        let pairs: Vec<(&str, &str)> = unsigned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let unsigned: Vec<&(String, String)> =
+            params.iter().filter(|(k, _)| k != "Signature").collect();
+        let pairs: Vec<(&str, &str)> = unsigned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let string_to_sign = signer::string_to_sign(method, &signer::canonicalized_query(&pairs));
         if self.key.sign(&string_to_sign) != signature {
             return Err(error(
                 400,
                 "SignatureDoesNotMatch",
-                format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
+                format!(
+                    "Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"
+                ),
             ));
         }
         if !world.fresh_nonce(nonce) {
-            return Err(error(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
+            return Err(error(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ));
         }
         Ok(())
     }
 
     /// Performs the action of an authenticated request.
     pub fn act(&self, params: &[(String, String)], world: &World) -> Answer {
-        let get = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let get = |name: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         match get("Action") {
             Some(ACTION) => {}
-            _ => return error(404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method."),
+            _ => {
+                return error(
+                    404,
+                    "InvalidAction.NotFound",
+                    "Specified api is not found, please check your url and method.",
+                );
+            }
         }
         if get("Version") != Some(API_VERSION) {
-            return error(400, "InvalidVersion", "Specified parameter Version is not valid.");
+            return error(
+                400,
+                "InvalidVersion",
+                "Specified parameter Version is not valid.",
+            );
         }
         let Some(region) = get("RegionId").filter(|r| !r.is_empty()) else {
             return missing("RegionId");
@@ -150,18 +232,33 @@ impl Judge {
             return missing("InvokeId");
         };
         if !REGIONS.contains(&region) {
-            return error(404, "InvalidRegionId.NotFound", "The RegionId provided does not exist in our records.");
+            return error(
+                404,
+                "InvalidRegionId.NotFound",
+                "The RegionId provided does not exist in our records.",
+            );
         }
         if region == API_NOT_SUPPORTED_REGION {
-            return error(400, "RegionId.ApiNotSupported", "The api is not supported in this region.");
+            return error(
+                400,
+                "RegionId.ApiNotSupported",
+                "The api is not supported in this region.",
+            );
         }
         let instances: Vec<String> = params
             .iter()
-            .filter(|(k, _)| k.strip_prefix("InstanceId.").is_some_and(|n| n.parse::<u32>().is_ok()))
+            .filter(|(k, _)| {
+                k.strip_prefix("InstanceId.")
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
             .map(|(_, v)| v.clone())
             .collect();
         if instances.len() > MAX_INSTANCE_IDS {
-            return error(403, "InstanceIds.ExceedLimit", "The number of instance IDs exceeds the upper limit.");
+            return error(
+                403,
+                "InstanceIds.ExceedLimit",
+                "The number of instance IDs exceeds the upper limit.",
+            );
         }
         let outcome = world.with_invocation(region, invoke_id, |inv| {
             if inv.protected {
@@ -172,8 +269,16 @@ impl Judge {
             }
         });
         match outcome {
-            None => error(404, "InvalidInvokeId.NotFound", "The specified invoke ID does not exist."),
-            Some(false) => error(403, "Operation.Forbidden", "The operation is not permitted."),
+            None => error(
+                404,
+                "InvalidInvokeId.NotFound",
+                "The specified invoke ID does not exist.",
+            ),
+            Some(false) => error(
+                403,
+                "Operation.Forbidden",
+                "The operation is not permitted.",
+            ),
             Some(true) => Answer::Ok,
         }
     }
@@ -182,7 +287,13 @@ impl Judge {
 /// `YYYY-MM-DDThh:mm:ssZ` exactly (ECS also takes fractional seconds, which the gateway never sends).
 fn parse_timestamp(value: &str) -> Option<SystemTime> {
     let b = value.as_bytes();
-    let shape_ok = b.len() >= 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b.last() == Some(&b'Z');
+    let shape_ok = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b.last() == Some(&b'Z');
     if !shape_ok {
         return None;
     }

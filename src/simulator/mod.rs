@@ -46,7 +46,11 @@ pub struct SimulatorConfig {
 impl SimulatorConfig {
     /// Demo credentials and no faults.
     pub fn demo() -> Self {
-        Self::with_credential(Credential::new(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, None))
+        Self::with_credential(Credential::new(
+            DEMO_ACCESS_KEY_ID,
+            DEMO_ACCESS_KEY_SECRET,
+            None,
+        ))
     }
 
     /// `credential` and no faults.
@@ -168,7 +172,10 @@ impl Simulator {
         }
     }
 
-    async fn handle(&self, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ResetFault> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, ResetFault> {
         let shared = &*self.shared;
         shared.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(delay) = shared.faults.latency() {
@@ -185,9 +192,18 @@ impl Simulator {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
             Ok(body) => body.to_bytes(),
-            Err(_) => return Ok(respond(413, Some(("InvalidParameter", "The request body is too large.")), None)),
+            Err(_) => {
+                return Ok(respond(
+                    413,
+                    Some(("InvalidParameter", "The request body is too large.")),
+                    None,
+                ));
+            }
         };
         if is_form {
             params.extend(form_urlencoded::parse(&body).into_owned());
@@ -196,31 +212,42 @@ impl Simulator {
             .iter()
             .find(|(k, _)| k == "RegionId")
             .map(|(_, v)| v.clone());
-        let answer = match shared.judge.authenticate(&method, &params, SystemTime::now(), &shared.world) {
-            Err(answer) => answer,
-            Ok(()) => match shared.faults.roll() {
-                Injected::Reset => return Err(ResetFault),
-                Injected::InternalError => Answer::Error {
-                    status: 500,
-                    code: "InternalError.Dispatch",
-                    message: "An error occurred when you dispatched the request. Try again later.".into(),
+        let answer =
+            match shared
+                .judge
+                .authenticate(&method, &params, SystemTime::now(), &shared.world)
+            {
+                Err(answer) => answer,
+                Ok(()) => match shared.faults.roll() {
+                    Injected::Reset => return Err(ResetFault),
+                    Injected::InternalError => Answer::Error {
+                        status: 500,
+                        code: "InternalError.Dispatch",
+                        message:
+                            "An error occurred when you dispatched the request. Try again later."
+                                .into(),
+                    },
+                    Injected::Unavailable => Answer::Error {
+                        status: 503,
+                        code: "ServiceUnavailable",
+                        message: "The request has failed due to a temporary failure of the server."
+                            .into(),
+                    },
+                    Injected::Throttled => Answer::Error {
+                        status: 400,
+                        code: "Throttling.User",
+                        message: "Request was denied due to user flow control.".into(),
+                    },
+                    Injected::None => shared.judge.act(&params, &shared.world),
                 },
-                Injected::Unavailable => Answer::Error {
-                    status: 503,
-                    code: "ServiceUnavailable",
-                    message: "The request has failed due to a temporary failure of the server.".into(),
-                },
-                Injected::Throttled => Answer::Error {
-                    status: 400,
-                    code: "Throttling.User",
-                    message: "Request was denied due to user flow control.".into(),
-                },
-                Injected::None => shared.judge.act(&params, &shared.world),
-            },
-        };
+            };
         Ok(match &answer {
             Answer::Ok => respond(200, None, region.as_deref()),
-            Answer::Error { status, code, message } => respond(*status, Some((code, message)), region.as_deref()),
+            Answer::Error {
+                status,
+                code,
+                message,
+            } => respond(*status, Some((code, message)), region.as_deref()),
         })
     }
 }
@@ -240,10 +267,20 @@ struct Body<'a> {
     recommend: Option<String>,
 }
 
-fn respond(status: u16, error: Option<(&str, &str)>, region: Option<&str>) -> Response<Full<Bytes>> {
+fn respond(
+    status: u16,
+    error: Option<(&str, &str)>,
+    region: Option<&str>,
+) -> Response<Full<Bytes>> {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let body = match error {
-        None => Body { request_id: &request_id, host_id: None, code: None, message: None, recommend: None },
+        None => Body {
+            request_id: &request_id,
+            host_id: None,
+            code: None,
+            message: None,
+            recommend: None,
+        },
         Some((code, message)) => Body {
             request_id: &request_id,
             host_id: Some(match region {
@@ -259,9 +296,13 @@ fn respond(status: u16, error: Option<(&str, &str)>, region: Option<&str>) -> Re
     };
     let json = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(json)));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-acs-request-id", value);
     }
@@ -269,13 +310,20 @@ fn respond(status: u16, error: Option<(&str, &str)>, region: Option<&str>) -> Re
 }
 
 /// Serves a simulator built from `config` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, config: SimulatorConfig, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    config: SimulatorConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     Simulator::new(config).serve(listener, shutdown).await
 }
 
 /// `ecs-gateway simulator`: checks signatures against the `ALIBABA_CLOUD_*` credential, or the demo
 /// one when unset (printed at start).
-pub async fn run(args: SimulatorArgs, shutdown: impl Future<Output = ()>) -> Result<(), std::io::Error> {
+pub async fn run(
+    args: SimulatorArgs,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), std::io::Error> {
     let credential = match Credential::from_env() {
         Ok(credential) => credential,
         Err(_) => {
@@ -296,4 +344,3 @@ pub async fn run(args: SimulatorArgs, shutdown: impl Future<Output = ()>) -> Res
     serve(listener, config, shutdown).await;
     Ok(())
 }
-

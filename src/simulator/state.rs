@@ -6,11 +6,32 @@ use std::time::{Duration, Instant};
 
 /// Regions the simulator knows, as ECS lists them.
 pub const REGIONS: &[&str] = &[
-    "cn-hangzhou", "cn-shanghai", "cn-beijing", "cn-shenzhen", "cn-qingdao", "cn-zhangjiakou",
-    "cn-huhehaote", "cn-wulanchabu", "cn-chengdu", "cn-heyuan", "cn-guangzhou", "cn-hongkong",
-    "ap-southeast-1", "ap-southeast-3", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7",
-    "ap-northeast-1", "ap-northeast-2", "us-west-1", "us-east-1", "eu-central-1", "eu-west-1",
-    "me-east-1", "me-central-1", "cn-nanjing",
+    "cn-hangzhou",
+    "cn-shanghai",
+    "cn-beijing",
+    "cn-shenzhen",
+    "cn-qingdao",
+    "cn-zhangjiakou",
+    "cn-huhehaote",
+    "cn-wulanchabu",
+    "cn-chengdu",
+    "cn-heyuan",
+    "cn-guangzhou",
+    "cn-hongkong",
+    "ap-southeast-1",
+    "ap-southeast-3",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "us-west-1",
+    "us-east-1",
+    "eu-central-1",
+    "eu-west-1",
+    "me-east-1",
+    "me-central-1",
+    "cn-nanjing",
 ];
 /// A known region where StopInvocation answers `RegionId.ApiNotSupported`.
 pub const API_NOT_SUPPORTED_REGION: &str = "cn-nanjing";
@@ -51,7 +72,10 @@ impl Invocation {
     /// A run on `instances`, each with the given status.
     pub fn new(executions: &[(&str, ExecutionStatus)]) -> Self {
         Self {
-            executions: executions.iter().map(|(i, s)| (i.to_string(), *s)).collect(),
+            executions: executions
+                .iter()
+                .map(|(i, s)| (i.to_string(), *s))
+                .collect(),
             periodic: false,
             scheduling: false,
             protected: false,
@@ -127,7 +151,12 @@ impl World {
     }
 
     /// Runs `f` on the invocation, if it exists.
-    pub fn with_invocation<R>(&self, region: &str, invoke_id: &str, f: impl FnOnce(&mut Invocation) -> R) -> Option<R> {
+    pub fn with_invocation<R>(
+        &self,
+        region: &str,
+        invoke_id: &str,
+        f: impl FnOnce(&mut Invocation) -> R,
+    ) -> Option<R> {
         self.lock_invocations()
             .get_mut(&(region.to_owned(), invoke_id.to_owned()))
             .map(f)
@@ -189,7 +218,17 @@ mod tests {
         for n in 1..=9 {
             assert!(world.get("cn-hangzhou", &format!("t-demo{n:04}")).is_some());
         }
-        assert!(world.get("cn-hangzhou", PROTECTED_DEMO_INVOCATION).unwrap().protected);
-        assert!(world.get("cn-hangzhou", PERIODIC_DEMO_INVOCATION).unwrap().scheduling);
+        assert!(
+            world
+                .get("cn-hangzhou", PROTECTED_DEMO_INVOCATION)
+                .unwrap()
+                .protected
+        );
+        assert!(
+            world
+                .get("cn-hangzhou", PERIODIC_DEMO_INVOCATION)
+                .unwrap()
+                .scheduling
+        );
     }
 }

@@ -45,23 +45,48 @@ pub async fn run_scenario(format: LogFormat) -> (String, String) {
 
     // Success, through the real signer and the simulator.
     let ok_gateway = Gateway::start(ecs_client(&url, credential)).await;
-    let answer = ok_gateway.client.clone().stop_invocation(request("cn-hangzhou", "t-demo0003", &[])).await.unwrap();
+    let answer = ok_gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-demo0003", &[]))
+        .await
+        .unwrap();
     let request_id = answer.get_ref().request_id.clone();
 
     // SignatureDoesNotMatch: the simulator echoes the string to sign, as ECS does.
     let wrong = Credential::new(ID, "a-wrong-secret", Some(TOKEN.into()));
     let bad_gateway = Gateway::start(ecs_client(&url, wrong)).await;
-    let status = bad_gateway.client.clone().stop_invocation(request("cn-hangzhou", "t-demo0004", &[])).await.unwrap_err();
+    let status = bad_gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-demo0004", &[]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Internal);
 
     // Connection refused: reqwest's error would carry the signed URL.
-    let closed = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let closed = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let dead_url = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
-    let dead_gateway = Gateway::start(ecs_client(&dead_url, Credential::new(ID, SECRET, Some(TOKEN.into())))).await;
-    let status = dead_gateway.client.clone().stop_invocation(request("cn-hangzhou", "t-demo0005", &[])).await.unwrap_err();
+    let dead_gateway = Gateway::start(ecs_client(
+        &dead_url,
+        Credential::new(ID, SECRET, Some(TOKEN.into())),
+    ))
+    .await;
+    let status = dead_gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-demo0005", &[]))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
-    assert!(!status.message().contains("Signature"), "{}", status.message());
+    assert!(
+        !status.message().contains("Signature"),
+        "{}",
+        status.message()
+    );
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     (logs, request_id)
@@ -69,10 +94,24 @@ pub async fn run_scenario(format: LogFormat) -> (String, String) {
 
 /// Fails if any secret-bearing string appears in `logs`.
 pub fn assert_no_secrets(logs: &str) {
-    for leak in [SECRET, TOKEN, "Signature=", "SignatureNonce=", "AccessKeyId=", "string to sign", "a-wrong-secret"] {
+    for leak in [
+        SECRET,
+        TOKEN,
+        "Signature=",
+        "SignatureNonce=",
+        "AccessKeyId=",
+        "string to sign",
+        "a-wrong-secret",
+    ] {
         assert!(!logs.contains(leak), "{leak:?} appears in the logs");
     }
     // TRACE really was on: the HTTP stack logged too, so its output was searched as well.
-    assert!(logs.lines().count() > 20, "suspiciously few log lines: {logs}");
-    assert!(logs.contains("ECS rejected the gateway's own request"), "credential failures are logged at error level");
+    assert!(
+        logs.lines().count() > 20,
+        "suspiciously few log lines: {logs}"
+    );
+    assert!(
+        logs.contains("ECS rejected the gateway's own request"),
+        "credential failures are logged at error level"
+    );
 }

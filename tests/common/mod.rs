@@ -106,14 +106,23 @@ impl Gateway {
     }
 
     /// Serves `ecs` with the given concurrency limit and server settings.
-    pub async fn start_with(ecs: EcsClient, max_concurrent: usize, settings: ServerSettings) -> Self {
+    pub async fn start_with(
+        ecs: EcsClient,
+        max_concurrent: usize,
+        settings: ServerSettings,
+    ) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
         let service = CloudAssistant::new(ecs, max_concurrent);
-        let task = tokio::spawn(ecs_gateway::server::serve(listener, service, settings, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(ecs_gateway::server::serve(
+            listener,
+            service,
+            settings,
+            async {
+                let _ = rx.await;
+            },
+        ));
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -147,7 +156,12 @@ pub fn request(region: &str, invoke_id: &str, instances: &[&str]) -> StopInvocat
 }
 
 /// A client for the simulator with the test credential, plus pinned sources when given.
-pub fn pinned_client(endpoint: &str, credential: Credential, clock: SystemTime, nonce: &str) -> EcsClient {
+pub fn pinned_client(
+    endpoint: &str,
+    credential: Credential,
+    clock: SystemTime,
+    nonce: &str,
+) -> EcsClient {
     EcsClient::with_sources(
         credential,
         settings(endpoint),

@@ -1,0 +1,19 @@
+# syntax=docker/dockerfile:1
+
+# Build stage: the release binary. protoc comes from a crate, so no system protobuf is needed.
+FROM rust:1.95-slim-bookworm AS builder
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin ecs-gateway
+
+# Runtime stage: a slim Debian with CA certificates for HTTPS to ECS, running as a non-root user.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates=20230311+deb12u1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
+COPY --from=builder /src/target/release/ecs-gateway /usr/local/bin/ecs-gateway
+USER 10001
+ENV ECS_GATEWAY_LISTEN=0.0.0.0:50051
+EXPOSE 50051
+ENTRYPOINT ["/usr/local/bin/ecs-gateway"]
