@@ -170,3 +170,85 @@ pub fn pinned_client(
     )
     .expect("client")
 }
+
+/// How a raw TCP upstream treats each connection.
+#[derive(Clone, Copy)]
+pub enum RawBehavior {
+    /// Read the request, then never answer.
+    Hang,
+    /// Close the connection as soon as it is accepted.
+    Close,
+    /// Read the request, write these bytes, close.
+    Respond(&'static [u8]),
+}
+
+/// A hand-rolled upstream for faults HTTP mocks cannot produce; counts connections and notices
+/// when the gateway drops one.
+pub struct RawUpstream {
+    pub url: String,
+    pub accepted: Arc<AtomicU64>,
+    pub peer_closed: Arc<AtomicU64>,
+}
+
+impl RawUpstream {
+    pub async fn start(behavior: RawBehavior) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicU64::new(0));
+        let peer_closed = Arc::new(AtomicU64::new(0));
+        let (a, p) = (accepted.clone(), peer_closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    match behavior {
+                        RawBehavior::Close => drop(stream),
+                        RawBehavior::Respond(bytes) => {
+                            let _ = stream.read(&mut buf).await;
+                            let _ = stream.write_all(bytes).await;
+                            let _ = stream.shutdown().await;
+                        }
+                        RawBehavior::Hang => {
+                            let _ = stream.read(&mut buf).await;
+                            // Wait for the gateway to give up on the request and close its side.
+                            while let Ok(n) = stream.read(&mut buf).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                            p.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            accepted,
+            peer_closed,
+        }
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub fn peer_closed(&self) -> u64 {
+        self.peer_closed.load(Ordering::SeqCst)
+    }
+}
+
+/// Polls `condition` every 10 ms for up to `limit`; true once it holds.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    condition()
+}
