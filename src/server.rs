@@ -41,6 +41,15 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Reflection over the gateway's API, health, and `google.rpc` error details — the last so that
+/// grpcurl can decode `ErrorInfo`, `BadRequest` and friends in error statuses.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves, then turns health NOT_SERVING, stops
 /// accepting connections and lets in-flight calls finish within the grace period.
 pub async fn serve(
@@ -54,15 +63,9 @@ pub async fn serve(
         .set_serving::<CloudAssistantServiceServer<CloudAssistant>>()
         .await;
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection_v1 = reflection().build_v1()?;
     // grpcurl 1.8 and other older tools speak only v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let gateway = CloudAssistantServiceServer::new(service)
         .max_decoding_message_size(settings.max_request_bytes);
