@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rand::SeedableRng as _;
 use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 use tokio::time::Instant;
 
@@ -169,7 +168,6 @@ impl EcsClient {
     ) -> Result<Stopped, EcsError> {
         let settings = &self.inner.settings;
         let mut backoff = Backoff::new(&settings.retry);
-        let mut rng = rand::rngs::SmallRng::from_os_rng();
         let mut retries = 0;
         let mut fresh_nonce_used = false;
         let mut attempts = 0;
@@ -207,7 +205,7 @@ impl EcsClient {
                 Decision::FreshNonceOnce(_) => return Err(error),
                 Decision::Backoff(_) if retries >= settings.retry.max_retries => return Err(error),
                 Decision::Backoff(reason) => {
-                    let jitter = backoff.next_delay(&mut rng);
+                    let jitter = backoff.next_delay(&mut rand::rng());
                     let asked = match &error {
                         EcsError::Api(api) => api.retry_after,
                         _ => None,

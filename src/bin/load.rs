@@ -1,2 +1,373 @@
-//! Load generator (see bench/README.md).
-fn main() {}
+//! `ecs-gateway-load`: a small gRPC load generator for the gateway, plus the bare baseline server.
+//!
+//! Written here because ghz cannot be installed on the build machines and h2load never reads
+//! `grpc-status`. It reports throughput, latency percentiles and counts per gRPC status code, and,
+//! given `--pid`, the server process's CPU time per call and peak RSS from `/proc`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+use ecs_gateway::pb::cloud_assistant_service_server::{CloudAssistantService, CloudAssistantServiceServer};
+use ecs_gateway::pb::{StopInvocationRequest, StopInvocationResponse};
+use tokio::sync::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+// The same allocator as the gateway binary, so the bare baseline is measured on equal terms.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "ecs-gateway-load", about = "Load generator and bare baseline server for ecs-gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send StopInvocation calls to a gRPC server and report latency and status counts.
+    Grpc(GrpcArgs),
+    /// POST to an HTTP URL and report latency (to measure an upstream on its own).
+    Http(HttpArgs),
+    /// Send signed StopInvocation requests straight to an ECS endpoint (the simulator), as the
+    /// gateway's own ECS client does: measures the upstream alone.
+    Ecs(EcsArgs),
+    /// Start a command and time how long until its gRPC health check answers SERVING.
+    Startup {
+        /// Address to poll.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        target: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Serve StopInvocation with no upstream work: the baseline the gateway is compared with.
+    Bare {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:50061")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct Load {
+    /// Calls in flight at once.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    concurrency: usize,
+    /// Total calls (ignored when --duration is set).
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    total: u64,
+    /// Run for this long instead of a fixed total (humantime, e.g. 30s).
+    #[arg(long)]
+    duration: Option<humantime::Duration>,
+    /// Calls per second across all workers; unlimited when unset.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Calls sent first and not measured.
+    #[arg(long, default_value_t = 200)]
+    warmup: u64,
+    /// Process whose CPU time and peak RSS to report (the server under test).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// A label for the report line.
+    #[arg(long, default_value = "run")]
+    label: String,
+}
+
+#[derive(clap::Args, Clone)]
+struct GrpcArgs {
+    /// Server address, host:port.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    target: String,
+    /// HTTP/2 connections to spread calls over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Region of the calls.
+    #[arg(long, default_value = "cn-hangzhou")]
+    region: String,
+    /// Invocation to stop.
+    #[arg(long, default_value = "t-demo0001")]
+    invoke_id: String,
+    /// Per-call deadline sent as grpc-timeout.
+    #[arg(long, default_value = "10s")]
+    timeout: humantime::Duration,
+    #[command(flatten)]
+    load: Load,
+}
+
+#[derive(clap::Args, Clone)]
+struct EcsArgs {
+    /// Endpoint URL, e.g. http://127.0.0.1:18081/
+    #[arg(long)]
+    url: String,
+    #[command(flatten)]
+    load: Load,
+}
+
+#[derive(clap::Args, Clone)]
+struct HttpArgs {
+    /// URL to POST to.
+    #[arg(long)]
+    url: String,
+    #[command(flatten)]
+    load: Load,
+}
+
+/// CPU ticks (user + system) and peak RSS of a process, from /proc.
+fn proc_sample(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()?;
+    Some((ticks, hwm_kib))
+}
+
+/// Clock ticks per second for /proc CPU times (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+struct Outcome {
+    latencies_us: Vec<u64>,
+    codes: BTreeMap<String, u64>,
+    elapsed: Duration,
+}
+
+async fn drive<F, Fut>(load: &Load, call: F) -> Outcome
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
+    let call = Arc::new(call);
+    for i in 0..load.warmup {
+        call(i).await;
+    }
+    let deadline = load.duration.map(|d| Instant::now() + *d);
+    let total = if deadline.is_some() { u64::MAX } else { load.total };
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let results = Arc::new(Mutex::new((Vec::with_capacity(total.min(1 << 22) as usize), BTreeMap::new())));
+    let interval = load.rate.map(|r| Duration::from_secs_f64(load.concurrency as f64 / r));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..load.concurrency)
+        .map(|_| {
+            let (call, next, results) = (call.clone(), next.clone(), results.clone());
+            tokio::spawn(async move {
+                let mut local = Vec::new();
+                let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+                let mut ticker = interval.map(tokio::time::interval);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total || deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    if let Some(t) = ticker.as_mut() {
+                        t.tick().await;
+                    }
+                    let t0 = Instant::now();
+                    let code = call(i).await;
+                    local.push(t0.elapsed().as_micros() as u64);
+                    *codes.entry(code).or_default() += 1;
+                }
+                let mut all = results.lock().await;
+                all.0.extend(local);
+                for (k, v) in codes {
+                    *all.1.entry(k).or_default() += v;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = started.elapsed();
+    let (latencies_us, codes) = std::mem::take(&mut *results.lock().await);
+    Outcome { latencies_us, codes, elapsed }
+}
+
+fn report(load: &Load, mut outcome: Outcome, before: Option<(u64, u64)>, after: Option<(u64, u64)>) {
+    outcome.latencies_us.sort_unstable();
+    let n = outcome.latencies_us.len();
+    let pct = |p: f64| -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        outcome.latencies_us[((n as f64 * p).ceil() as usize).clamp(1, n) - 1]
+    };
+    let rps = n as f64 / outcome.elapsed.as_secs_f64();
+    let mut line = serde_json::json!({
+        "label": load.label,
+        "concurrency": load.concurrency,
+        "calls": n,
+        "seconds": (outcome.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "rps": rps.round(),
+        "p50_us": pct(0.50),
+        "p90_us": pct(0.90),
+        "p99_us": pct(0.99),
+        "max_us": outcome.latencies_us.last().copied().unwrap_or(0),
+        "codes": outcome.codes,
+    });
+    if let (Some((t0, _)), Some((t1, hwm))) = (before, after) {
+        let cpu_s = (t1 - t0) as f64 / USER_HZ;
+        line["server_cpu_s"] = serde_json::json!(cpu_s);
+        line["server_cpu_us_per_call"] = serde_json::json!((cpu_s * 1e6 / n.max(1) as f64).round());
+        line["server_peak_rss_mib"] = serde_json::json!((hwm as f64 / 1024.0 * 10.0).round() / 10.0);
+    }
+    println!("{line}");
+}
+
+/// The bare baseline: the same RPC with no validation, signing or upstream.
+struct Bare;
+
+#[tonic::async_trait]
+impl CloudAssistantService for Bare {
+    async fn stop_invocation(
+        &self,
+        _request: tonic::Request<StopInvocationRequest>,
+    ) -> Result<tonic::Response<StopInvocationResponse>, tonic::Status> {
+        Ok(tonic::Response::new(StopInvocationResponse {
+            request_id: "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E".into(),
+        }))
+    }
+}
+
+async fn channels(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        out.push(Endpoint::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?);
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Bare { listen } => {
+            let incoming = tonic::transport::server::TcpIncoming::bind(listen)?.with_nodelay(Some(true));
+            eprintln!("bare server listening on {listen}");
+            tonic::transport::Server::builder()
+                .add_service(CloudAssistantServiceServer::new(Bare))
+                .serve_with_incoming_shutdown(incoming, ecs_gateway::shutdown_signal())
+                .await?;
+        }
+        Command::Grpc(args) => {
+            let clients: Vec<_> = channels(&args.target, args.connections)
+                .await?
+                .into_iter()
+                .map(CloudAssistantServiceClient::new)
+                .collect();
+            let (region, invoke, timeout) = (args.region.clone(), args.invoke_id.clone(), *args.timeout);
+            let before = args.load.pid.and_then(proc_sample);
+            let outcome = drive(&args.load, move |i| {
+                let mut client = clients[i as usize % clients.len()].clone();
+                let mut request = tonic::Request::new(StopInvocationRequest {
+                    region_id: region.clone(),
+                    invoke_id: invoke.clone(),
+                    ..Default::default()
+                });
+                request.set_timeout(timeout);
+                async move {
+                    match client.stop_invocation(request).await {
+                        Ok(_) => "Ok".to_owned(),
+                        Err(status) => format!("{:?}", status.code()),
+                    }
+                }
+            })
+            .await;
+            let after = args.load.pid.and_then(proc_sample);
+            report(&args.load, outcome, before, after);
+        }
+        Command::Ecs(args) => {
+            use ecs_gateway::aliyun::client::{ClientSettings, EcsClient};
+            use ecs_gateway::aliyun::credential::Credential;
+            use ecs_gateway::aliyun::endpoint::Endpoint as EcsEndpoint;
+            let credential = Credential::from_env().unwrap_or_else(|_| {
+                Credential::new(
+                    ecs_gateway::simulator::DEMO_ACCESS_KEY_ID,
+                    ecs_gateway::simulator::DEMO_ACCESS_KEY_SECRET,
+                    None,
+                )
+            });
+            let settings = ClientSettings { endpoint: EcsEndpoint::parse(&args.url)?, ..ClientSettings::default() };
+            let client = EcsClient::new(credential, settings)?;
+            let request = ecs_gateway::validate::stop_invocation(&StopInvocationRequest {
+                region_id: "cn-hangzhou".into(),
+                invoke_id: "t-demo0001".into(),
+                ..Default::default()
+            })
+            .map_err(|v| anyhow::anyhow!("{v}"))?;
+            let request = Arc::new(request);
+            let before = args.load.pid.and_then(proc_sample);
+            let outcome = drive(&args.load, move |_| {
+                let (client, request) = (client.clone(), request.clone());
+                async move {
+                    match client.stop_invocation(&request, None).await {
+                        Ok(_) => "200".to_owned(),
+                        Err(e) => format!("{:?}", e.class()),
+                    }
+                }
+            })
+            .await;
+            let after = args.load.pid.and_then(proc_sample);
+            report(&args.load, outcome, before, after);
+        }
+        Command::Startup { target, command } => {
+            use tonic_health::pb::health_client::HealthClient;
+            let started = Instant::now();
+            let mut child = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .stdout(std::process::Stdio::null())
+                .spawn()?;
+            let serving_after = loop {
+                if started.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                    anyhow::bail!("not SERVING after 10 s");
+                }
+                if let Ok(channel) = Endpoint::from_shared(format!("http://{target}"))?.connect().await {
+                    let answer = HealthClient::new(channel)
+                        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                        .await;
+                    if answer.is_ok_and(|a| a.get_ref().status == 1) {
+                        break started.elapsed();
+                    }
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            };
+            println!("{}", serde_json::json!({"start_to_serving_ms": serving_after.as_secs_f64() * 1000.0}));
+            child.kill()?;
+            let _ = child.wait();
+        }
+        Command::Http(args) => {
+            let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+            let url = args.url.clone();
+            let before = args.load.pid.and_then(proc_sample);
+            let outcome = drive(&args.load, move |_| {
+                let request = client.post(url.clone());
+                async move {
+                    match request.send().await {
+                        Ok(r) => {
+                            let status = r.status().as_u16().to_string();
+                            let _ = r.bytes().await;
+                            status
+                        }
+                        Err(_) => "transport-error".to_owned(),
+                    }
+                }
+            })
+            .await;
+            let after = args.load.pid.and_then(proc_sample);
+            report(&args.load, outcome, before, after);
+        }
+    }
+    Ok(())
+}
