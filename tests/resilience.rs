@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    CountingNonce, FixedNonce, Gateway, RawBehavior, RawUpstream, ecs_client, eventually, request,
-    settings, test_credential,
+    CountingNonce, FixedNonce, Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client,
+    eventually, gateway_for, request, settings, test_credential,
 };
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock};
 use tonic::Code;
@@ -54,12 +54,8 @@ async fn still_serving(gateway: &Gateway) {
 
 #[tokio::test]
 async fn every_retry_is_signed_anew_with_a_fresh_nonce_and_signature() {
-    let ecs = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_raw(UNAVAILABLE_BODY, "application/json"))
-        .mount(&ecs)
-        .await;
-    let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
+    let ecs = ecs_answering(503, UNAVAILABLE_BODY).await;
+    let gateway = gateway_for(&ecs).await;
     let status = call(&gateway, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
 
@@ -122,11 +118,7 @@ async fn a_used_nonce_gets_exactly_one_fresh_nonce_retry() {
 
 #[tokio::test]
 async fn a_nonce_that_keeps_colliding_ends_as_internal_after_two_attempts() {
-    let ecs = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_raw(NONCE_USED, "application/json"))
-        .mount(&ecs)
-        .await;
+    let ecs = ecs_answering(400, NONCE_USED).await;
     let client = EcsClient::with_sources(
         test_credential(),
         settings(&format!("{}/", ecs.uri())),
@@ -167,11 +159,7 @@ async fn a_deadline_shorter_than_the_upstream_ends_in_deadline_exceeded_and_drop
 
 #[tokio::test]
 async fn no_backoff_sleeps_past_the_deadline() {
-    let ecs = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_raw(UNAVAILABLE_BODY, "application/json"))
-        .mount(&ecs)
-        .await;
+    let ecs = ecs_answering(503, UNAVAILABLE_BODY).await;
     let mut s = settings(&format!("{}/", ecs.uri()));
     s.retry.base = Duration::from_secs(5);
     s.retry.cap = Duration::from_secs(10);

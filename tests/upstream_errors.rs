@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Gateway, ecs_client, request, test_credential};
+use common::{ecs_answering, gateway_for, request};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use wiremock::matchers::method;
@@ -267,8 +267,7 @@ async fn every_upstream_answer_maps_to_its_contract_status() {
             .respond_with(ResponseTemplate::new(case.http).set_body_raw(case.body, content_type))
             .mount(&ecs)
             .await;
-        let gateway =
-            Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
+        let gateway = gateway_for(&ecs).await;
         let label = format!("{} as HTTP {}", case.file, case.http);
 
         let status = gateway
@@ -337,15 +336,8 @@ async fn every_upstream_answer_maps_to_its_contract_status() {
 
 #[tokio::test]
 async fn the_echoed_string_to_sign_never_reaches_the_caller() {
-    let ecs = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_raw(
-            include_str!("data/ecs/signature-does-not-match.json"),
-            "application/json",
-        ))
-        .mount(&ecs)
-        .await;
-    let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
+    let ecs = ecs_answering(400, include_str!("data/ecs/signature-does-not-match.json")).await;
+    let gateway = gateway_for(&ecs).await;
     let status = gateway
         .client
         .clone()
@@ -366,15 +358,8 @@ async fn the_echoed_string_to_sign_never_reaches_the_caller() {
 
 #[tokio::test]
 async fn ram_denial_details_stay_out_of_the_message() {
-    let ecs = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(403).set_body_raw(
-            include_str!("data/ecs/forbidden-ram.json"),
-            "application/json",
-        ))
-        .mount(&ecs)
-        .await;
-    let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
+    let ecs = ecs_answering(403, include_str!("data/ecs/forbidden-ram.json")).await;
+    let gateway = gateway_for(&ecs).await;
     let status = gateway
         .client
         .clone()
@@ -402,7 +387,7 @@ async fn throttling_honours_retry_after_and_reports_it() {
         )
         .mount(&ecs)
         .await;
-    let gateway = Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await;
+    let gateway = gateway_for(&ecs).await;
     let started = std::time::Instant::now();
     let status = gateway
         .client

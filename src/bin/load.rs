@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
-use ecs_gateway::pb::cloud_assistant_service_server::{CloudAssistantService, CloudAssistantServiceServer};
+use ecs_gateway::pb::cloud_assistant_service_server::{
+    CloudAssistantService, CloudAssistantServiceServer,
+};
 use ecs_gateway::pb::{StopInvocationRequest, StopInvocationResponse};
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
@@ -21,7 +23,10 @@ use tonic::transport::{Channel, Endpoint};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "ecs-gateway-load", about = "Load generator and bare baseline server for ecs-gateway")]
+#[command(
+    name = "ecs-gateway-load",
+    about = "Load generator and bare baseline server for ecs-gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -154,10 +159,19 @@ where
         call(i).await;
     }
     let deadline = load.duration.map(|d| Instant::now() + *d);
-    let total = if deadline.is_some() { u64::MAX } else { load.total };
+    let total = if deadline.is_some() {
+        u64::MAX
+    } else {
+        load.total
+    };
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let results = Arc::new(Mutex::new((Vec::with_capacity(total.min(1 << 22) as usize), BTreeMap::new())));
-    let interval = load.rate.map(|r| Duration::from_secs_f64(load.concurrency as f64 / r));
+    let results = Arc::new(Mutex::new((
+        Vec::with_capacity(total.min(1 << 22) as usize),
+        BTreeMap::new(),
+    )));
+    let interval = load
+        .rate
+        .map(|r| Duration::from_secs_f64(load.concurrency as f64 / r));
     let started = Instant::now();
     let workers: Vec<_> = (0..load.concurrency)
         .map(|_| {
@@ -192,10 +206,19 @@ where
     }
     let elapsed = started.elapsed();
     let (latencies_us, codes) = std::mem::take(&mut *results.lock().await);
-    Outcome { latencies_us, codes, elapsed }
+    Outcome {
+        latencies_us,
+        codes,
+        elapsed,
+    }
 }
 
-fn report(load: &Load, mut outcome: Outcome, before: Option<(u64, u64)>, after: Option<(u64, u64)>) {
+fn report(
+    load: &Load,
+    mut outcome: Outcome,
+    before: Option<(u64, u64)>,
+    after: Option<(u64, u64)>,
+) {
     outcome.latencies_us.sort_unstable();
     let n = outcome.latencies_us.len();
     let pct = |p: f64| -> u64 {
@@ -221,7 +244,8 @@ fn report(load: &Load, mut outcome: Outcome, before: Option<(u64, u64)>, after: 
         let cpu_s = (t1 - t0) as f64 / USER_HZ;
         line["server_cpu_s"] = serde_json::json!(cpu_s);
         line["server_cpu_us_per_call"] = serde_json::json!((cpu_s * 1e6 / n.max(1) as f64).round());
-        line["server_peak_rss_mib"] = serde_json::json!((hwm as f64 / 1024.0 * 10.0).round() / 10.0);
+        line["server_peak_rss_mib"] =
+            serde_json::json!((hwm as f64 / 1024.0 * 10.0).round() / 10.0);
     }
     println!("{line}");
 }
@@ -244,7 +268,12 @@ impl CloudAssistantService for Bare {
 async fn channels(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::with_capacity(connections);
     for _ in 0..connections.max(1) {
-        out.push(Endpoint::from_shared(format!("http://{target}"))?.tcp_nodelay(true).connect().await?);
+        out.push(
+            Endpoint::from_shared(format!("http://{target}"))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
     }
     Ok(out)
 }
@@ -253,7 +282,8 @@ async fn channels(target: &str, connections: usize) -> anyhow::Result<Vec<Channe
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bare { listen } => {
-            let incoming = tonic::transport::server::TcpIncoming::bind(listen)?.with_nodelay(Some(true));
+            let incoming =
+                tonic::transport::server::TcpIncoming::bind(listen)?.with_nodelay(Some(true));
             eprintln!("bare server listening on {listen}");
             tonic::transport::Server::builder()
                 .add_service(CloudAssistantServiceServer::new(Bare))
@@ -266,7 +296,8 @@ async fn main() -> anyhow::Result<()> {
                 .into_iter()
                 .map(CloudAssistantServiceClient::new)
                 .collect();
-            let (region, invoke, timeout) = (args.region.clone(), args.invoke_id.clone(), *args.timeout);
+            let (region, invoke, timeout) =
+                (args.region.clone(), args.invoke_id.clone(), *args.timeout);
             let before = args.load.pid.and_then(proc_sample);
             let outcome = drive(&args.load, move |i| {
                 let mut client = clients[i as usize % clients.len()].clone();
@@ -298,7 +329,10 @@ async fn main() -> anyhow::Result<()> {
                     None,
                 )
             });
-            let settings = ClientSettings { endpoint: EcsEndpoint::parse(&args.url)?, ..ClientSettings::default() };
+            let settings = ClientSettings {
+                endpoint: EcsEndpoint::parse(&args.url)?,
+                ..ClientSettings::default()
+            };
             let client = EcsClient::new(credential, settings)?;
             let request = ecs_gateway::validate::stop_invocation(&StopInvocationRequest {
                 region_id: "cn-hangzhou".into(),
@@ -333,9 +367,14 @@ async fn main() -> anyhow::Result<()> {
                     let _ = child.kill();
                     anyhow::bail!("not SERVING after 10 s");
                 }
-                if let Ok(channel) = Endpoint::from_shared(format!("http://{target}"))?.connect().await {
+                if let Ok(channel) = Endpoint::from_shared(format!("http://{target}"))?
+                    .connect()
+                    .await
+                {
                     let answer = HealthClient::new(channel)
-                        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+                        .check(tonic_health::pb::HealthCheckRequest {
+                            service: String::new(),
+                        })
                         .await;
                     if answer.is_ok_and(|a| a.get_ref().status == 1) {
                         break started.elapsed();
@@ -343,7 +382,10 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tokio::time::sleep(Duration::from_micros(500)).await;
             };
-            println!("{}", serde_json::json!({"start_to_serving_ms": serving_after.as_secs_f64() * 1000.0}));
+            println!(
+                "{}",
+                serde_json::json!({"start_to_serving_ms": serving_after.as_secs_f64() * 1000.0})
+            );
             child.kill()?;
             let _ = child.wait();
         }

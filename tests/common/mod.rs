@@ -252,3 +252,20 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
     }
     condition()
 }
+
+/// A wiremock ECS answering every POST with `status` and the JSON `body`.
+pub async fn ecs_answering(status: u16, body: &str) -> wiremock::MockServer {
+    let ecs = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(status).set_body_raw(body, "application/json"),
+        )
+        .mount(&ecs)
+        .await;
+    ecs
+}
+
+/// A gateway forwarding to `ecs` with the test credential and fast retries.
+pub async fn gateway_for(ecs: &wiremock::MockServer) -> Gateway {
+    Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await
+}
