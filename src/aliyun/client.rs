@@ -199,7 +199,7 @@ impl EcsClient {
                 Decision::Stop(_) => return Err(error),
                 Decision::FreshNonceOnce(reason) if !fresh_nonce_used => {
                     fresh_nonce_used = true;
-                    tracing::warn!(attempt = attempts, ?class, reason, "retrying at once");
+                    tracing::info!(attempt = attempts, ?class, reason, "retrying at once");
                     continue;
                 }
                 Decision::FreshNonceOnce(_) => return Err(error),
@@ -213,11 +213,11 @@ impl EcsClient {
                     match asked {
                         Some(asked) if asked > settings.retry.max_retry_after => return Err(error),
                         Some(asked) => {
-                            tracing::warn!(attempt = attempts, ?class, reason, ?asked, "retrying");
+                            tracing::info!(attempt = attempts, ?class, reason, ?asked, "retrying");
                             asked.max(jitter)
                         }
                         None => {
-                            tracing::warn!(attempt = attempts, ?class, reason, delay = ?jitter, "retrying");
+                            tracing::info!(attempt = attempts, ?class, reason, delay = ?jitter, "retrying");
                             jitter
                         }
                     }

@@ -93,23 +93,17 @@ impl Judge {
                 "The request signature does not conform to Aliyun standards.",
             )
         })?;
-        for name in [
-            "AccessKeyId",
-            "SignatureMethod",
-            "SignatureNonce",
-            "Timestamp",
-            "Version",
-            "Action",
-        ] {
-            if get(name).is_none_or(str::is_empty) {
-                return Err(missing(name));
-            }
-        }
-        let (Some(key_id), Some(nonce), Some(timestamp)) =
-            (get("AccessKeyId"), get("SignatureNonce"), get("Timestamp"))
-        else {
-            unreachable!("checked above");
+        let required = |name: &str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| missing(name))
         };
+        let key_id = required("AccessKeyId")?;
+        required("SignatureMethod")?;
+        let nonce = required("SignatureNonce")?;
+        let timestamp = required("Timestamp")?;
+        required("Version")?;
+        required("Action")?;
         if get("SignatureMethod") != Some(signer::SIGNATURE_METHOD) {
             return Err(error(
                 400,
