@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let status_byte = data.first().copied().unwrap_or(0);
     let http_status = 200 + u16::from(status_byte) * 2;
     let Some(parsed) = parse_body(data) else {
-        let _ = ecs_gateway::status::from_ecs_error(&EcsError::Malformed { http_status, request_id: None });
+        let _ = ecs_gateway::status::from_ecs_error(&EcsError::Malformed {
+            http_status,
+            request_id: None,
+        });
         return;
     };
     if let Some(message) = &parsed.message {

@@ -12,7 +12,7 @@ use super::credential::Credential;
 use super::endpoint::Endpoint;
 use super::error::{ApiError, EcsError, TransportKind, parse_body};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
-use super::retry::{Backoff, Decision, RetryPolicy, decide};
+use super::retry::{self, RetryPolicy};
 use super::signer::{self, SigningKey};
 
 /// The `User-Agent` the gateway sends.
@@ -167,69 +167,15 @@ impl EcsClient {
         deadline: Option<Instant>,
     ) -> Result<Stopped, EcsError> {
         let settings = &self.inner.settings;
-        let mut backoff = Backoff::new(&settings.retry);
-        let mut retries = 0;
-        let mut fresh_nonce_used = false;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let attempt = tokio::time::timeout(settings.attempt_timeout, self.attempt(request));
-            let outcome = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return Err(EcsError::DeadlineExceeded),
-                },
-                None => attempt.await,
-            };
-            let error = match outcome {
-                Ok(Ok(request_id)) => {
-                    return Ok(Stopped {
-                        request_id,
-                        attempts,
-                    });
-                }
-                Ok(Err(error)) => error,
-                Err(_) => EcsError::Transport {
-                    kind: TransportKind::Timeout,
-                    detail: format!("no answer within {:?}", settings.attempt_timeout),
-                },
-            };
-            let class = error.class();
-            let delay = match decide(class) {
-                Decision::Stop(_) => return Err(error),
-                Decision::FreshNonceOnce(reason) if !fresh_nonce_used => {
-                    fresh_nonce_used = true;
-                    tracing::info!(attempt = attempts, ?class, reason, "retrying at once");
-                    continue;
-                }
-                Decision::FreshNonceOnce(_) => return Err(error),
-                Decision::Backoff(_) if retries >= settings.retry.max_retries => return Err(error),
-                Decision::Backoff(reason) => {
-                    let jitter = backoff.next_delay(&mut rand::rng());
-                    let asked = match &error {
-                        EcsError::Api(api) => api.retry_after,
-                        _ => None,
-                    };
-                    match asked {
-                        Some(asked) if asked > settings.retry.max_retry_after => return Err(error),
-                        Some(asked) => {
-                            tracing::info!(attempt = attempts, ?class, reason, ?asked, "retrying");
-                            asked.max(jitter)
-                        }
-                        None => {
-                            tracing::info!(attempt = attempts, ?class, reason, delay = ?jitter, "retrying");
-                            jitter
-                        }
-                    }
-                }
-            };
-            // No sleep that would end past the caller's deadline: report the real failure instead.
-            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
-                return Err(error);
-            }
-            tokio::time::sleep(delay).await;
-            retries += 1;
-        }
+        let (request_id, attempts) =
+            retry::run(&settings.retry, settings.attempt_timeout, deadline, || {
+                self.attempt(request)
+            })
+            .await?;
+        Ok(Stopped {
+            request_id,
+            attempts,
+        })
     }
 
     /// Builds every parameter of one attempt: common ones with a fresh nonce and timestamp.

@@ -1,10 +1,12 @@
 //! Which failures are retried (one exhaustive match, a reason per arm) and the backoff between tries.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::time::Instant;
 
-use super::error::ErrorClass;
+use super::error::{EcsError, ErrorClass, TransportKind};
 
 /// Retry settings: how many retries, and the bounds of the decorrelated-jitter backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,76 @@ impl Backoff {
     }
 }
 
+/// Runs `attempt` until it succeeds, fails for good, or the caller's deadline arrives. Each
+/// attempt is bounded by `attempt_timeout`; no attempt starts and no backoff sleeps past `deadline`.
+/// Returns the value and the number of attempts made.
+pub async fn run<T, F, Fut>(
+    policy: &RetryPolicy,
+    attempt_timeout: Duration,
+    deadline: Option<Instant>,
+    mut attempt: F,
+) -> Result<(T, u32), EcsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, EcsError>>,
+{
+    let mut backoff = Backoff::new(policy);
+    let mut retries = 0;
+    let mut fresh_nonce_used = false;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let bounded = tokio::time::timeout(attempt_timeout, attempt());
+        let outcome = match deadline {
+            // Dropping the attempt on the deadline drops its HTTP request and connection.
+            Some(deadline) => tokio::time::timeout_at(deadline, bounded)
+                .await
+                .map_err(|_| EcsError::DeadlineExceeded)?,
+            None => bounded.await,
+        };
+        let error = match outcome {
+            Ok(Ok(value)) => return Ok((value, attempts)),
+            Ok(Err(error)) => error,
+            Err(_) => EcsError::Transport {
+                kind: TransportKind::Timeout,
+                detail: format!("no answer within {attempt_timeout:?}"),
+            },
+        };
+        let class = error.class();
+        let delay = match decide(class) {
+            Decision::Stop(_) => return Err(error),
+            Decision::FreshNonceOnce(reason) if !fresh_nonce_used => {
+                fresh_nonce_used = true;
+                tracing::info!(attempt = attempts, ?class, reason, "retrying at once");
+                continue;
+            }
+            Decision::FreshNonceOnce(_) => return Err(error),
+            Decision::Backoff(_) if retries >= policy.max_retries => return Err(error),
+            Decision::Backoff(reason) => {
+                let jitter = backoff.next_delay(&mut rand::rng());
+                let asked = match &error {
+                    EcsError::Api(api) => api.retry_after,
+                    _ => None,
+                };
+                let delay = match asked {
+                    // Waiting longer than the policy allows is the caller's call, via RetryInfo.
+                    Some(asked) if asked > policy.max_retry_after => return Err(error),
+                    Some(asked) => asked.max(jitter),
+                    None => jitter,
+                };
+                tracing::info!(attempt = attempts, ?class, reason, ?delay, "retrying");
+                delay
+            }
+        };
+        // No sleep that would end past the caller's deadline: report the real failure instead.
+        if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            return Err(error);
+        }
+        tokio::time::sleep(delay).await;
+        retries += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +245,179 @@ mod tests {
             fourth += backoff.next_delay(&mut rng);
         }
         assert!(fourth > first * 2, "first {first:?} fourth {fourth:?}");
+    }
+
+    mod run {
+        use std::cell::RefCell;
+        use std::time::Duration;
+
+        use tokio::time::Instant;
+
+        use super::super::*;
+        use crate::aliyun::error::ApiError;
+
+        fn api(code: &str, http_status: u16, retry_after: Option<Duration>) -> EcsError {
+            EcsError::Api(ApiError {
+                http_status,
+                code: code.into(),
+                message: String::new(),
+                request_id: None,
+                host_id: None,
+                recommend: None,
+                retry_after,
+            })
+        }
+
+        fn transport(kind: TransportKind) -> EcsError {
+            EcsError::Transport {
+                kind,
+                detail: String::new(),
+            }
+        }
+
+        const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+        /// Runs the loop over a script of outcomes (the last one repeats), recording when each
+        /// attempt started. `None` in the script is an attempt that never answers.
+        async fn script(
+            outcomes: Vec<Option<Result<&'static str, EcsError>>>,
+            deadline: Option<Duration>,
+        ) -> (Result<(&'static str, u32), EcsError>, Vec<Duration>) {
+            let start = Instant::now();
+            let starts = RefCell::new(Vec::new());
+            let policy = RetryPolicy::default();
+            let result = run(
+                &policy,
+                ATTEMPT_TIMEOUT,
+                deadline.map(|d| start + d),
+                || {
+                    let n = starts.borrow().len();
+                    starts.borrow_mut().push(start.elapsed());
+                    let outcome = outcomes[n.min(outcomes.len() - 1)].clone();
+                    async move {
+                        match outcome {
+                            Some(outcome) => outcome,
+                            None => std::future::pending().await,
+                        }
+                    }
+                },
+            )
+            .await;
+            (result, starts.into_inner())
+        }
+
+        fn gaps(starts: &[Duration]) -> Vec<Duration> {
+            starts.windows(2).map(|w| w[1] - w[0]).collect()
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn each_transient_class_gets_three_attempts_with_bounded_backoff() {
+            let transient = [
+                api("ServiceUnavailable", 503, None),
+                api("InternalError.Dispatch", 500, None),
+                api("Throttling.User", 400, None),
+                transport(TransportKind::Connect),
+                transport(TransportKind::Interrupted),
+                transport(TransportKind::Timeout),
+            ];
+            for error in transient {
+                let (result, starts) = script(vec![Some(Err(error.clone()))], None).await;
+                assert_eq!(result.unwrap_err(), error);
+                assert_eq!(starts.len(), 3, "{error:?}");
+                for gap in gaps(&starts) {
+                    assert!(
+                        gap >= Duration::from_millis(100) && gap <= Duration::from_secs(2),
+                        "{error:?}: {gap:?}"
+                    );
+                }
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_hanging_attempt_times_out_and_is_retried() {
+            let (result, starts) = script(vec![None, Some(Ok("R-1"))], None).await;
+            assert_eq!(result.unwrap(), ("R-1", 2));
+            assert!(
+                starts[1] >= ATTEMPT_TIMEOUT + Duration::from_millis(100),
+                "{starts:?}"
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn non_retryable_classes_get_one_attempt() {
+            for error in [
+                api("InvalidInvokeId.NotFound", 404, None),
+                api("Operation.Forbidden", 403, None),
+                api("SignatureDoesNotMatch", 400, None),
+                api("InvalidParameter", 400, None),
+                api("InvalidApi.NotFound", 404, None),
+                api("Mystery", 500, None),
+                EcsError::Malformed {
+                    http_status: 200,
+                    request_id: None,
+                },
+            ] {
+                let (result, starts) = script(vec![Some(Err(error.clone()))], None).await;
+                assert_eq!(result.unwrap_err(), error);
+                assert_eq!(starts, [Duration::ZERO], "{error:?}");
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_used_nonce_is_retried_once_at_once_outside_the_budget() {
+            let used = api("SignatureNonceUsed", 400, None);
+            let (result, starts) = script(vec![Some(Err(used.clone()))], None).await;
+            assert_eq!(result.unwrap_err(), used);
+            assert_eq!(starts, [Duration::ZERO, Duration::ZERO]);
+
+            // The nonce retry does not eat into the transient budget.
+            let busy = api("ServiceUnavailable", 503, None);
+            let (result, starts) =
+                script(vec![Some(Err(used)), Some(Err(busy.clone()))], None).await;
+            assert_eq!(result.unwrap_err(), busy);
+            assert_eq!(starts.len(), 4);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn retry_after_is_honoured_and_a_long_one_is_left_to_the_caller() {
+            let asked = api("Throttling", 400, Some(Duration::from_secs(1)));
+            let (result, starts) = script(vec![Some(Err(asked)), Some(Ok("R-2"))], None).await;
+            assert_eq!(result.unwrap(), ("R-2", 2));
+            assert!(
+                starts[1] >= Duration::from_secs(1) && starts[1] <= Duration::from_secs(2),
+                "{starts:?}"
+            );
+
+            let too_long = api("Throttling", 400, Some(Duration::from_secs(60)));
+            let (result, starts) = script(vec![Some(Err(too_long.clone()))], None).await;
+            assert_eq!(result.unwrap_err(), too_long);
+            assert_eq!(starts.len(), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_hanging_upstream_ends_exactly_at_the_deadline() {
+            let start = Instant::now();
+            let (result, starts) = script(vec![None], Some(Duration::from_millis(300))).await;
+            assert_eq!(result.unwrap_err(), EcsError::DeadlineExceeded);
+            assert_eq!(start.elapsed(), Duration::from_millis(300));
+            assert_eq!(starts.len(), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn no_attempt_starts_and_no_backoff_ends_past_the_deadline() {
+            let busy = api("ServiceUnavailable", 503, None);
+            for _ in 0..50 {
+                let start = Instant::now();
+                let deadline = Duration::from_millis(250);
+                let (result, starts) = script(vec![Some(Err(busy.clone()))], Some(deadline)).await;
+                assert_eq!(
+                    result.unwrap_err(),
+                    busy,
+                    "the real failure, not DEADLINE_EXCEEDED"
+                );
+                assert!(starts.iter().all(|s| *s < deadline), "{starts:?}");
+                assert!(start.elapsed() < deadline);
+            }
+        }
     }
 }
