@@ -208,6 +208,21 @@ mod tests {
     }
 
     #[test]
+    fn what_the_gateway_retries_a_client_may_retry_too() {
+        use crate::aliyun::retry::{Decision, decide};
+        // AIP-194: UNAVAILABLE and RESOURCE_EXHAUSTED are the codes clients retry; the gateway's own
+        // retry policy must agree with the codes it reports.
+        for class in ErrorClass::ALL {
+            let retried = matches!(decide(class), Decision::Backoff(_));
+            let retryable_code = matches!(
+                grpc_code(class),
+                Code::Unavailable | Code::ResourceExhausted
+            );
+            assert_eq!(retried, retryable_code, "{class:?}");
+        }
+    }
+
+    #[test]
     fn a_bad_request_id_is_left_out_of_metadata_rather_than_failing() {
         assert!(
             request_id_metadata(Some("bad\nvalue"))

@@ -334,9 +334,9 @@ async fn every_upstream_answer_maps_to_its_contract_status() {
     }
 }
 
-#[tokio::test]
-async fn the_echoed_string_to_sign_never_reaches_the_caller() {
-    let ecs = ecs_answering(400, include_str!("data/ecs/signature-does-not-match.json")).await;
+/// Everything a caller could see of the error status for a canned ECS answer.
+async fn rendered_error(http_status: u16, body: &str) -> String {
+    let ecs = ecs_answering(http_status, body).await;
     let gateway = gateway_for(&ecs).await;
     let status = gateway
         .client
@@ -344,7 +344,13 @@ async fn the_echoed_string_to_sign_never_reaches_the_caller() {
         .stop_invocation(request("cn-hangzhou", "t-1", &[]))
         .await
         .unwrap_err();
-    let everything = format!("{status:?} {:?}", status.get_error_details());
+    format!("{status:?} {:?}", status.get_error_details())
+}
+
+#[tokio::test]
+async fn the_echoed_string_to_sign_never_reaches_the_caller() {
+    let everything =
+        rendered_error(400, include_str!("data/ecs/signature-does-not-match.json")).await;
     for leak in [
         "string to sign",
         "LTAItestGatewayKey",
@@ -358,15 +364,7 @@ async fn the_echoed_string_to_sign_never_reaches_the_caller() {
 
 #[tokio::test]
 async fn ram_denial_details_stay_out_of_the_message() {
-    let ecs = ecs_answering(403, include_str!("data/ecs/forbidden-ram.json")).await;
-    let gateway = gateway_for(&ecs).await;
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await
-        .unwrap_err();
-    let everything = format!("{status:?} {:?}", status.get_error_details());
+    let everything = rendered_error(403, include_str!("data/ecs/forbidden-ram.json")).await;
     assert!(
         !everything.contains("EncodedDiagnosticMessage") && !everything.contains("ops-bot"),
         "{everything}"

@@ -100,6 +100,28 @@ pub enum ErrorClass {
     DeadlineExceeded,
 }
 
+impl ErrorClass {
+    /// Every class, for exhaustive checks.
+    pub const ALL: [ErrorClass; 16] = [
+        ErrorClass::InvalidArgument,
+        ErrorClass::PermissionDenied,
+        ErrorClass::NotFound,
+        ErrorClass::Throttled,
+        ErrorClass::CredentialRejected,
+        ErrorClass::NonceReused,
+        ErrorClass::RequestBuiltWrong,
+        ErrorClass::Transient,
+        ErrorClass::UpstreamInternal,
+        ErrorClass::Conflict,
+        ErrorClass::Unknown,
+        ErrorClass::OutcomeUnknown,
+        ErrorClass::Unreachable,
+        ErrorClass::AttemptTimedOut,
+        ErrorClass::Interrupted,
+        ErrorClass::DeadlineExceeded,
+    ];
+}
+
 impl EcsError {
     /// The meaning of this failure.
     pub fn class(&self) -> ErrorClass {

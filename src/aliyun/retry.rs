@@ -182,27 +182,10 @@ mod tests {
     #[test]
     fn only_transient_classes_back_off() {
         use ErrorClass::*;
-        let retried: Vec<ErrorClass> = [
-            InvalidArgument,
-            PermissionDenied,
-            NotFound,
-            Throttled,
-            CredentialRejected,
-            NonceReused,
-            RequestBuiltWrong,
-            Transient,
-            UpstreamInternal,
-            Conflict,
-            Unknown,
-            OutcomeUnknown,
-            Unreachable,
-            AttemptTimedOut,
-            Interrupted,
-            DeadlineExceeded,
-        ]
-        .into_iter()
-        .filter(|c| matches!(decide(*c), Decision::Backoff(_)))
-        .collect();
+        let retried: Vec<ErrorClass> = ErrorClass::ALL
+            .into_iter()
+            .filter(|c| matches!(decide(*c), Decision::Backoff(_)))
+            .collect();
         assert_eq!(
             retried,
             [
