@@ -166,10 +166,15 @@ where
             }
         };
         // No sleep that would end past the caller's deadline: report the real failure instead.
-        if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+        // The extra millisecond is the timer wheel's rounding of every sleep.
+        if deadline.is_some_and(|d| Instant::now() + delay + Duration::from_millis(1) >= d) {
             return Err(error);
         }
         tokio::time::sleep(delay).await;
+        // A backstop for the rounding above: never start an attempt at or after the deadline.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(error);
+        }
         retries += 1;
     }
 }
@@ -389,7 +394,7 @@ mod tests {
         #[tokio::test(start_paused = true)]
         async fn no_attempt_starts_and_no_backoff_ends_past_the_deadline() {
             let busy = api("ServiceUnavailable", 503, None);
-            for _ in 0..50 {
+            for _ in 0..500 {
                 let start = Instant::now();
                 let deadline = Duration::from_millis(250);
                 let (result, starts) = script(vec![Some(Err(busy.clone()))], Some(deadline)).await;
