@@ -130,6 +130,21 @@ async fn sigterm_lets_every_call_in_flight_finish_and_exits_zero() {
         .unwrap();
     assert!(kill.success());
 
+    // While the 20 calls are still draining, the listener is already closed.
+    let mut refused = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(&addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(refused, "new connections are refused once shutdown starts");
+    assert!(
+        calls.iter().any(|c| !c.is_finished()),
+        "checked during the drain, not after it"
+    );
+
     for call in calls {
         call.await
             .unwrap()
