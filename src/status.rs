@@ -70,10 +70,10 @@ pub fn reason_from_code(code: &str) -> String {
 pub fn from_ecs_error(error: &EcsError) -> Status {
     let class = error.class();
     let code = grpc_code(class);
-    let retryable = matches!(code, Code::Unavailable | Code::ResourceExhausted);
     let mut details = ErrorDetails::new();
     let mut metadata = HashMap::new();
-    let message = match error {
+    let mut retry_after = None;
+    let (reason, domain, message) = match error {
         EcsError::Api(api) => {
             metadata.insert("aliyunCode".to_owned(), api.code.clone());
             metadata.insert("httpStatus".to_owned(), api.http_status.to_string());
@@ -83,57 +83,52 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
             if let Some(link) = &api.recommend {
                 details.add_help_link(format!("ECS troubleshooting for {}", api.code), link);
             }
-            details.set_error_info(reason_from_code(&api.code), ECS_DOMAIN, HashMap::new());
-            if retryable {
-                details.set_retry_info(Some(api.retry_after.unwrap_or(DEFAULT_RETRY_DELAY)));
-            }
-            if api.message.is_empty() {
+            retry_after = api.retry_after;
+            let message = if api.message.is_empty() {
                 api.code.clone()
             } else {
                 format!("{}: {}", api.code, api.message)
-            }
+            };
+            (reason_from_code(&api.code), ECS_DOMAIN, message)
         }
         EcsError::Malformed { http_status, .. } => {
             metadata.insert("httpStatus".to_owned(), http_status.to_string());
-            details.set_error_info(
-                "UPSTREAM_MALFORMED_RESPONSE",
-                GATEWAY_DOMAIN,
-                HashMap::new(),
-            );
-            if retryable {
-                details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
-            }
-            if class == ErrorClass::OutcomeUnknown {
+            let message = if class == ErrorClass::OutcomeUnknown {
                 format!(
                     "ECS answered HTTP {http_status} without a readable RequestId; whether the invocation stopped is unknown"
                 )
             } else {
                 format!("ECS answered HTTP {http_status} with a body that is not an ECS response")
-            }
+            };
+            (
+                "UPSTREAM_MALFORMED_RESPONSE".to_owned(),
+                GATEWAY_DOMAIN,
+                message,
+            )
         }
         EcsError::Transport { kind, detail } => {
             let reason = match kind {
                 TransportKind::Timeout => "UPSTREAM_TIMEOUT",
                 TransportKind::Connect | TransportKind::Interrupted => "UPSTREAM_UNAVAILABLE",
             };
-            details.set_error_info(reason, GATEWAY_DOMAIN, HashMap::new());
-            details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
-            format!("ECS could not be reached: {detail}")
+            let message = format!("ECS could not be reached: {detail}");
+            (reason.to_owned(), GATEWAY_DOMAIN, message)
         }
-        EcsError::DeadlineExceeded => {
-            details.set_error_info("DEADLINE_EXCEEDED", GATEWAY_DOMAIN, HashMap::new());
+        EcsError::DeadlineExceeded => (
+            "DEADLINE_EXCEEDED".to_owned(),
+            GATEWAY_DOMAIN,
             "the call's deadline ran out before ECS answered; the upstream request was dropped"
-                .to_owned()
-        }
+                .to_owned(),
+        ),
     };
+    if matches!(code, Code::Unavailable | Code::ResourceExhausted) {
+        details.set_retry_info(Some(retry_after.unwrap_or(DEFAULT_RETRY_DELAY)));
+    }
     if let Some(request_id) = error.request_id() {
         metadata.insert("requestId".to_owned(), request_id.to_owned());
         details.set_request_info(request_id, "");
     }
-    if let Some(info) = details.error_info() {
-        let info = info.clone();
-        details.set_error_info(info.reason, info.domain, metadata);
-    }
+    details.set_error_info(reason, domain, metadata);
     Status::with_error_details_and_metadata(
         code,
         message,

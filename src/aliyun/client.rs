@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::credential::Credential;
 use super::endpoint::Endpoint;
-use super::error::{ApiError, EcsError, TransportKind, parse_body};
+use super::error::{ApiError, EcsError, ParsedBody, TransportKind, parse_body};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::retry::{self, RetryPolicy};
 use super::signer::{self, SigningKey};
@@ -226,29 +226,30 @@ impl EcsClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let body = read_capped(response).await?;
-        let parsed = body.as_deref().and_then(parse_body);
-        let request_id = parsed
-            .as_ref()
-            .and_then(|p| p.request_id.clone())
-            .or(header_request_id);
-        match parsed {
-            Some(p) if (200..300).contains(&http_status) && p.request_id.is_some() => {
-                Ok(p.request_id.unwrap_or_default())
-            }
-            Some(p) if !(200..300).contains(&http_status) && p.code.is_some() => {
-                Err(EcsError::Api(ApiError {
-                    http_status,
-                    code: p.code.unwrap_or_default(),
-                    message: p.message.unwrap_or_default(),
-                    request_id,
-                    host_id: p.host_id,
-                    recommend: p.recommend,
-                    retry_after,
-                }))
-            }
-            _ => Err(EcsError::Malformed {
-                http_status,
+        let success = (200..300).contains(&http_status);
+        match body.as_deref().and_then(parse_body) {
+            Some(ParsedBody {
+                request_id: Some(request_id),
+                ..
+            }) if success => Ok(request_id),
+            Some(ParsedBody {
+                code: Some(code),
+                message,
                 request_id,
+                host_id,
+                recommend,
+            }) if !success => Err(EcsError::Api(ApiError {
+                http_status,
+                code,
+                message: message.unwrap_or_default(),
+                request_id: request_id.or(header_request_id),
+                host_id,
+                recommend,
+                retry_after,
+            })),
+            other => Err(EcsError::Malformed {
+                http_status,
+                request_id: other.and_then(|p| p.request_id).or(header_request_id),
             }),
         }
     }
@@ -317,13 +318,5 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(1)));
         h.insert("x-acs-retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-    }
-
-    #[test]
-    fn user_agent_names_the_gateway_and_version() {
-        assert_eq!(
-            USER_AGENT_VALUE,
-            format!("ecs-gateway/{}", env!("CARGO_PKG_VERSION"))
-        );
     }
 }
