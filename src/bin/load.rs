@@ -147,6 +147,9 @@ struct Outcome {
     latencies_us: Vec<u64>,
     codes: BTreeMap<String, u64>,
     elapsed: Duration,
+    /// The server's /proc samples around the measured calls (warm-up excluded).
+    server_before: Option<(u64, u64)>,
+    server_after: Option<(u64, u64)>,
 }
 
 async fn drive<F, Fut>(load: &Load, call: F) -> Outcome
@@ -158,6 +161,7 @@ where
     for i in 0..load.warmup {
         call(i).await;
     }
+    let server_before = load.pid.and_then(proc_sample);
     let deadline = load.duration.map(|d| Instant::now() + *d);
     let total = if deadline.is_some() {
         u64::MAX
@@ -205,20 +209,18 @@ where
         let _ = w.await;
     }
     let elapsed = started.elapsed();
+    let server_after = load.pid.and_then(proc_sample);
     let (latencies_us, codes) = std::mem::take(&mut *results.lock().await);
     Outcome {
         latencies_us,
         codes,
         elapsed,
+        server_before,
+        server_after,
     }
 }
 
-fn report(
-    load: &Load,
-    mut outcome: Outcome,
-    before: Option<(u64, u64)>,
-    after: Option<(u64, u64)>,
-) {
+fn report(load: &Load, mut outcome: Outcome) {
     outcome.latencies_us.sort_unstable();
     let n = outcome.latencies_us.len();
     let pct = |p: f64| -> u64 {
@@ -240,7 +242,7 @@ fn report(
         "max_us": outcome.latencies_us.last().copied().unwrap_or(0),
         "codes": outcome.codes,
     });
-    if let (Some((t0, _)), Some((t1, hwm))) = (before, after) {
+    if let (Some((t0, _)), Some((t1, hwm))) = (outcome.server_before, outcome.server_after) {
         let cpu_s = (t1 - t0) as f64 / USER_HZ;
         line["server_cpu_s"] = serde_json::json!(cpu_s);
         line["server_cpu_us_per_call"] = serde_json::json!((cpu_s * 1e6 / n.max(1) as f64).round());
@@ -298,7 +300,6 @@ async fn main() -> anyhow::Result<()> {
                 .collect();
             let (region, invoke, timeout) =
                 (args.region.clone(), args.invoke_id.clone(), *args.timeout);
-            let before = args.load.pid.and_then(proc_sample);
             let outcome = drive(&args.load, move |i| {
                 let mut client = clients[i as usize % clients.len()].clone();
                 let mut request = tonic::Request::new(StopInvocationRequest {
@@ -315,20 +316,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
             .await;
-            let after = args.load.pid.and_then(proc_sample);
-            report(&args.load, outcome, before, after);
+            report(&args.load, outcome);
         }
         Command::Ecs(args) => {
             use ecs_gateway::aliyun::client::{ClientSettings, EcsClient};
             use ecs_gateway::aliyun::credential::Credential;
             use ecs_gateway::aliyun::endpoint::Endpoint as EcsEndpoint;
-            let credential = Credential::from_env().unwrap_or_else(|_| {
-                Credential::new(
-                    ecs_gateway::simulator::DEMO_ACCESS_KEY_ID,
-                    ecs_gateway::simulator::DEMO_ACCESS_KEY_SECRET,
-                    None,
-                )
-            });
+            use ecs_gateway::simulator::demo_credential;
+            let credential = Credential::from_env().unwrap_or_else(|_| demo_credential());
             let settings = ClientSettings {
                 endpoint: EcsEndpoint::parse(&args.url)?,
                 ..ClientSettings::default()
@@ -341,7 +336,6 @@ async fn main() -> anyhow::Result<()> {
             })
             .map_err(|v| anyhow::anyhow!("{v}"))?;
             let request = Arc::new(request);
-            let before = args.load.pid.and_then(proc_sample);
             let outcome = drive(&args.load, move |_| {
                 let (client, request) = (client.clone(), request.clone());
                 async move {
@@ -352,8 +346,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
             .await;
-            let after = args.load.pid.and_then(proc_sample);
-            report(&args.load, outcome, before, after);
+            report(&args.load, outcome);
         }
         Command::Startup { target, command } => {
             use tonic_health::pb::health_client::HealthClient;
@@ -392,7 +385,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Http(args) => {
             let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
             let url = args.url.clone();
-            let before = args.load.pid.and_then(proc_sample);
             let outcome = drive(&args.load, move |_| {
                 let request = client.post(url.clone());
                 async move {
@@ -407,8 +399,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             })
             .await;
-            let after = args.load.pid.and_then(proc_sample);
-            report(&args.load, outcome, before, after);
+            report(&args.load, outcome);
         }
     }
     Ok(())

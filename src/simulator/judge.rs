@@ -167,13 +167,13 @@ impl Judge {
             }
             _ => {}
         }
-        let unsigned: Vec<&(String, String)> =
-            params.iter().filter(|(k, _)| k != "Signature").collect();
-        let pairs: Vec<(&str, &str)> = unsigned
+        let unsigned: Vec<(&str, &str)> = params
             .iter()
+            .filter(|(k, _)| k != "Signature")
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let string_to_sign = signer::string_to_sign(method, &signer::canonicalized_query(&pairs));
+        let string_to_sign =
+            signer::string_to_sign(method, &signer::canonicalized_query(&unsigned));
         if self.key.sign(&string_to_sign) != signature {
             return Err(error(
                 400,

@@ -43,14 +43,15 @@ pub struct SimulatorConfig {
     pub nonce_window: Duration,
 }
 
+/// The demo credential: what `--dev` signs with and the simulator accepts when none is configured.
+pub fn demo_credential() -> Credential {
+    Credential::new(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, None)
+}
+
 impl SimulatorConfig {
     /// Demo credentials and no faults.
     pub fn demo() -> Self {
-        Self::with_credential(Credential::new(
-            DEMO_ACCESS_KEY_ID,
-            DEMO_ACCESS_KEY_SECRET,
-            None,
-        ))
+        Self::with_credential(demo_credential())
     }
 
     /// `credential` and no faults.
@@ -332,7 +333,7 @@ pub async fn run(
                 access_key_secret = DEMO_ACCESS_KEY_SECRET,
                 "no ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET set: accepting the demo credential"
             );
-            Credential::new(DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, None)
+            demo_credential()
         }
     };
     let config = SimulatorConfig {
