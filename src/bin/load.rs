@@ -140,8 +140,10 @@ fn proc_sample(pid: u32) -> Option<(u64, u64)> {
     Some((ticks, hwm_kib))
 }
 
-/// Clock ticks per second for /proc CPU times (USER_HZ, 100 on Linux).
-const USER_HZ: f64 = 100.0;
+/// Clock ticks per second for /proc CPU times (USER_HZ), as the kernel reports it.
+fn user_hz() -> f64 {
+    rustix::param::clock_ticks_per_second() as f64
+}
 
 struct Outcome {
     latencies_us: Vec<u64>,
@@ -189,10 +191,12 @@ where
                     if i >= total || deadline.is_some_and(|d| Instant::now() >= d) {
                         break;
                     }
-                    if let Some(t) = ticker.as_mut() {
-                        t.tick().await;
-                    }
-                    let t0 = Instant::now();
+                    // In rate mode latency counts from when the call was due, not from when a
+                    // busy worker got round to it: no coordinated omission.
+                    let t0 = match ticker.as_mut() {
+                        Some(t) => t.tick().await.into_std(),
+                        None => Instant::now(),
+                    };
                     let code = call(i).await;
                     local.push(t0.elapsed().as_micros() as u64);
                     *codes.entry(code).or_default() += 1;
@@ -243,7 +247,7 @@ fn report(load: &Load, mut outcome: Outcome) {
         "codes": outcome.codes,
     });
     if let (Some((t0, _)), Some((t1, hwm))) = (outcome.server_before, outcome.server_after) {
-        let cpu_s = (t1 - t0) as f64 / USER_HZ;
+        let cpu_s = (t1 - t0) as f64 / user_hz();
         line["server_cpu_s"] = serde_json::json!(cpu_s);
         line["server_cpu_us_per_call"] = serde_json::json!((cpu_s * 1e6 / n.max(1) as f64).round());
         line["server_peak_rss_mib"] =
