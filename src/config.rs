@@ -1,13 +1,17 @@
 //! Command-line flags with environment fallbacks.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::aliyun::client::ClientSettings;
+use crate::aliyun::dns::DnsConfig;
 use crate::aliyun::endpoint::{DEFAULT_ENDPOINT, Endpoint, EndpointError};
+use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::RetryPolicy;
 use crate::server::ServerSettings;
+use crate::service::ServiceSettings;
 use crate::simulator::SimulatorArgs;
 use crate::telemetry::LogFormat;
 
@@ -44,66 +48,120 @@ pub enum Command {
     Simulator(SimulatorArgs),
 }
 
+/// The most retries `--max-retries` accepts: more would multiply load in an outage.
+pub const MAX_RETRIES_LIMIT: u32 = 10;
+/// The largest `--max-request-bytes`: a StopInvocation request is a few kilobytes at most.
+pub const MAX_REQUEST_BYTES_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// Gateway settings; every flag has an environment fallback.
 #[derive(Debug, Clone, Args)]
 pub struct GatewayConfig {
     /// Address the gRPC server listens on.
     #[arg(long, env = "ECS_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
-    /// ECS endpoint URL; may contain {region}. Default: https://ecs.{region}.aliyuncs.com/
+    /// ECS endpoint URL; may contain {region} inside the host. Empty or unset: https://ecs.{region}.aliyuncs.com/
     #[arg(long, env = "ECS_GATEWAY_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// Allow a plain http:// endpoint that is not loopback (the signed request travels unencrypted).
+    #[arg(long, env = "ECS_GATEWAY_ALLOW_INSECURE_ENDPOINT")]
+    pub allow_insecure_endpoint: bool,
+    /// Regions served: a comma-separated list, or '*' for any valid region ID. Default: the public ECS regions.
+    #[arg(long, env = "ECS_GATEWAY_REGIONS", value_parser = parse_regions)]
+    pub regions: Option<Regions>,
     /// Run against an in-process ECS simulator with demo credentials: no account, no network.
     #[arg(long)]
     pub dev: bool,
-    /// Retries after the first attempt, for transient failures only.
-    #[arg(long, env = "ECS_GATEWAY_MAX_RETRIES", default_value_t = 2)]
+    /// Retries after the first attempt, for transient failures only (at most 10).
+    #[arg(long, env = "ECS_GATEWAY_MAX_RETRIES", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RETRIES_LIMIT)))]
     pub max_retries: u32,
     /// Timeout of one upstream attempt.
-    #[arg(long, env = "ECS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s")]
-    pub upstream_timeout: humantime::Duration,
+    #[arg(long, env = "ECS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub upstream_timeout: Duration,
     /// Upstream connect timeout.
-    #[arg(long, env = "ECS_GATEWAY_CONNECT_TIMEOUT", default_value = "5s")]
-    pub connect_timeout: humantime::Duration,
+    #[arg(long, env = "ECS_GATEWAY_CONNECT_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub connect_timeout: Duration,
+    /// Longest a call may take, for calls without a grpc-timeout or with a longer one.
+    #[arg(long, env = "ECS_GATEWAY_MAX_CALL_DURATION", default_value = "25s", value_parser = positive_duration)]
+    pub max_call_duration: Duration,
     /// Calls handled at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_REQUESTS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,
-    /// Largest request message accepted, in bytes.
-    #[arg(long, env = "ECS_GATEWAY_MAX_REQUEST_BYTES", default_value_t = 64 * 1024)]
-    pub max_request_bytes: usize,
+    /// Largest request message accepted, in bytes (at most 4 MiB).
+    #[arg(long, env = "ECS_GATEWAY_MAX_REQUEST_BYTES", default_value_t = 64 * 1024,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_REQUEST_BYTES_LIMIT))]
+    pub max_request_bytes: u64,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "ECS_GATEWAY_SHUTDOWN_GRACE", default_value = "30s")]
-    pub shutdown_grace: humantime::Duration,
+    #[arg(long, env = "ECS_GATEWAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = positive_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A humantime duration greater than zero.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    const RULE: &str = "must be a duration greater than zero, such as 500ms or 30s";
+    match humantime::parse_duration(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(RULE.to_owned()),
+        Err(e) => Err(format!("{RULE} ({e})")),
+    }
+}
+
+fn parse_regions(value: &str) -> Result<Regions, String> {
+    Regions::parse(value).map_err(|e| e.to_string())
+}
+
+/// A setting that cannot work, named as the operator typed it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The endpoint is unusable.
+    #[error("--endpoint / ECS_GATEWAY_ENDPOINT {0}")]
+    Endpoint(#[from] EndpointError),
 }
 
 impl GatewayConfig {
-    /// The endpoint template, checked.
-    pub fn endpoint(&self) -> Result<Endpoint, EndpointError> {
-        Endpoint::parse(self.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT))
+    /// The endpoint template, checked; an empty setting means the default.
+    pub fn endpoint(&self) -> Result<Endpoint, ConfigError> {
+        let template = self
+            .endpoint
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or(DEFAULT_ENDPOINT);
+        Ok(Endpoint::parse(template)?)
     }
 
     /// ECS client settings derived from the flags.
-    pub fn client_settings(&self) -> Result<ClientSettings, EndpointError> {
+    pub fn client_settings(&self) -> Result<ClientSettings, ConfigError> {
         let max_concurrent = self.max_concurrent_requests as usize;
         Ok(ClientSettings {
             endpoint: self.endpoint()?,
-            connect_timeout: *self.connect_timeout,
-            attempt_timeout: *self.upstream_timeout,
+            connect_timeout: self.connect_timeout,
+            attempt_timeout: self.upstream_timeout,
             retry: RetryPolicy {
                 max_retries: self.max_retries,
                 ..RetryPolicy::default()
             },
             // Enough idle connections for every admitted call to reuse one.
             pool_max_idle_per_host: max_concurrent.min(1024),
+            dns: DnsConfig::System,
         })
+    }
+
+    /// Per-call settings of the gRPC handler.
+    pub fn service_settings(&self) -> ServiceSettings {
+        ServiceSettings {
+            max_concurrent_requests: self.max_concurrent_requests as usize,
+            max_call_duration: self.max_call_duration,
+            regions: self.regions.clone().unwrap_or_default(),
+        }
     }
 
     /// gRPC server settings derived from the flags.
     pub fn server_settings(&self) -> ServerSettings {
         ServerSettings {
-            max_request_bytes: self.max_request_bytes,
-            shutdown_grace: *self.shutdown_grace,
+            // At most 4 MiB by the flag's range, so the cast cannot truncate.
+            max_request_bytes: self.max_request_bytes as usize,
+            shutdown_grace: self.shutdown_grace,
         }
     }
 }
@@ -118,21 +176,50 @@ mod tests {
         let g = cli.gateway;
         assert_eq!(g.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(g.max_retries, 2);
-        assert_eq!(*g.upstream_timeout, std::time::Duration::from_secs(10));
-        assert_eq!(*g.connect_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(g.upstream_timeout, Duration::from_secs(10));
+        assert_eq!(g.connect_timeout, Duration::from_secs(5));
+        assert_eq!(g.max_call_duration, Duration::from_secs(25));
         assert_eq!(g.max_concurrent_requests, 1024);
         assert_eq!(g.max_request_bytes, 65536);
-        assert_eq!(*g.shutdown_grace, std::time::Duration::from_secs(30));
+        assert_eq!(g.shutdown_grace, Duration::from_secs(30));
+        assert!(!g.allow_insecure_endpoint);
         assert_eq!(g.endpoint().unwrap(), Endpoint::default());
+        assert_eq!(g.service_settings().regions, Regions::public());
     }
 
     #[test]
     fn durations_take_humantime() {
         let cli = Cli::try_parse_from(["ecs-gateway", "--upstream-timeout", "1500ms"]).unwrap();
-        assert_eq!(
-            *cli.gateway.upstream_timeout,
-            std::time::Duration::from_millis(1500)
-        );
+        assert_eq!(cli.gateway.upstream_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn limits_that_cannot_work_are_refused_naming_the_flag() {
+        for args in [
+            ["--upstream-timeout", "0s"],
+            ["--connect-timeout", "0ms"],
+            ["--max-call-duration", "0s"],
+            ["--shutdown-grace", "--shutdown-grace=-1s"],
+            ["--max-retries", "11"],
+            ["--max-request-bytes", "4194305"],
+            ["--regions", "Cn-Hangzhou"],
+        ] {
+            let argv = if args[1].starts_with("--") {
+                vec!["ecs-gateway", args[1]]
+            } else {
+                vec!["ecs-gateway", args[0], args[1]]
+            };
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert!(err.to_string().contains(args[0]), "{args:?}: {err}");
+        }
+        assert!(Cli::try_parse_from(["ecs-gateway", "--max-retries", "10"]).is_ok());
+        assert!(Cli::try_parse_from(["ecs-gateway", "--max-request-bytes", "4194304"]).is_ok());
+    }
+
+    #[test]
+    fn an_empty_endpoint_means_the_default() {
+        let cli = Cli::try_parse_from(["ecs-gateway", "--endpoint", ""]).unwrap();
+        assert_eq!(cli.gateway.endpoint().unwrap(), Endpoint::default());
     }
 
     #[test]

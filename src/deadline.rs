@@ -1,8 +1,8 @@
-//! The caller's deadline, read from the `grpc-timeout` header.
+//! A call's deadline: the caller's `grpc-timeout`, capped by the gateway's own ceiling.
 //!
-//! Hand-written because tonic keeps its parser private. The gateway answers `DEADLINE_EXCEEDED`
-//! itself a little before the deadline, so the caller gets our status rather than tonic's
-//! `CANCELLED` from its own timer.
+//! The parser is hand-written because tonic keeps its own private (and silently ignores a malformed
+//! header). The gateway answers `DEADLINE_EXCEEDED` itself a little before the caller's deadline, so
+//! the caller gets our status rather than tonic's `CANCELLED` from its own timer.
 
 use std::time::Duration;
 
@@ -39,10 +39,29 @@ pub fn reserve(timeout: Duration) -> Duration {
     (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(20))
 }
 
-/// The instant by which upstream work must end, when the caller set a deadline.
-pub fn from_metadata(metadata: &MetadataMap, started: Instant) -> Option<Instant> {
-    let timeout = parse_grpc_timeout(metadata.get(GRPC_TIMEOUT_HEADER)?.to_str().ok()?)?;
-    Some(started + timeout.saturating_sub(reserve(timeout)))
+/// The `grpc-timeout` header is present but not a valid timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the grpc-timeout header must be 1 to 8 digits followed by a unit (H, M, S, m, u or n)")]
+pub struct MalformedTimeout;
+
+/// The instant by which all work on a call must end: the caller's deadline (less a small reserve)
+/// or `started + max_call`, whichever comes first. A malformed `grpc-timeout` is an error rather
+/// than no deadline at all.
+pub fn for_call(
+    metadata: &MetadataMap,
+    started: Instant,
+    max_call: Duration,
+) -> Result<Instant, MalformedTimeout> {
+    let ceiling = started + max_call;
+    let Some(value) = metadata.get(GRPC_TIMEOUT_HEADER) else {
+        return Ok(ceiling);
+    };
+    let timeout = value
+        .to_str()
+        .ok()
+        .and_then(parse_grpc_timeout)
+        .ok_or(MalformedTimeout)?;
+    Ok(ceiling.min(started + timeout.saturating_sub(reserve(timeout))))
 }
 
 #[cfg(test)]
@@ -66,6 +85,38 @@ mod tests {
     fn refuses_malformed_values() {
         for bad in ["", "S", "10", "123456789S", "1x", "-1S", "1.5S", "é"] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    fn metadata(timeout: Option<&str>) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        if let Some(t) = timeout {
+            m.insert(GRPC_TIMEOUT_HEADER, t.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn the_ceiling_bounds_calls_without_or_with_a_longer_timeout() {
+        let start = Instant::now();
+        let max = Duration::from_secs(25);
+        assert_eq!(for_call(&metadata(None), start, max), Ok(start + max));
+        assert_eq!(for_call(&metadata(Some("1H")), start, max), Ok(start + max));
+        assert_eq!(
+            for_call(&metadata(Some("100m")), start, max),
+            Ok(start + Duration::from_millis(90))
+        );
+    }
+
+    #[test]
+    fn a_malformed_header_is_an_error_not_an_absent_deadline() {
+        let start = Instant::now();
+        for bad in ["abc", "-1S", "1SS", "123456789S"] {
+            assert_eq!(
+                for_call(&metadata(Some(bad)), start, Duration::from_secs(25)),
+                Err(MalformedTimeout),
+                "{bad}"
+            );
         }
     }
 

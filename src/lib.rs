@@ -4,8 +4,10 @@
 //! [`aliyun::signer`]) → ECS → [`status`] → caller.
 
 pub mod aliyun;
+pub mod codec;
 pub mod config;
 pub mod deadline;
+pub mod health;
 pub mod server;
 pub mod service;
 pub mod simulator;
@@ -18,8 +20,10 @@ use std::future::Future;
 use tokio::net::TcpListener;
 
 use crate::aliyun::client::EcsClient;
-use crate::aliyun::credential::Credential;
-use crate::config::GatewayConfig;
+use crate::aliyun::credential::{
+    Credential, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN,
+};
+use crate::config::{ConfigError, GatewayConfig};
 use crate::service::CloudAssistant;
 
 /// Generated protobuf types and the descriptor set served by reflection.
@@ -37,7 +41,7 @@ pub mod pb {
 pub enum RunError {
     /// A setting is unusable.
     #[error(transparent)]
-    Endpoint(#[from] aliyun::endpoint::EndpointError),
+    Config(#[from] ConfigError),
     /// Credentials are missing.
     #[error(transparent)]
     Credential(#[from] aliyun::credential::CredentialError),
@@ -53,7 +57,8 @@ pub enum RunError {
 }
 
 /// Runs the gateway on `listener` until `shutdown` resolves. With `config.dev`, an in-process
-/// simulator with demo credentials stands in for ECS; otherwise `credential` is required.
+/// simulator with demo credentials stands in for ECS; otherwise `credential`, or the one in the
+/// environment, is required.
 pub async fn run(
     config: GatewayConfig,
     credential: Option<Credential>,
@@ -62,6 +67,13 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let mut client_settings = config.client_settings()?;
     let credential = if config.dev {
+        let ignored = ignored_in_dev(&config, credential.is_some());
+        if !ignored.is_empty() {
+            tracing::warn!(
+                ?ignored,
+                "--dev ignores these settings: calls go to the in-process simulator with demo credentials"
+            );
+        }
         let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let sim_addr = sim_listener.local_addr()?;
         let sim_config = simulator::SimulatorConfig::demo();
@@ -72,17 +84,22 @@ pub async fn run(
             std::future::pending(),
         ));
         client_settings.endpoint =
-            aliyun::endpoint::Endpoint::parse(&format!("http://{sim_addr}/"))?;
+            aliyun::endpoint::Endpoint::parse(&format!("http://{sim_addr}/"))
+                .map_err(ConfigError::from)?;
         tracing::info!(simulator = %sim_addr, "dev mode: forwarding to the in-process ECS simulator with demo credentials");
         credential
     } else {
+        client_settings
+            .endpoint
+            .check_transport(config.allow_insecure_endpoint)
+            .map_err(ConfigError::from)?;
         match credential {
             Some(credential) => credential,
             None => Credential::from_env()?,
         }
     };
     let client = EcsClient::new(credential, client_settings)?;
-    let service = CloudAssistant::new(client, config.max_concurrent_requests as usize);
+    let service = CloudAssistant::new(client, config.service_settings());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "ecs-gateway listening");
     if config.dev {
@@ -92,6 +109,26 @@ pub async fn run(
     }
     server::serve(listener, service, config.server_settings(), shutdown).await?;
     Ok(())
+}
+
+/// The settings `--dev` overrides, so that an operator who set them hears that they are unused.
+fn ignored_in_dev(config: &GatewayConfig, credential_given: bool) -> Vec<&'static str> {
+    let mut ignored: Vec<&'static str> =
+        [ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN]
+            .into_iter()
+            .filter(|name| std::env::var_os(name).is_some())
+            .collect();
+    if credential_given {
+        ignored.push("credential");
+    }
+    if config
+        .endpoint
+        .as_deref()
+        .is_some_and(|e| !e.trim().is_empty())
+    {
+        ignored.push("--endpoint / ECS_GATEWAY_ENDPOINT");
+    }
+    ignored
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,5 +1,9 @@
 //! Parses flags, sets up logging and runs the gateway (or the simulator) until SIGINT/SIGTERM.
+//! A setting that cannot work ends the process at once with one line on stderr.
 
+use std::process::ExitCode;
+
+use anyhow::Context as _;
 use clap::Parser as _;
 use ecs_gateway::config::{Cli, Command};
 use ecs_gateway::{shutdown_signal, simulator, telemetry};
@@ -9,13 +13,39 @@ use ecs_gateway::{shutdown_signal, simulator, telemetry};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => {
+            // --help and --version.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            let rendered = error.render().to_string();
+            let line = rendered.lines().find(|l| !l.trim().is_empty());
+            eprintln!("{}", line.unwrap_or("error: invalid arguments"));
+            return ExitCode::from(2);
+        }
+    };
     telemetry::init(cli.log_format);
+    match serve(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Simulator(args)) => simulator::run(args, shutdown_signal()).await?,
         None => {
-            let listener = tokio::net::TcpListener::bind(cli.gateway.listen).await?;
+            let addr = cli.gateway.listen;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} (--listen / ECS_GATEWAY_LISTEN)")
+            })?;
             ecs_gateway::run(cli.gateway, None, listener, shutdown_signal()).await?;
         }
     }

@@ -4,10 +4,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 
+use crate::health::DrainingHealth;
 use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::pb::cloud_assistant_service_server::CloudAssistantServiceServer;
 use crate::service::CloudAssistant;
@@ -58,10 +62,15 @@ pub async fn serve(
     settings: ServerSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
+    let health = HealthReporter::new();
     health
         .set_serving::<CloudAssistantServiceServer<CloudAssistant>>()
         .await;
+    let (draining_tx, draining_rx) = watch::channel(false);
+    let health_service = HealthServer::new(DrainingHealth::new(
+        HealthService::from_health_reporter(health.clone()),
+        draining_rx.clone(),
+    ));
 
     let reflection_v1 = reflection().build_v1()?;
     // grpcurl 1.8 and other older tools speak only v1alpha.
@@ -70,7 +79,6 @@ pub async fn serve(
     let gateway = CloudAssistantServiceServer::new(service)
         .max_decoding_message_size(settings.max_request_bytes);
 
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = {
         let health = health.clone();
         async move {
@@ -82,7 +90,7 @@ pub async fn serve(
             health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
-            let _ = draining_tx.send(());
+            let _ = draining_tx.send(true);
         }
     };
 
@@ -96,10 +104,11 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, signal);
 
     let grace = settings.shutdown_grace;
+    let mut draining = draining_rx;
     tokio::select! {
         result = server => result?,
         () = async move {
-            if draining_rx.await.is_ok() {
+            if draining.wait_for(|d| *d).await.is_ok() {
                 tokio::time::sleep(grace).await;
             } else {
                 std::future::pending::<()>().await;

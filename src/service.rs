@@ -9,25 +9,48 @@ use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
 use crate::aliyun::client::EcsClient;
+use crate::aliyun::regions::Regions;
 use crate::pb::cloud_assistant_service_server::CloudAssistantService;
 use crate::pb::{StopInvocationRequest, StopInvocationResponse};
 use crate::{deadline, status, validate};
+
+/// What the handler admits, and for how long.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Calls handled at once; more are refused at once.
+    pub max_concurrent_requests: usize,
+    /// The longest any call may take, whatever its `grpc-timeout`.
+    pub max_call_duration: Duration,
+    /// The regions requests may be sent to.
+    pub regions: Regions,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_requests: 1024,
+            max_call_duration: Duration::from_secs(25),
+            regions: Regions::default(),
+        }
+    }
+}
 
 /// The gRPC handler; clones share the ECS client and the concurrency budget.
 #[derive(Clone, Debug)]
 pub struct CloudAssistant {
     client: EcsClient,
     permits: Arc<Semaphore>,
-    max_concurrent_requests: usize,
+    settings: Arc<ServiceSettings>,
 }
 
 impl CloudAssistant {
-    /// A handler that admits at most `max_concurrent_requests` calls at once and refuses the rest.
-    pub fn new(client: EcsClient, max_concurrent_requests: usize) -> Self {
+    /// A handler that admits at most `settings.max_concurrent_requests` calls at once and refuses
+    /// the rest.
+    pub fn new(client: EcsClient, settings: ServiceSettings) -> Self {
         Self {
             client,
-            permits: Arc::new(Semaphore::new(max_concurrent_requests)),
-            max_concurrent_requests,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+            settings: Arc::new(settings),
         }
     }
 
@@ -37,17 +60,22 @@ impl CloudAssistant {
     ) -> Result<Response<StopInvocationResponse>, Status> {
         let started = Instant::now();
         // Refuse at once rather than queue: a queue hides overload until every caller times out.
+        let settings = &*self.settings;
         let Ok(_permit) = self.permits.try_acquire() else {
-            return Err(status::overloaded(self.max_concurrent_requests));
+            return Err(status::overloaded(settings.max_concurrent_requests));
         };
-        let deadline = deadline::from_metadata(request.metadata(), started);
+        let deadline = deadline::for_call(request.metadata(), started, settings.max_call_duration)
+            .map_err(status::malformed_timeout)?;
         let typed = validate::stop_invocation(request.get_ref())
             .map_err(|v| status::from_violations(&v))?;
         let span = tracing::Span::current();
         span.record("region", typed.region_id.as_str());
         span.record("invoke_id", typed.invoke_id.as_str());
         span.record("instances", typed.instance_ids.len());
-        match self.client.stop_invocation(&typed, deadline).await {
+        if !settings.regions.allows(&typed.region_id) {
+            return Err(status::unknown_region(&typed.region_id));
+        }
+        match self.client.stop_invocation(&typed, Some(deadline)).await {
             Ok(stopped) => {
                 span.record("request_id", stopped.request_id.as_str());
                 span.record("attempts", stopped.attempts);
@@ -64,7 +92,7 @@ impl CloudAssistant {
                 }
                 let class = error.class();
                 if status::is_gateway_fault(class) {
-                    tracing::error!(?class, %error, "ECS rejected the gateway's own request: check credentials, clock and endpoint");
+                    tracing::error!(?class, %error, "the gateway's own setup failed this call: check credentials, clock, endpoint and trust store");
                 }
                 Err(status::from_ecs_error(&error))
             }
@@ -88,9 +116,9 @@ fn finish(
     match result {
         Ok(_) => tracing::info!(parent: span, "call finished"),
         Err(status) if matches!(code, Code::Internal | Code::Unknown | Code::Unavailable) => {
-            tracing::warn!(parent: span, message = status.message(), "call failed")
+            tracing::warn!(parent: span, error = status.message(), "call failed")
         }
-        Err(status) => tracing::info!(parent: span, message = status.message(), "call refused"),
+        Err(status) => tracing::info!(parent: span, error = status.message(), "call refused"),
     }
 }
 

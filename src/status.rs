@@ -8,6 +8,8 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
 use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
+use crate::aliyun::request::RegionId;
+use crate::deadline::{GRPC_TIMEOUT_HEADER, MalformedTimeout};
 use crate::validate::Violations;
 
 /// `ErrorInfo.domain` for errors ECS returned.
@@ -25,10 +27,11 @@ pub fn grpc_code(class: ErrorClass) -> Code {
     match class {
         InvalidArgument => Code::InvalidArgument,
         PermissionDenied => Code::PermissionDenied,
-        NotFound => Code::NotFound,
+        NotFound | HostNotFound => Code::NotFound,
         Throttled => Code::ResourceExhausted,
         // Rule 2: the gateway owns the credential, so a rejection is the gateway's fault.
-        CredentialRejected | NonceReused | RequestBuiltWrong | UpstreamInternal => Code::Internal,
+        CredentialRejected | NonceReused | RequestBuiltWrong | UpstreamInternal
+        | UntrustedUpstream => Code::Internal,
         Transient | Unreachable | AttemptTimedOut | Interrupted => Code::Unavailable,
         Conflict => Code::Aborted,
         Unknown | OutcomeUnknown => Code::Unknown,
@@ -40,7 +43,10 @@ pub fn grpc_code(class: ErrorClass) -> Code {
 pub fn is_gateway_fault(class: ErrorClass) -> bool {
     matches!(
         class,
-        ErrorClass::CredentialRejected | ErrorClass::NonceReused | ErrorClass::RequestBuiltWrong
+        ErrorClass::CredentialRejected
+            | ErrorClass::NonceReused
+            | ErrorClass::RequestBuiltWrong
+            | ErrorClass::UntrustedUpstream
     )
 }
 
@@ -107,17 +113,31 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
             )
         }
         EcsError::Transport { kind, detail } => {
-            let reason = match kind {
-                TransportKind::Timeout => "UPSTREAM_TIMEOUT",
-                TransportKind::Connect | TransportKind::Interrupted => "UPSTREAM_UNAVAILABLE",
+            let (reason, message) = match kind {
+                TransportKind::Timeout => ("UPSTREAM_TIMEOUT", "ECS did not answer in time"),
+                TransportKind::Connect | TransportKind::Interrupted => {
+                    ("UPSTREAM_UNAVAILABLE", "ECS could not be reached")
+                }
+                TransportKind::NoSuchHost => (
+                    "UPSTREAM_HOST_NOT_FOUND",
+                    "the ECS endpoint's host does not exist (is the region right?)",
+                ),
+                TransportKind::UntrustedCertificate => (
+                    "UPSTREAM_CERTIFICATE_UNTRUSTED",
+                    "the gateway could not verify the ECS endpoint's TLS certificate",
+                ),
+                TransportKind::Build => (
+                    "REQUEST_NOT_BUILT",
+                    "the gateway could not build the upstream request",
+                ),
             };
-            let message = format!("ECS could not be reached: {detail}");
+            let message = format!("{message}: {detail}");
             (reason.to_owned(), GATEWAY_DOMAIN, message)
         }
         EcsError::DeadlineExceeded => (
             "DEADLINE_EXCEEDED".to_owned(),
             GATEWAY_DOMAIN,
-            "the call's deadline ran out before ECS answered; the upstream request was dropped"
+            "the call's deadline (grpc-timeout, or the gateway's maximum call duration) ran out before ECS answered; the upstream request was dropped"
                 .to_owned(),
         ),
     };
@@ -147,6 +167,51 @@ pub fn from_violations(violations: &Violations) -> Status {
     let mut details = ErrorDetails::with_bad_request(field_violations);
     details.set_error_info("INVALID_REQUEST", GATEWAY_DOMAIN, HashMap::new());
     Status::with_error_details(Code::InvalidArgument, violations.to_string(), details)
+}
+
+/// The status for a region that passed validation but is not one the gateway serves: nothing was
+/// sent, and no retry will help.
+pub fn unknown_region(region: &RegionId) -> Status {
+    let details = ErrorDetails::with_error_info(
+        "INVALID_REGION_ID_NOT_FOUND",
+        GATEWAY_DOMAIN,
+        HashMap::from([("regionId".to_owned(), region.as_str().to_owned())]),
+    );
+    Status::with_error_details(
+        Code::NotFound,
+        format!("region_id {region:?} is not a region this gateway serves"),
+        details,
+    )
+}
+
+/// The status for a `grpc-timeout` header that is present but malformed.
+pub fn malformed_timeout(error: MalformedTimeout) -> Status {
+    let details = ErrorDetails::with_error_info(
+        "INVALID_GRPC_TIMEOUT",
+        GATEWAY_DOMAIN,
+        HashMap::from([("header".to_owned(), GRPC_TIMEOUT_HEADER.to_owned())]),
+    );
+    Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
+}
+
+/// The status for a request message that is not valid protobuf for its type (bad wire format,
+/// invalid UTF-8 in a string): the caller sent it, so it is `INVALID_ARGUMENT`, not `INTERNAL`.
+pub fn undecodable(message_type: &str, error: &prost::DecodeError) -> Status {
+    let details = ErrorDetails::with_error_info(
+        "UNDECODABLE_REQUEST",
+        GATEWAY_DOMAIN,
+        HashMap::from([("messageType".to_owned(), message_type.to_owned())]),
+    );
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("the request is not a valid {message_type}: {error}"),
+        details,
+    )
+}
+
+/// The status a client reports for an answer it cannot decode: the server is at fault.
+pub fn undecodable_answer(message_type: &str, error: &prost::DecodeError) -> Status {
+    Status::internal(format!("the answer is not a valid {message_type}: {error}"))
 }
 
 /// The status for a call refused because the gateway is at its concurrency limit.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::{Gateway, ecs_client, request, test_credential};
 use ecs_gateway::server::ServerSettings;
+use ecs_gateway::service::ServiceSettings;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -23,6 +24,17 @@ async fn slow_ecs(delay: Duration) -> MockServer {
         .mount(&ecs)
         .await;
     ecs
+}
+
+/// Waits until the upstream has received `n` requests: the calls have been admitted and sent.
+async fn upstream_received(ecs: &MockServer, n: usize) -> bool {
+    for _ in 0..500 {
+        if ecs.received_requests().await.unwrap_or_default().len() >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 #[tokio::test]
@@ -91,7 +103,10 @@ async fn calls_past_the_concurrency_limit_are_refused_at_once_while_admitted_one
     let ecs = slow_ecs(Duration::from_millis(400)).await;
     let gateway = Gateway::start_with(
         ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        2,
+        ServiceSettings {
+            max_concurrent_requests: 2,
+            ..ServiceSettings::default()
+        },
         ServerSettings::default(),
     )
     .await;
@@ -105,7 +120,8 @@ async fn calls_past_the_concurrency_limit_are_refused_at_once_while_admitted_one
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both admitted calls are waiting on the upstream before the third is made.
+    assert!(upstream_received(&ecs, 2).await);
 
     let refused = gateway
         .client
@@ -147,14 +163,19 @@ async fn shutdown_turns_health_not_serving_and_lets_the_call_in_flight_finish() 
             .stop_invocation(request("cn-hangzhou", "t-1", &[]))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(upstream_received(&ecs, 1).await);
     gateway.signal_shutdown();
 
-    assert_eq!(
-        watch.message().await.unwrap().unwrap().status(),
-        ServingStatus::NotServing
-    );
-    drop(watch);
+    // The watcher hears NOT_SERVING, and then its stream ends instead of holding shutdown open.
+    let mut last = None;
+    while let Some(update) = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("the watch stream ends at shutdown")
+        .unwrap()
+    {
+        last = Some(update.status());
+    }
+    assert_eq!(last, Some(ServingStatus::NotServing));
     let answer = in_flight
         .await
         .unwrap()
@@ -183,7 +204,7 @@ async fn the_grace_period_bounds_shutdown() {
     };
     let mut gateway = Gateway::start_with(
         ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        8,
+        ServiceSettings::default(),
         settings,
     )
     .await;
@@ -193,7 +214,7 @@ async fn the_grace_period_bounds_shutdown() {
             .stop_invocation(request("cn-hangzhou", "t-1", &[]))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(upstream_received(&ecs, 1).await);
     gateway.signal_shutdown();
     tokio::time::timeout(Duration::from_secs(5), gateway.task)
         .await

@@ -9,11 +9,13 @@ use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 use tokio::time::Instant;
 
 use super::credential::Credential;
+use super::dns::{DnsConfig, DnsError, HickoryResolver};
 use super::endpoint::Endpoint;
-use super::error::{ApiError, EcsError, ParsedBody, TransportKind, parse_body};
+use super::error::{ApiError, EcsError, ParsedBody, TransportKind, find_cause, parse_body};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::retry::{self, RetryPolicy};
 use super::signer::{self, SigningKey};
+use super::tls::{self, EmptyTrustStore};
 
 /// The `User-Agent` the gateway sends.
 pub const USER_AGENT_VALUE: &str = concat!("ecs-gateway/", env!("CARGO_PKG_VERSION"));
@@ -65,6 +67,8 @@ pub struct ClientSettings {
     pub retry: RetryPolicy,
     /// Idle keep-alive connections kept per upstream host.
     pub pool_max_idle_per_host: usize,
+    /// Where upstream host names are resolved.
+    pub dns: DnsConfig,
 }
 
 impl Default for ClientSettings {
@@ -75,6 +79,7 @@ impl Default for ClientSettings {
             attempt_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             pool_max_idle_per_host: 256,
+            dns: DnsConfig::System,
         }
     }
 }
@@ -112,10 +117,19 @@ impl std::fmt::Debug for EcsClient {
     }
 }
 
-/// The HTTP client could not be built (TLS roots unavailable).
+/// The HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client: {0}")]
-pub struct BuildError(String);
+pub enum BuildError {
+    /// An https:// endpoint with nothing to verify it against.
+    #[error(transparent)]
+    TrustStore(#[from] EmptyTrustStore),
+    /// The system's DNS configuration could not be read.
+    #[error("cannot set up DNS resolution (is /etc/resolv.conf readable?): {0}")]
+    Dns(String),
+    /// reqwest refused the configuration.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
 
 impl EcsClient {
     /// A client with the system clock and UUID nonces.
@@ -137,7 +151,17 @@ impl EcsClient {
     ) -> Result<Self, BuildError> {
         let mut headers = HeaderMap::new();
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        // Plain-HTTP endpoints (the simulator, loopback tests) need no trust store; HTTPS ones do.
+        let roots = match tls::native_roots() {
+            Ok(roots) => roots,
+            Err(empty) if settings.endpoint.is_https() => return Err(empty.into()),
+            Err(_) => rustls::RootCertStore::empty(),
+        };
+        let resolver =
+            HickoryResolver::new(&settings.dns).map_err(|e| BuildError::Dns(e.to_string()))?;
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls::client_config(roots))
+            .dns_resolver(Arc::new(resolver))
             .default_headers(headers)
             .connect_timeout(settings.connect_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle_per_host)
@@ -146,7 +170,7 @@ impl EcsClient {
             // A redirect would resend the signed query to another host.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| BuildError(e.without_url().to_string()))?;
+            .map_err(|e| BuildError::Http(e.without_url().to_string()))?;
         let key = SigningKey::new(credential.access_key_secret());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -284,16 +308,19 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .next()
 }
 
-/// Classifies a reqwest failure; the URL, which carries the signed query, is stripped first.
+/// Classifies a reqwest failure by whether it can have reached ECS and whether it can pass (after
+/// object_store's `RetryError`); the URL, which carries the signed query, is stripped first.
 fn transport_error(error: reqwest::Error) -> EcsError {
-    let kind = if error.is_connect() {
-        TransportKind::Connect
-    } else if error.is_timeout() {
-        TransportKind::Timeout
-    } else {
-        TransportKind::Interrupted
-    };
     let error = error.without_url();
+    let kind = match find_cause::<DnsError>(&error) {
+        _ if error.is_builder() => TransportKind::Build,
+        Some(DnsError::NoSuchHost(_)) => TransportKind::NoSuchHost,
+        Some(DnsError::Unavailable { .. }) => TransportKind::Connect,
+        None if tls::is_certificate_error(&error) => TransportKind::UntrustedCertificate,
+        None if error.is_connect() => TransportKind::Connect,
+        None if error.is_timeout() => TransportKind::Timeout,
+        None => TransportKind::Interrupted,
+    };
     let mut detail = error.to_string();
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {

@@ -17,6 +17,11 @@ pub enum CredentialError {
     /// A required variable is unset or empty.
     #[error("missing credential: set the environment variable {0}")]
     Missing(&'static str),
+    /// A value would be signed or sent with stray bytes, so every call would fail.
+    #[error(
+        "{0} must not have leading or trailing whitespace or contain control characters (check for a trailing newline)"
+    )]
+    Malformed(&'static str),
 }
 
 /// AccessKey ID, secret and optional STS token. `Debug` shows only the AccessKey ID's first characters.
@@ -50,14 +55,26 @@ impl Credential {
 
     /// Reads the credential through `lookup`, so tests need not touch the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CredentialError> {
+        let clean = |name: &'static str, value: String| {
+            if is_clean(&value) {
+                Ok(value)
+            } else {
+                Err(CredentialError::Malformed(name))
+            }
+        };
         let required = |name: &'static str| {
-            lookup(name)
+            let value = lookup(name)
                 .filter(|v| !v.is_empty())
-                .ok_or(CredentialError::Missing(name))
+                .ok_or(CredentialError::Missing(name))?;
+            clean(name, value)
         };
         let id = required(ENV_ACCESS_KEY_ID)?;
         let secret = required(ENV_ACCESS_KEY_SECRET)?;
-        Ok(Self::new(id, secret, lookup(ENV_SECURITY_TOKEN)))
+        let token = lookup(ENV_SECURITY_TOKEN)
+            .filter(|t| !t.is_empty())
+            .map(|t| clean(ENV_SECURITY_TOKEN, t))
+            .transpose()?;
+        Ok(Self::new(id, secret, token))
     }
 
     /// The AccessKey ID (not secret, but kept out of caller-facing messages all the same).
@@ -74,6 +91,11 @@ impl Credential {
     pub fn security_token(&self) -> Option<&str> {
         self.security_token.as_ref().map(|t| t.expose_secret())
     }
+}
+
+/// No surrounding whitespace and no control characters: what a value pasted with a newline lacks.
+fn is_clean(value: &str) -> bool {
+    value.trim() == value && !value.chars().any(char::is_control)
 }
 
 impl fmt::Debug for Credential {
@@ -122,6 +144,28 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err, CredentialError::Missing(ENV_ACCESS_KEY_ID));
+    }
+
+    #[test]
+    fn stray_whitespace_or_control_characters_are_refused_without_echo() {
+        for (name, bad) in [
+            (ENV_ACCESS_KEY_ID, "LTAIexample\n"),
+            (ENV_ACCESS_KEY_SECRET, " sekrit-value"),
+            (ENV_ACCESS_KEY_SECRET, "sekrit\u{7}value"),
+            (ENV_SECURITY_TOKEN, "tok-value\r\n"),
+        ] {
+            let mut vars = vec![
+                (ENV_ACCESS_KEY_ID, "LTAIexample"),
+                (ENV_ACCESS_KEY_SECRET, "sekrit-value"),
+            ];
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, bad));
+            let err = Credential::from_lookup(env(&vars)).unwrap_err();
+            assert_eq!(err, CredentialError::Malformed(name), "{bad:?}");
+            let shown = err.to_string();
+            assert!(shown.contains(name), "{shown}");
+            assert!(!shown.contains(bad.trim()), "{shown}");
+        }
     }
 
     #[test]

@@ -15,32 +15,57 @@ pub struct Endpoint {
     suffix: Option<String>,
 }
 
-/// The endpoint setting is unusable.
+/// The endpoint setting is unusable. Messages never repeat the setting, which may hold a password.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EndpointError {
     /// Not an absolute http(s) URL without query or fragment.
-    #[error("endpoint {0:?} must be an absolute http:// or https:// URL without query or fragment")]
-    Invalid(String),
+    #[error("must be an absolute http:// or https:// URL without query or fragment")]
+    Invalid,
+    /// The URL carries `user:password@`.
+    #[error("must not contain user info (user:password@); ECS takes no credential in the URL")]
+    UserInfo,
+    /// A `{…}` other than `{region}`.
+    #[error("may contain no placeholder other than {{region}}")]
+    UnknownPlaceholder,
+    /// `{region}` outside the host, twice, or as the host's last label.
+    #[error(
+        "may contain {{region}} once, inside the host name, with at least one fixed label after it (as in https://ecs.{{region}}.aliyuncs.com/)"
+    )]
+    RegionPlacement,
+    /// Plain HTTP to a host that is not loopback would expose the signed request.
+    #[error(
+        "sends signed requests over plain http:// to a host that is not loopback; use https:// or pass --allow-insecure-endpoint"
+    )]
+    Insecure,
 }
 
 impl Endpoint {
-    /// Parses a URL that may contain `{region}` once.
+    /// Parses a URL that may contain `{region}` once, inside the host and before a fixed label.
     pub fn parse(template: &str) -> Result<Self, EndpointError> {
-        let invalid = || EndpointError::Invalid(template.to_owned());
-        if template.matches(PLACEHOLDER).count() > 1 {
-            return Err(invalid());
+        let (_, rest) = template.split_once("://").ok_or(EndpointError::Invalid)?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(EndpointError::UserInfo);
+        }
+        let without_region = template.replacen(PLACEHOLDER, "", 1);
+        if without_region.contains(PLACEHOLDER) {
+            return Err(EndpointError::RegionPlacement);
+        }
+        if without_region.contains(['{', '}']) {
+            return Err(EndpointError::UnknownPlaceholder);
+        }
+        if template.contains(PLACEHOLDER) && !region_is_inside_host(authority) {
+            return Err(EndpointError::RegionPlacement);
         }
         // Check the URL as it will look with a real region in place.
         let sample = template.replace(PLACEHOLDER, "cn-hangzhou");
-        let url = reqwest::Url::parse(&sample).map_err(|_| invalid())?;
+        let url = reqwest::Url::parse(&sample).map_err(|_| EndpointError::Invalid)?;
         if !matches!(url.scheme(), "http" | "https")
             || url.host_str().is_none()
             || url.query().is_some()
             || url.fragment().is_some()
-            || !url.username().is_empty()
-            || url.password().is_some()
         {
-            return Err(invalid());
+            return Err(EndpointError::Invalid);
         }
         Ok(match template.split_once(PLACEHOLDER) {
             Some((prefix, suffix)) => Self {
@@ -52,6 +77,36 @@ impl Endpoint {
                 suffix: None,
             },
         })
+    }
+
+    /// Whether requests go over TLS.
+    pub fn is_https(&self) -> bool {
+        self.prefix.starts_with("https://")
+    }
+
+    /// Whether every request stays on this machine (a loopback address or `localhost`).
+    pub fn is_loopback(&self) -> bool {
+        if self.suffix.is_some() {
+            return false;
+        }
+        let Ok(url) = reqwest::Url::parse(&self.prefix) else {
+            return false;
+        };
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
+    }
+
+    /// Refuses plain HTTP to anything but loopback, unless the operator allowed it.
+    pub fn check_transport(&self, allow_insecure: bool) -> Result<(), EndpointError> {
+        if self.is_https() || self.is_loopback() || allow_insecure {
+            Ok(())
+        } else {
+            Err(EndpointError::Insecure)
+        }
     }
 
     /// The URL for `region`, followed by `?` and `query`.
@@ -73,6 +128,21 @@ impl Endpoint {
         url.push_str(query);
         url
     }
+}
+
+/// Whether `{region}` sits in the host (not the port) with a fixed label after it, so a caller's
+/// region can only ever choose a name under the operator's domain.
+fn region_is_inside_host(authority: &str) -> bool {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let Some((_, after)) = host.split_once(PLACEHOLDER) else {
+        return false;
+    };
+    after
+        .split_once('.')
+        .is_some_and(|(_, labels)| labels.split('.').any(|label| !label.is_empty()))
 }
 
 impl Default for Endpoint {
@@ -105,15 +175,62 @@ mod tests {
     }
 
     #[test]
-    fn bad_overrides_are_refused() {
-        for bad in [
-            "ftp://x/",
-            "not a url",
-            "http://x/?a=b",
-            "https://{region}.{region}.x/",
-            "http://u:p@x/",
+    fn bad_overrides_are_refused_for_the_right_reason() {
+        use EndpointError::*;
+        for (bad, why) in [
+            ("ftp://x/", Invalid),
+            ("not a url", Invalid),
+            ("http://x/?a=b", Invalid),
+            ("http://u:p@x/", UserInfo),
+            ("https://user:hunter2@ecs.{region}.example/", UserInfo),
+            ("https://{region}.{region}.x/", RegionPlacement),
+            ("https://ecs.{REGION}.aliyuncs.com/", UnknownPlaceholder),
+            ("https://ecs.{zone}.aliyuncs.com/", UnknownPlaceholder),
+            ("http://{region}:8080/", RegionPlacement),
+            ("http://ecs.{region}/", RegionPlacement),
+            ("http://ecs.{region}./", RegionPlacement),
+            ("http://gw.example:{region}/", RegionPlacement),
+            ("http://gw.example/{region}/", RegionPlacement),
         ] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+            assert_eq!(Endpoint::parse(bad), Err(why), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_region_may_sit_anywhere_in_the_host_before_a_fixed_label() {
+        for good in [
+            "https://ecs.{region}.aliyuncs.com/",
+            "https://ecs-{region}.aliyuncs.com/",
+            "https://{region}.ecs.internal:8443/api/",
+        ] {
+            assert!(Endpoint::parse(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn plain_http_is_allowed_only_to_loopback_unless_allowed() {
+        for local in [
+            "http://127.0.0.1:8080/",
+            "http://127.1.2.3/",
+            "http://[::1]:80/",
+            "http://localhost:9/",
+        ] {
+            assert_eq!(
+                Endpoint::parse(local).unwrap().check_transport(false),
+                Ok(())
+            );
+        }
+        for remote in ["http://10.0.0.1/", "http://ecs.{region}.example/"] {
+            let e = Endpoint::parse(remote).unwrap();
+            assert_eq!(e.check_transport(false), Err(EndpointError::Insecure));
+            assert_eq!(e.check_transport(true), Ok(()));
+        }
+        assert_eq!(Endpoint::default().check_transport(false), Ok(()));
+    }
+
+    #[test]
+    fn errors_never_repeat_the_setting() {
+        let err = Endpoint::parse("https://admin:hunter2@ecs.example/").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -1,9 +1,13 @@
-//! Everything Alibaba-specific: credential, request model, endpoint, signer, client, retry policy.
+//! Everything Alibaba-specific: credential, request model, regions, endpoint, signer, DNS, TLS,
+//! client and retry policy.
 
 pub mod client;
 pub mod credential;
+pub mod dns;
 pub mod endpoint;
 pub mod error;
+pub mod regions;
 pub mod request;
 pub mod retry;
 pub mod signer;
+pub mod tls;

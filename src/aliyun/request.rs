@@ -9,11 +9,12 @@ pub const ACTION: &str = "StopInvocation";
 pub const API_VERSION: &str = "2014-05-26";
 /// The most instance IDs one StopInvocation accepts (`InstanceId.1` … `InstanceId.50`).
 pub const MAX_INSTANCE_IDS: usize = 50;
-/// The longest region ID accepted.
-pub const MAX_REGION_ID_LEN: usize = 64;
+/// The longest region ID accepted: a DNS label holds at most 63 bytes.
+pub const MAX_REGION_ID_LEN: usize = 63;
 
-/// A region ID that is safe to put into a host name: lowercase letters, digits and `-`, starting and
-/// ending with a letter or digit, at most 64 characters. The only way to build one is [`RegionId::parse`].
+/// A region ID that is one valid DNS label, safe to put into a host name: lowercase letters, digits
+/// and `-`, starting and ending with a letter or digit, not all digits (which resolvers read as an
+/// IPv4 address), at most 63 characters. The only way to build one is [`RegionId::parse`].
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RegionId(String);
 
@@ -27,7 +28,7 @@ impl RegionId {
             return Err("is required");
         }
         if value.len() > MAX_REGION_ID_LEN {
-            return Err("must be at most 64 characters");
+            return Err("must be at most 63 characters");
         }
         if !bytes
             .iter()
@@ -37,6 +38,9 @@ impl RegionId {
         }
         if !edge_ok(bytes.first()) || !edge_ok(bytes.last()) {
             return Err("must start and end with a lowercase letter or digit");
+        }
+        if bytes.iter().all(u8::is_ascii_digit) {
+            return Err("must contain a letter");
         }
         Ok(Self(value.to_owned()))
     }
@@ -131,11 +135,19 @@ mod tests {
             "cn-",
             "CN-HANGZHOU",
             "cn_hz",
+            "2130706433",
+            "0",
         ] {
             assert!(RegionId::parse(bad).is_err(), "{bad:?} was accepted");
         }
-        assert!(RegionId::parse(&"a".repeat(65)).is_err());
-        for good in ["cn-hangzhou", "ap-southeast-1", "a", &"a".repeat(64)] {
+        assert!(RegionId::parse(&"a".repeat(64)).is_err());
+        for good in [
+            "cn-hangzhou",
+            "ap-southeast-1",
+            "a",
+            "0x7f000001",
+            &"a".repeat(63),
+        ] {
             assert!(RegionId::parse(good).is_ok(), "{good:?} was refused");
         }
     }

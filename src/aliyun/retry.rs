@@ -61,6 +61,10 @@ pub fn decide(class: ErrorClass) -> Decision {
         Unknown => Stop("an unexpected status is not known to be transient"),
         OutcomeUnknown => Stop("ECS answered 2xx; the stop may have happened"),
         DeadlineExceeded => Stop("the caller's deadline has run out"),
+        HostNotFound => Stop("DNS says the host does not exist; it will say so again"),
+        UntrustedUpstream => {
+            Stop("the certificate will not verify on a second try; an operator must fix it")
+        }
         NonceReused => {
             FreshNonceOnce("a nonce collision executed nothing; re-sign with a new nonce")
         }
@@ -344,6 +348,9 @@ mod tests {
                     http_status: 200,
                     request_id: None,
                 },
+                transport(TransportKind::NoSuchHost),
+                transport(TransportKind::UntrustedCertificate),
+                transport(TransportKind::Build),
             ] {
                 let (result, starts) = script(vec![Some(Err(error.clone()))], None).await;
                 assert_eq!(result.unwrap_err(), error);

@@ -1,7 +1,9 @@
 //! Spawns a gateway and an upstream on 127.0.0.1:0 and hands out clients and shutdown handles.
 #![allow(dead_code, missing_docs)]
 
+pub mod dns;
 pub mod log_capture;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use ecs_gateway::aliyun::retry::RetryPolicy;
 use ecs_gateway::pb::StopInvocationRequest;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::server::{ServeError, ServerSettings};
-use ecs_gateway::service::CloudAssistant;
+use ecs_gateway::service::{CloudAssistant, ServiceSettings};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -73,6 +75,7 @@ pub fn settings(endpoint: &str) -> ClientSettings {
             max_retry_after: Duration::from_secs(2),
         },
         pool_max_idle_per_host: 16,
+        dns: Default::default(),
     }
 }
 
@@ -102,19 +105,19 @@ pub struct Gateway {
 impl Gateway {
     /// Serves `ecs` with default limits.
     pub async fn start(ecs: EcsClient) -> Self {
-        Self::start_with(ecs, 1024, ServerSettings::default()).await
+        Self::start_with(ecs, ServiceSettings::default(), ServerSettings::default()).await
     }
 
-    /// Serves `ecs` with the given concurrency limit and server settings.
+    /// Serves `ecs` with the given handler and server settings.
     pub async fn start_with(
         ecs: EcsClient,
-        max_concurrent: usize,
+        service: ServiceSettings,
         settings: ServerSettings,
     ) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let service = CloudAssistant::new(ecs, max_concurrent);
+        let service = CloudAssistant::new(ecs, service);
         let task = tokio::spawn(ecs_gateway::server::serve(
             listener,
             service,
