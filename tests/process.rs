@@ -1,8 +1,11 @@
-//! The real binary: refuses to start without credentials, and drains in-flight calls on SIGTERM.
+//! The real binary: refuses to start on settings that cannot work (one line on stderr naming the
+//! setting, never a secret), warns about what `--dev` ignores, logs misconfiguration at error, and
+//! drains in-flight calls on SIGTERM.
 
 mod common;
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{request, start_simulator, test_credential};
@@ -29,11 +32,19 @@ fn gateway_command() -> Command {
 
 /// Reads JSON log lines until the "listening" one; returns the address.
 async fn listening_addr(child: &mut Child) -> String {
+    listening(child).await.0
+}
+
+/// Reads JSON log lines until the "listening" one; returns the address and every log line so far
+/// and from then on (the lines keep being collected so the child never blocks on a full pipe).
+async fn listening(child: &mut Child) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let addr = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            seen.lock().unwrap().push(v.clone());
             if v["message"] == "ecs-gateway listening" {
                 return v["addr"].as_str().unwrap().to_owned();
             }
@@ -42,9 +53,231 @@ async fn listening_addr(child: &mut Child) -> String {
     })
     .await
     .expect("the gateway starts");
-    // Keep draining stdout so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    addr
+    let collected = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str(&line) {
+                collected.lock().unwrap().push(v);
+            }
+        }
+    });
+    (addr, seen)
+}
+
+/// A command with a well-formed credential in the environment.
+fn with_credential() -> Command {
+    let mut cmd = gateway_command();
+    cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret");
+    cmd
+}
+
+/// Runs `cmd`, which must refuse to start, and returns the one line it wrote to stderr.
+async fn refusal(mut cmd: Command) -> String {
+    let output = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+        .await
+        .expect("a refusal is immediate")
+        .unwrap();
+    assert!(!output.status.success(), "it started: {cmd:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr}");
+    lines[0].to_owned()
+}
+
+#[tokio::test]
+async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_setting() {
+    let secret_env = |name: &'static str, value: &'static str| {
+        let mut cmd = with_credential();
+        cmd.env(name, value);
+        cmd
+    };
+    let flags = |args: &[&str]| {
+        let mut cmd = with_credential();
+        cmd.args(args);
+        cmd
+    };
+    let cases: Vec<(Command, &[&str], &[&str])> = vec![
+        (
+            flags(&["--upstream-timeout", "0s"]),
+            &["--upstream-timeout", "greater than zero"],
+            &[],
+        ),
+        (
+            secret_env("ECS_GATEWAY_CONNECT_TIMEOUT", "0s"),
+            &["--connect-timeout"],
+            &[],
+        ),
+        (
+            secret_env("ECS_GATEWAY_SHUTDOWN_GRACE", "-1s"),
+            &["--shutdown-grace"],
+            &[],
+        ),
+        (
+            flags(&["--max-call-duration", "0ms"]),
+            &["--max-call-duration"],
+            &[],
+        ),
+        (
+            flags(&["--max-retries", "1000000"]),
+            &["--max-retries"],
+            &[],
+        ),
+        (
+            flags(&["--max-request-bytes", "18446744073709551615"]),
+            &["--max-request-bytes"],
+            &[],
+        ),
+        (flags(&["--regions", " , "]), &["--regions"], &[]),
+        (
+            secret_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cr3t-value\n"),
+            &["ALIBABA_CLOUD_ACCESS_KEY_SECRET", "whitespace"],
+            &["s3cr3t-value"],
+        ),
+        (
+            secret_env("ALIBABA_CLOUD_ACCESS_KEY_ID", " LTAIpadded"),
+            &["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+            &["LTAIpadded"],
+        ),
+        (
+            secret_env("ALIBABA_CLOUD_SECURITY_TOKEN", "sts-token-value\r\n"),
+            &["ALIBABA_CLOUD_SECURITY_TOKEN"],
+            &["sts-token-value"],
+        ),
+        (
+            flags(&[
+                "--endpoint",
+                "https://admin:hunter2@ecs.{region}.aliyuncs.com/",
+            ]),
+            &["--endpoint", "user info"],
+            &["hunter2", "admin"],
+        ),
+        (
+            flags(&["--endpoint", "https://ecs.{REGION}.aliyuncs.com/"]),
+            &["--endpoint", "placeholder"],
+            &[],
+        ),
+        (
+            flags(&["--endpoint", "http://{region}:8080/"]),
+            &["--endpoint", "{region}", "fixed label"],
+            &[],
+        ),
+        (
+            flags(&["--endpoint", "http://10.1.2.3/"]),
+            &["--endpoint", "--allow-insecure-endpoint"],
+            &[],
+        ),
+        (
+            {
+                let mut cmd = with_credential();
+                cmd.env("SSL_CERT_FILE", "/nonexistent/ca.pem")
+                    .env("SSL_CERT_DIR", "/nonexistent");
+                cmd
+            },
+            &["ca-certificates", "SSL_CERT_FILE"],
+            &[],
+        ),
+    ];
+    for (cmd, wanted, never) in cases {
+        let shown = format!("{cmd:?}");
+        let line = refusal(cmd).await;
+        for w in wanted {
+            assert!(line.contains(w), "{shown}: {line:?} lacks {w:?}");
+        }
+        for n in never {
+            assert!(!line.contains(n), "{shown}: {line:?} echoes {n:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bind_error_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = Command::new(BIN);
+    cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret")
+        .args(["--listen", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let line = refusal(cmd).await;
+    assert!(line.contains(&format!("cannot listen on {addr}")), "{line}");
+}
+
+#[tokio::test]
+async fn an_empty_endpoint_means_the_default_and_insecure_http_starts_when_allowed() {
+    for mut cmd in [
+        {
+            let mut cmd = with_credential();
+            cmd.env("ECS_GATEWAY_ENDPOINT", "");
+            cmd
+        },
+        {
+            let mut cmd = with_credential();
+            cmd.args([
+                "--endpoint",
+                "http://10.1.2.3/",
+                "--allow-insecure-endpoint",
+            ]);
+            cmd
+        },
+    ] {
+        let mut child = cmd.spawn().unwrap();
+        listening_addr(&mut child).await;
+        child.kill().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn dev_mode_says_which_settings_it_ignores() {
+    let mut cmd = with_credential();
+    cmd.args(["--dev", "--endpoint", "https://ecs.internal.example/"]);
+    let mut child = cmd.spawn().unwrap();
+    let (_, logs) = listening(&mut child).await;
+    child.kill().await.unwrap();
+    let logs = logs.lock().unwrap();
+    let warning = logs
+        .iter()
+        .find(|l| l["level"] == "WARN" && l["message"].as_str().unwrap_or("").contains("--dev"))
+        .expect("a warning at start");
+    let ignored = warning["ignored"].as_str().unwrap();
+    for name in [
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "--endpoint",
+    ] {
+        assert!(ignored.contains(name), "{warning}");
+    }
+    assert!(!ignored.contains("process-test-secret"), "{warning}");
+}
+
+#[tokio::test]
+async fn an_unverifiable_certificate_is_logged_at_error_with_its_cause() {
+    let upstream = common::tls::SelfSignedUpstream::start().await;
+    let mut cmd = with_credential();
+    cmd.args(["--endpoint", &upstream.url]);
+    let mut child = cmd.spawn().unwrap();
+    let (addr, logs) = listening(&mut child).await;
+    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let status = client
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+    assert_eq!(upstream.handshakes(), 1);
+    let logged = common::eventually(Duration::from_secs(5), || {
+        logs.lock().unwrap().iter().any(|l| {
+            l["level"] == "ERROR"
+                && l["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("UnknownIssuer"))
+        })
+    })
+    .await;
+    child.kill().await.unwrap();
+    assert!(logged, "{:?}", logs.lock().unwrap());
 }
 
 #[tokio::test]
@@ -78,8 +311,9 @@ async fn a_bad_endpoint_is_refused_at_start() {
         .unwrap();
     assert!(!output.status.success());
     assert!(
-        String::from_utf8_lossy(&output.stderr)
-            .contains("must be an absolute http:// or https:// URL")
+        String::from_utf8_lossy(&output.stderr).contains(
+            "--endpoint / ECS_GATEWAY_ENDPOINT must be an absolute http:// or https:// URL"
+        )
     );
 }
 
