@@ -1,7 +1,14 @@
-//! Every published and SDK-computed vector, checked stage by stage so a failure names the step.
+//! Every published and SDK-computed vector, one test case each (named by its label), checked stage
+//! by stage so a failure names the vector and the step. Parameters reach the signer as the file
+//! lists them — unsorted, as a raw ordered list — and once more in reverse, so the signer's own
+//! sort is what puts them in order.
+
+use std::fmt;
 
 use ecs_gateway::aliyun::signer::{SigningKey, canonicalized_query, sign_query, string_to_sign};
+use libtest_mimic::{Arguments, Failed, Trial};
 use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
 
 #[derive(Deserialize)]
 struct File {
@@ -19,10 +26,10 @@ struct Vector {
 struct Input {
     method: String,
     secret: String,
-    params: serde_json::Map<String, serde_json::Value>,
+    params: RawParams,
     /// Form-body parameters, signed together with the query ones.
     #[serde(default)]
-    body_params: serde_json::Map<String, serde_json::Value>,
+    body_params: RawParams,
 }
 
 #[derive(Deserialize)]
@@ -33,6 +40,30 @@ struct Expect {
     signature_query_component: String,
 }
 
+/// A JSON object's entries in file order, repeated names kept: what a map would sort or merge.
+#[derive(Default)]
+struct RawParams(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for RawParams {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = RawParams;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of string parameters")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawParams, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    entries.push(entry);
+                }
+                Ok(RawParams(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
 fn vectors() -> Vec<Vector> {
     let text = include_str!("data/rpc-signature-vectors.json");
     let file: File = serde_json::from_str(text).expect("vector file parses");
@@ -40,73 +71,69 @@ fn vectors() -> Vec<Vector> {
     file.vectors
 }
 
-/// Every signed parameter: query and form body alike.
-fn params(v: &Vector) -> Vec<(String, String)> {
-    v.input
-        .params
-        .iter()
-        .chain(v.input.body_params.iter())
-        .map(|(k, v)| (k.clone(), v.as_str().expect("string values").to_owned()))
-        .collect()
-}
-
-#[test]
-fn canonicalized_query_matches_every_vector() {
-    for v in vectors() {
-        assert_eq!(
-            canonicalized_query(&params(&v)),
-            v.expect.canonicalized_query,
-            "{}",
-            v.label
-        );
+fn stage(name: &str, got: &str, want: &str) -> Result<(), Failed> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("stage {name}:\n   got {got}\n  want {want}").into())
     }
 }
 
-#[test]
-fn string_to_sign_matches_every_vector() {
-    for v in vectors() {
-        // Built from the vector's own canonical query, so this stage is checked in isolation.
-        let got = string_to_sign(&v.input.method, &v.expect.canonicalized_query);
-        assert_eq!(got, v.expect.string_to_sign, "{}", v.label);
-    }
+/// Runs every stage of one vector with its parameters in `params` order.
+fn check(v: &Vector, params: &[(String, String)]) -> Result<(), Failed> {
+    let e = &v.expect;
+    stage(
+        "canonicalized_query",
+        &canonicalized_query(params),
+        &e.canonicalized_query,
+    )?;
+    // Each later stage starts from the vector's own previous stage, so it is checked in isolation.
+    stage(
+        "string_to_sign",
+        &string_to_sign(&v.input.method, &e.canonicalized_query),
+        &e.string_to_sign,
+    )?;
+    let key = SigningKey::new(&v.input.secret);
+    stage("signature", &key.sign(&e.string_to_sign), &e.signature)?;
+    let signed = sign_query(&v.input.method, params, &key);
+    let want = format!("{}&{}", e.canonicalized_query, e.signature_query_component);
+    stage("signed_query", signed.as_str(), &want)
 }
 
-#[test]
-fn signature_matches_every_vector() {
-    for v in vectors() {
-        let got = SigningKey::new(&v.input.secret).sign(&v.expect.string_to_sign);
-        assert_eq!(got, v.expect.signature, "{}", v.label);
-    }
+fn trial(v: Vector) -> Trial {
+    Trial::test(v.label.clone(), move || {
+        let mut params = v.input.params.0.clone();
+        params.extend(v.input.body_params.0.iter().cloned());
+        check(&v, &params)?;
+        params.reverse();
+        check(&v, &params).map_err(|e| format!("with the parameters reversed: {e:?}").into())
+    })
 }
 
-#[test]
-fn signed_query_ends_with_the_encoded_signature() {
-    for v in vectors() {
-        let signed = sign_query(
-            &v.input.method,
-            &params(&v),
-            &SigningKey::new(&v.input.secret),
-        );
-        let expected = format!(
-            "{}&{}",
-            v.expect.canonicalized_query, v.expect.signature_query_component
-        );
-        assert_eq!(signed.as_str(), expected, "{}", v.label);
-    }
-}
-
-#[test]
-fn the_key_is_the_secret_followed_by_an_ampersand() {
+/// Without the trailing "&" on the key no published vector matches: proves the key is built so.
+fn the_key_is_the_secret_followed_by_an_ampersand() -> Result<(), Failed> {
     use base64::Engine as _;
     use hmac::Mac as _;
-    // Without the trailing "&" no published vector matches; prove our key differs from that.
     let v = &vectors()[0];
     let mut bare = hmac::Hmac::<sha1::Sha1>::new_from_slice(v.input.secret.as_bytes()).unwrap();
     bare.update(v.expect.string_to_sign.as_bytes());
     let bare = base64::engine::general_purpose::STANDARD.encode(bare.finalize().into_bytes());
-    assert_ne!(bare, v.expect.signature);
-    assert_eq!(
-        SigningKey::new(&v.input.secret).sign(&v.expect.string_to_sign),
-        v.expect.signature
-    );
+    if bare == v.expect.signature {
+        return Err("a bare-secret key matched; the vector cannot tell the keys apart".into());
+    }
+    stage(
+        "signature",
+        &SigningKey::new(&v.input.secret).sign(&v.expect.string_to_sign),
+        &v.expect.signature,
+    )
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = vectors().into_iter().map(trial).collect();
+    trials.push(Trial::test(
+        "the key is the secret followed by an ampersand",
+        the_key_is_the_secret_followed_by_an_ampersand,
+    ));
+    libtest_mimic::run(&args, trials).exit();
 }
