@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::dns::FakeDns;
 use common::{
-    Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client, eventually, request, settings,
-    test_credential,
+    Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client, eventually, gateway_for, request,
+    settings, test_credential,
 };
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
 use ecs_gateway::aliyun::dns::DnsConfig;
@@ -39,18 +39,25 @@ async fn gateway_with(ecs: EcsClient, service: ServiceSettings) -> Gateway {
     Gateway::start_with(ecs, service, ServerSettings::default()).await
 }
 
+fn any_region() -> ServiceSettings {
+    ServiceSettings {
+        regions: Regions::Any,
+        ..ServiceSettings::default()
+    }
+}
+
+async fn stop(
+    gateway: &Gateway,
+    req: impl tonic::IntoRequest<ecs_gateway::pb::StopInvocationRequest>,
+) -> Result<tonic::Response<ecs_gateway::pb::StopInvocationResponse>, tonic::Status> {
+    gateway.client.clone().stop_invocation(req).await
+}
+
 #[tokio::test]
 async fn a_region_off_the_list_is_not_found_and_nothing_is_sent() {
     let ecs = ecs_answering(200, SUCCESS).await;
-    let gateway = gateway_with(
-        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings::default(),
-    )
-    .await;
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzou", "t-1", &[]))
+    let gateway = gateway_for(&ecs).await;
+    let status = stop(&gateway, request("cn-hangzou", "t-1", &[]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
@@ -67,11 +74,7 @@ async fn a_region_off_the_list_is_not_found_and_nothing_is_sent() {
     assert!(ecs.received_requests().await.unwrap().is_empty());
 
     // A listed region goes through.
-    let ok = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await;
+    let ok = stop(&gateway, request("cn-hangzhou", "t-1", &[])).await;
     assert!(ok.is_ok(), "{ok:?}");
 }
 
@@ -80,17 +83,11 @@ async fn regions_that_are_no_dns_label_fail_validation_even_with_any_region_allo
     let ecs = ecs_answering(200, SUCCESS).await;
     let gateway = gateway_with(
         ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings {
-            regions: Regions::Any,
-            ..ServiceSettings::default()
-        },
+        any_region(),
     )
     .await;
     for region in ["a".repeat(64), "2130706433".to_owned()] {
-        let status = gateway
-            .client
-            .clone()
-            .stop_invocation(request(&region, "t-1", &[]))
+        let status = stop(&gateway, request(&region, "t-1", &[]))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{region}");
@@ -117,29 +114,18 @@ fn client_via_dns(dns: &FakeDns, port: u16) -> EcsClient {
 async fn dns_no_such_host_is_not_found_once_and_a_failing_resolver_is_retried() {
     let ecs = ecs_answering(200, SUCCESS).await;
     let port = ecs.address().port();
-    let any_region = ServiceSettings {
-        regions: Regions::Any,
-        ..ServiceSettings::default()
-    };
 
     // Resolution works: the name resolves to the loopback upstream.
     let dns = FakeDns::start().await;
-    let gateway = gateway_with(client_via_dns(&dns, port), any_region.clone()).await;
-    let ok = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await;
+    let gateway = gateway_with(client_via_dns(&dns, port), any_region()).await;
+    let ok = stop(&gateway, request("cn-hangzhou", "t-1", &[])).await;
     assert!(ok.is_ok(), "{ok:?}");
     assert!(dns.queries() >= 1);
 
     // NXDOMAIN: NOT_FOUND, no RetryInfo, one attempt (one round of lookups, never repeated).
     let dns = FakeDns::start().await;
-    let gateway = gateway_with(client_via_dns(&dns, port), any_region.clone()).await;
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("nx-nowhere-1", "t-1", &[]))
+    let gateway = gateway_with(client_via_dns(&dns, port), any_region()).await;
+    let status = stop(&gateway, request("nx-nowhere-1", "t-1", &[]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
@@ -149,11 +135,8 @@ async fn dns_no_such_host_is_not_found_once_and_a_failing_resolver_is_retried() 
 
     // SERVFAIL (a resolver that is failing): UNAVAILABLE with RetryInfo, after three attempts.
     let failing = FakeDns::start().await;
-    let gateway = gateway_with(client_via_dns(&failing, port), any_region).await;
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("fail-dns-1", "t-1", &[]))
+    let gateway = gateway_with(client_via_dns(&failing, port), any_region()).await;
+    let status = stop(&gateway, request("fail-dns-1", "t-1", &[]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -174,10 +157,7 @@ async fn a_certificate_the_gateway_cannot_verify_is_internal_and_tried_once() {
         ServiceSettings::default(),
     )
     .await;
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+    let status = stop(&gateway, request("cn-hangzhou", "t-1", &[]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Internal, "{status:?}");
@@ -194,20 +174,11 @@ async fn a_certificate_the_gateway_cannot_verify_is_internal_and_tried_once() {
 #[tokio::test]
 async fn owner_accounts_are_bounded_and_printable_before_anything_is_sent() {
     let ecs = ecs_answering(200, SUCCESS).await;
-    let gateway = gateway_with(
-        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings::default(),
-    )
-    .await;
+    let gateway = gateway_for(&ecs).await;
     let mut req = request("cn-hangzhou", "t-1", &[]);
     req.owner_account = Some("x".repeat(22_000));
     req.resource_owner_account = Some("evil\r\nHeader: 1".into());
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(req)
-        .await
-        .unwrap_err();
+    let status = stop(&gateway, req).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     let fields: Vec<String> = status
         .get_error_details()
@@ -224,21 +195,12 @@ async fn owner_accounts_are_bounded_and_printable_before_anything_is_sent() {
 #[tokio::test]
 async fn a_malformed_grpc_timeout_is_invalid_argument_naming_the_header() {
     let ecs = ecs_answering(200, SUCCESS).await;
-    let gateway = gateway_with(
-        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings::default(),
-    )
-    .await;
+    let gateway = gateway_for(&ecs).await;
     for bad in ["abc", "-1S", "1SS", "123456789S"] {
         let mut req = tonic::Request::new(request("cn-hangzhou", "t-1", &[]));
         req.metadata_mut()
             .insert("grpc-timeout", bad.parse().unwrap());
-        let status = gateway
-            .client
-            .clone()
-            .stop_invocation(req)
-            .await
-            .unwrap_err();
+        let status = stop(&gateway, req).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{bad}: {status:?}");
         assert!(status.message().contains("grpc-timeout"), "{bad}");
         assert_eq!(error_info(&status).0, "INVALID_GRPC_TIMEOUT");
@@ -262,13 +224,10 @@ async fn the_maximum_call_duration_ends_calls_without_or_with_a_longer_deadline(
         if let Some(t) = timeout {
             req.set_timeout(t);
         }
-        let status = tokio::time::timeout(
-            Duration::from_secs(10),
-            gateway.client.clone().stop_invocation(req),
-        )
-        .await
-        .expect("the ceiling, not the upstream's 5 s attempt timeout, ends the call")
-        .unwrap_err();
+        let status = tokio::time::timeout(Duration::from_secs(10), stop(&gateway, req))
+            .await
+            .expect("the ceiling, not the upstream's 5 s attempt timeout, ends the call")
+            .unwrap_err();
         assert_eq!(status.code(), Code::DeadlineExceeded, "{timeout:?}");
         assert_eq!(error_info(&status).0, "DEADLINE_EXCEEDED");
     }
@@ -312,11 +271,7 @@ async fn raw_call(addr: std::net::SocketAddr, payload: &[u8]) -> (String, String
 #[tokio::test]
 async fn undecodable_requests_are_the_callers_invalid_argument() {
     let ecs = ecs_answering(200, SUCCESS).await;
-    let gateway = gateway_with(
-        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings::default(),
-    )
-    .await;
+    let gateway = gateway_for(&ecs).await;
     // region_id (field 1) holding bytes that are not UTF-8; then a length running past the end.
     for payload in [&[0x0A, 0x02, 0xC3, 0x28][..], &[0x0A, 0x05, b'a'][..]] {
         let (code, message) = raw_call(gateway.addr, payload).await;
