@@ -312,14 +312,21 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// object_store's `RetryError`); the URL, which carries the signed query, is stripped first.
 fn transport_error(error: reqwest::Error) -> EcsError {
     let error = error.without_url();
-    let kind = match find_cause::<DnsError>(&error) {
-        _ if error.is_builder() => TransportKind::Build,
-        Some(DnsError::NoSuchHost(_)) => TransportKind::NoSuchHost,
-        Some(DnsError::Unavailable { .. }) => TransportKind::Connect,
-        None if tls::is_certificate_error(&error) => TransportKind::UntrustedCertificate,
-        None if error.is_connect() => TransportKind::Connect,
-        None if error.is_timeout() => TransportKind::Timeout,
-        None => TransportKind::Interrupted,
+    let dns = find_cause::<DnsError>(&error);
+    let kind = if error.is_builder() {
+        TransportKind::Build
+    } else if let Some(DnsError::NoSuchHost(_)) = dns {
+        TransportKind::NoSuchHost
+    } else if dns.is_some() || error.is_connect() {
+        if tls::is_certificate_error(&error) {
+            TransportKind::UntrustedCertificate
+        } else {
+            TransportKind::Connect
+        }
+    } else if error.is_timeout() {
+        TransportKind::Timeout
+    } else {
+        TransportKind::Interrupted
     };
     let mut detail = error.to_string();
     let mut source = std::error::Error::source(&error);
