@@ -75,6 +75,9 @@ pub struct GatewayConfig {
     #[arg(long, env = "ECS_GATEWAY_MAX_RETRIES", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RETRIES_LIMIT)))]
     pub max_retries: u32,
+    /// Share of calls that retries may add, process-wide (0.2 = 20%, plus 10 retries a second).
+    #[arg(long, env = "ECS_GATEWAY_RETRY_BUDGET", default_value_t = 0.2, value_parser = ratio)]
+    pub retry_budget: f64,
     /// Timeout of one upstream attempt.
     #[arg(long, env = "ECS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub upstream_timeout: Duration,
@@ -104,6 +107,14 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
         Ok(duration) if !duration.is_zero() => Ok(duration),
         Ok(_) => Err(RULE.to_owned()),
         Err(e) => Err(format!("{RULE} ({e})")),
+    }
+}
+
+/// A share from 0 to 1.
+fn ratio(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err("must be a number from 0 to 1, such as 0.2".to_owned()),
     }
 }
 
@@ -144,6 +155,7 @@ impl GatewayConfig {
             // Enough idle connections for every admitted call to reuse one.
             pool_max_idle_per_host: max_concurrent.min(1024),
             dns: DnsConfig::System,
+            retry_budget: self.retry_budget,
         })
     }
 
@@ -203,6 +215,7 @@ mod tests {
             ["--max-retries", "11"],
             ["--max-request-bytes", "4194305"],
             ["--regions", "Cn-Hangzhou"],
+            ["--retry-budget", "1.5"],
         ] {
             let argv = if args[1].starts_with("--") {
                 vec!["ecs-gateway", args[1]]

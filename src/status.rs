@@ -159,11 +159,17 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
 
 /// The status for a request that failed validation: every violation in a `BadRequest`.
 pub fn from_violations(violations: &Violations) -> Status {
-    let field_violations: Vec<FieldViolation> = violations
-        .0
+    let mut field_violations: Vec<FieldViolation> = violations
+        .listed
         .iter()
         .map(|v| FieldViolation::new(&v.field, &v.description))
         .collect();
+    if violations.more > 0 {
+        field_violations.push(FieldViolation::new(
+            "",
+            format!("and {} more violations", violations.more),
+        ));
+    }
     let mut details = ErrorDetails::with_bad_request(field_violations);
     details.set_error_info("INVALID_REQUEST", GATEWAY_DOMAIN, HashMap::new());
     Status::with_error_details(Code::InvalidArgument, violations.to_string(), details)

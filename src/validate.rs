@@ -19,17 +19,40 @@ pub struct Violation {
     pub description: String,
 }
 
-/// Every rule the request broke, in field order; never empty.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid request: {}", summary(.0))]
-pub struct Violations(pub Vec<Violation>);
+/// The most violations listed; the rest are only counted, so a hostile request cannot make the
+/// answer (trailers) or the log line large.
+pub const MAX_LISTED: usize = 10;
+/// The most violations named in the one-line message; the full list is in `listed`.
+const MAX_IN_MESSAGE: usize = 3;
 
-fn summary(violations: &[Violation]) -> String {
-    violations
-        .iter()
+/// The rules the request broke, in field order: the first [`MAX_LISTED`], and how many more.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: {}", summary(self))]
+pub struct Violations {
+    /// The first violations, never empty.
+    pub listed: Vec<Violation>,
+    /// Violations found past `listed`.
+    pub more: usize,
+}
+
+fn summary(violations: &Violations) -> String {
+    let shown = violations.listed.iter().take(MAX_IN_MESSAGE);
+    let mut text = shown
         .map(|v| format!("{} {}", v.field, v.description))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    let unnamed = violations.total() - violations.listed.len().min(MAX_IN_MESSAGE);
+    if unnamed > 0 {
+        text.push_str(&format!("; and {unnamed} more"));
+    }
+    text
+}
+
+impl Violations {
+    /// Every violation found, listed or not.
+    pub fn total(&self) -> usize {
+        self.listed.len() + self.more
+    }
 }
 
 /// Checks an ID made of ASCII letters, digits, `-` and `_`, at most `MAX_ID_LEN` long.
@@ -63,12 +86,17 @@ fn account_rule(value: &str) -> Result<(), &'static str> {
 
 /// Validates `req`, reporting all violations at once.
 pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Violations> {
-    let mut violations = Vec::new();
+    let mut listed = Vec::new();
+    let mut more = 0;
     let mut violate = |field: String, description: &str| {
-        violations.push(Violation {
-            field,
-            description: description.to_owned(),
-        })
+        if listed.len() < MAX_LISTED {
+            listed.push(Violation {
+                field,
+                description: description.to_owned(),
+            });
+        } else {
+            more += 1;
+        }
     };
 
     let region_id = RegionId::parse(&req.region_id)
@@ -77,18 +105,20 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
     if let Err(rule) = id_rule(&req.invoke_id) {
         violate("invoke_id".into(), rule);
     }
+    // The count first: past the limit the elements are not worth checking one by one.
     if req.instance_ids.len() > MAX_INSTANCE_IDS {
         violate("instance_ids".into(), "must list at most 50 instance IDs");
-    }
-    let mut seen = HashSet::with_capacity(req.instance_ids.len());
-    for (i, id) in req.instance_ids.iter().enumerate() {
-        if let Err(rule) = id_rule(id) {
-            violate(format!("instance_ids[{i}]"), rule);
-        } else if !seen.insert(id.as_str()) {
-            violate(
-                format!("instance_ids[{i}]"),
-                "duplicates an earlier instance ID",
-            );
+    } else {
+        let mut seen = HashSet::with_capacity(req.instance_ids.len());
+        for (i, id) in req.instance_ids.iter().enumerate() {
+            if let Err(rule) = id_rule(id) {
+                violate(format!("instance_ids[{i}]"), rule);
+            } else if !seen.insert(id.as_str()) {
+                violate(
+                    format!("instance_ids[{i}]"),
+                    "duplicates an earlier instance ID",
+                );
+            }
         }
     }
 
@@ -102,7 +132,7 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
     }
 
     match region_id {
-        Some(region_id) if violations.is_empty() => Ok(StopInvocation {
+        Some(region_id) if listed.is_empty() => Ok(StopInvocation {
             region_id,
             invoke_id: req.invoke_id.clone(),
             instance_ids: req.instance_ids.clone(),
@@ -111,7 +141,7 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
             resource_owner_id: req.resource_owner_id,
             resource_owner_account: req.resource_owner_account.clone(),
         }),
-        _ => Err(Violations(violations)),
+        _ => Err(Violations { listed, more }),
     }
 }
 
@@ -130,7 +160,7 @@ mod tests {
     }
 
     fn fields(err: &Violations) -> Vec<&str> {
-        err.0.iter().map(|v| v.field.as_str()).collect()
+        err.listed.iter().map(|v| v.field.as_str()).collect()
     }
 
     #[test]
@@ -161,8 +191,23 @@ mod tests {
                 "instance_ids[3]"
             ]
         );
-        assert_eq!(err.0[2].description, "is required");
-        assert_eq!(err.0[3].description, "duplicates an earlier instance ID");
+        assert_eq!(err.listed[2].description, "is required");
+        assert_eq!(
+            err.listed[3].description,
+            "duplicates an earlier instance ID"
+        );
+    }
+
+    #[test]
+    fn at_most_ten_violations_are_listed_and_the_rest_counted() {
+        let ids: Vec<String> = (0..40).map(|i| format!("bad id {i}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let err = stop_invocation(&request("", "", &refs)).unwrap_err();
+        assert_eq!(err.listed.len(), MAX_LISTED);
+        assert_eq!(err.total(), 42);
+        let text = err.to_string();
+        assert!(text.ends_with("; and 39 more"), "{text}");
+        assert!(text.len() < 200, "{text}");
     }
 
     #[test]
@@ -181,9 +226,9 @@ mod tests {
         req.resource_owner_account = Some("team\nb".into());
         let err = stop_invocation(&req).unwrap_err();
         assert_eq!(fields(&err), ["owner_account", "resource_owner_account"]);
-        assert_eq!(err.0[0].description, "must be at most 128 characters");
+        assert_eq!(err.listed[0].description, "must be at most 128 characters");
         assert_eq!(
-            err.0[1].description,
+            err.listed[1].description,
             "must contain only printable ASCII characters"
         );
         req.owner_account = Some("a".repeat(128));
@@ -195,7 +240,7 @@ mod tests {
     fn long_ids_are_refused() {
         let long = "t".repeat(129);
         let err = stop_invocation(&request("cn-hangzhou", &long, &[])).unwrap_err();
-        assert_eq!(err.0[0].description, "must be at most 128 characters");
+        assert_eq!(err.listed[0].description, "must be at most 128 characters");
     }
 
     proptest! {

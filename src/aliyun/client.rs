@@ -14,6 +14,8 @@ use super::endpoint::Endpoint;
 use super::error::{ApiError, EcsError, ParsedBody, TransportKind, find_cause, parse_body};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::retry::{self, RetryPolicy};
+use super::retry_budget::RetryBudget;
+use super::scrub::{self, Scrubber};
 use super::signer::{self, SigningKey};
 use super::tls::{self, EmptyTrustStore};
 
@@ -69,6 +71,8 @@ pub struct ClientSettings {
     pub pool_max_idle_per_host: usize,
     /// Where upstream host names are resolved.
     pub dns: DnsConfig,
+    /// The share of calls that retries may add, process-wide (0.2 = 20%).
+    pub retry_budget: f64,
 }
 
 impl Default for ClientSettings {
@@ -80,6 +84,7 @@ impl Default for ClientSettings {
             retry: RetryPolicy::default(),
             pool_max_idle_per_host: 256,
             dns: DnsConfig::System,
+            retry_budget: 0.2,
         }
     }
 }
@@ -106,6 +111,7 @@ struct Inner {
     key: SigningKey,
     clock: Arc<dyn Clock>,
     nonces: Arc<dyn NonceSource>,
+    budget: RetryBudget,
 }
 
 impl std::fmt::Debug for EcsClient {
@@ -172,8 +178,10 @@ impl EcsClient {
             .build()
             .map_err(|e| BuildError::Http(e.without_url().to_string()))?;
         let key = SigningKey::new(credential.access_key_secret());
+        let budget = RetryBudget::new(settings.retry_budget);
         Ok(Self {
             inner: Arc::new(Inner {
+                budget,
                 http,
                 settings,
                 credential,
@@ -191,11 +199,14 @@ impl EcsClient {
         deadline: Option<Instant>,
     ) -> Result<Stopped, EcsError> {
         let settings = &self.inner.settings;
-        let (request_id, attempts) =
-            retry::run(&settings.retry, settings.attempt_timeout, deadline, || {
-                self.attempt(request)
-            })
-            .await?;
+        let (request_id, attempts) = retry::run(
+            &settings.retry,
+            settings.attempt_timeout,
+            deadline,
+            &self.inner.budget,
+            || self.attempt(request),
+        )
+        .await?;
         Ok(Stopped {
             request_id,
             attempts,
@@ -251,29 +262,46 @@ impl EcsClient {
             .map(str::to_owned);
         let body = read_capped(response).await?;
         let success = (200..300).contains(&http_status);
+        // Everything below comes from the upstream: checked or scrubbed before it goes anywhere.
+        let credential = &inner.credential;
+        let secrets = [
+            credential.access_key_id(),
+            credential.access_key_secret(),
+            credential.security_token().unwrap_or_default(),
+            signed.signature(),
+        ];
+        let checked_id = |id: Option<String>| id.and_then(|id| scrub::request_id(&id, &secrets));
         match body.as_deref().and_then(parse_body) {
             Some(ParsedBody {
                 request_id: Some(request_id),
                 ..
-            }) if success => Ok(request_id),
+            }) if success => Ok(checked_id(Some(request_id)).unwrap_or_else(|| {
+                tracing::warn!("ECS accepted the stop but its RequestId is malformed; left out");
+                String::new()
+            })),
             Some(ParsedBody {
                 code: Some(code),
                 message,
                 request_id,
                 host_id,
                 recommend,
-            }) if !success => Err(EcsError::Api(ApiError {
-                http_status,
-                code,
-                message: message.unwrap_or_default(),
-                request_id: request_id.or(header_request_id),
-                host_id,
-                recommend,
-                retry_after,
-            })),
+            }) if !success => {
+                let scrubber = Scrubber::new(secrets.into_iter().chain([signed.as_str()]));
+                Err(EcsError::Api(ApiError {
+                    http_status,
+                    code: scrubber.text(&code, scrub::MAX_CODE),
+                    message: scrubber.text(&message.unwrap_or_default(), scrub::MAX_TEXT),
+                    request_id: checked_id(request_id).or_else(|| checked_id(header_request_id)),
+                    host_id: host_id.map(|h| scrubber.text(&h, scrub::MAX_HOST_ID)),
+                    recommend: recommend
+                        .and_then(|link| scrub::help_link(&scrubber.text(&link, scrub::MAX_TEXT))),
+                    retry_after,
+                }))
+            }
             other => Err(EcsError::Malformed {
                 http_status,
-                request_id: other.and_then(|p| p.request_id).or(header_request_id),
+                request_id: checked_id(other.and_then(|p| p.request_id))
+                    .or_else(|| checked_id(header_request_id)),
             }),
         }
     }
@@ -291,7 +319,8 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>,
     Ok(Some(body))
 }
 
-/// `Retry-After` or `x-acs-retry-after`, in whole seconds (RFC 9110 delta-seconds).
+/// `Retry-After` or `x-acs-retry-after`, in whole seconds (RFC 9110 delta-seconds), capped so that
+/// an upstream cannot tell callers to stay away for a day.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     ["x-acs-retry-after", "retry-after"]
         .iter()
@@ -304,7 +333,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
                 .parse::<u64>()
                 .ok()
         })
-        .map(Duration::from_secs)
+        .map(|secs| Duration::from_secs(secs).min(scrub::MAX_RETRY_DELAY))
         .next()
 }
 
@@ -352,5 +381,7 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(1)));
         h.insert("x-acs-retry-after", HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after", HeaderValue::from_static("100000"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
     }
 }

@@ -9,5 +9,7 @@ pub mod error;
 pub mod regions;
 pub mod request;
 pub mod retry;
+pub mod retry_budget;
+pub mod scrub;
 pub mod signer;
 pub mod tls;

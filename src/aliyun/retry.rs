@@ -7,6 +7,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::error::{EcsError, ErrorClass, TransportKind};
+use super::retry_budget::RetryBudget;
 
 /// Retry settings: how many retries, and the bounds of the decorrelated-jitter backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,13 +109,14 @@ impl Backoff {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails for good, or the caller's deadline arrives. Each
-/// attempt is bounded by `attempt_timeout`; no attempt starts and no backoff sleeps past `deadline`.
-/// Returns the value and the number of attempts made.
+/// Runs `attempt` until it succeeds, fails for good, the caller's deadline arrives, or `budget`
+/// refuses a retry. Each attempt is bounded by `attempt_timeout`; no attempt starts and no backoff
+/// sleeps past `deadline`. Returns the value and the number of attempts made.
 pub async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     attempt_timeout: Duration,
     deadline: Option<Instant>,
+    budget: &RetryBudget,
     mut attempt: F,
 ) -> Result<(T, u32), EcsError>
 where
@@ -125,6 +127,7 @@ where
     let mut retries = 0;
     let mut fresh_nonce_used = false;
     let mut attempts = 0;
+    budget.record_call();
     loop {
         attempts += 1;
         let bounded = tokio::time::timeout(attempt_timeout, attempt());
@@ -153,6 +156,14 @@ where
             }
             Decision::FreshNonceOnce(_) => return Err(error),
             Decision::Backoff(_) if retries >= policy.max_retries => return Err(error),
+            Decision::Backoff(_) if !budget.try_retry() => {
+                tracing::debug!(
+                    attempt = attempts,
+                    ?class,
+                    "retry budget spent; not retrying"
+                );
+                return Err(error);
+            }
             Decision::Backoff(reason) => {
                 let jitter = backoff.next_delay(&mut rand::rng());
                 let asked = match &error {
@@ -278,10 +289,13 @@ mod tests {
             let start = Instant::now();
             let starts = RefCell::new(Vec::new());
             let policy = RetryPolicy::default();
+            // A budget that never refuses: these tests are about the loop, not the budget.
+            let budget = RetryBudget::new(100.0);
             let result = run(
                 &policy,
                 ATTEMPT_TIMEOUT,
                 deadline.map(|d| start + d),
+                &budget,
                 || {
                     let n = starts.borrow().len();
                     starts.borrow_mut().push(start.elapsed());

@@ -95,12 +95,20 @@ impl fmt::Debug for SigningKey {
 ///
 /// It carries the AccessKeyId, the signature and any security token, so its `Debug` is redacted and
 /// it has no `Display`.
-pub struct SignedQuery(String);
+pub struct SignedQuery {
+    query: String,
+    signature: String,
+}
 
 impl SignedQuery {
     /// The query string to put after `?`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.query
+    }
+
+    /// The signature alone (base64), so that an echo of it can be recognized and removed.
+    pub fn signature(&self) -> &str {
+        &self.signature
     }
 }
 
@@ -120,7 +128,7 @@ where
     let signature = key.sign(&string_to_sign(method, &query));
     use fmt::Write as _;
     let _ = write!(query, "&Signature={}", percent_encode(&signature));
-    SignedQuery(query)
+    SignedQuery { query, signature }
 }
 
 #[cfg(test)]

@@ -76,6 +76,8 @@ pub fn settings(endpoint: &str) -> ClientSettings {
         },
         pool_max_idle_per_host: 16,
         dns: Default::default(),
+        // Every retry made: the retry budget has tests of its own.
+        retry_budget: 100.0,
     }
 }
 
