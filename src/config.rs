@@ -10,6 +10,7 @@ use crate::aliyun::dns::DnsConfig;
 use crate::aliyun::endpoint::{DEFAULT_ENDPOINT, Endpoint, EndpointError};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::RetryPolicy;
+use crate::connection::ConnectionSettings;
 use crate::server::ServerSettings;
 use crate::service::ServiceSettings;
 use crate::simulator::SimulatorArgs;
@@ -98,6 +99,26 @@ pub struct GatewayConfig {
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "ECS_GATEWAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,
+    /// Time between health turning NOT_SERVING and the listener closing (let load balancers notice).
+    #[arg(long, env = "ECS_GATEWAY_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+    /// Connections open at once; more are closed as they arrive.
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTIONS", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Time a new connection has to send the HTTP/2 preface and SETTINGS.
+    #[arg(long, env = "ECS_GATEWAY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub handshake_timeout: Duration,
+    /// A connection without a stream for this long gets GOAWAY.
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_IDLE", default_value = "5m", value_parser = positive_duration)]
+    pub max_connection_idle: Duration,
+    /// A connection gets GOAWAY at this age (±10%); calls in flight finish.
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_AGE", default_value = "30m", value_parser = positive_duration)]
+    pub max_connection_age: Duration,
+    /// Streams one connection may have open at once.
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_streams: u32,
 }
 
 /// A humantime duration greater than zero.
@@ -173,6 +194,15 @@ impl GatewayConfig {
         ServerSettings {
             // At most 4 MiB by the flag's range, so the cast cannot truncate.
             max_request_bytes: self.max_request_bytes as usize,
+            max_connections: self.max_connections as usize,
+            connection: ConnectionSettings {
+                handshake_timeout: self.handshake_timeout,
+                max_idle: self.max_connection_idle,
+                max_age: self.max_connection_age,
+                max_concurrent_streams: self.max_concurrent_streams,
+                ..ConnectionSettings::default()
+            },
+            drain_delay: self.drain_delay,
             shutdown_grace: self.shutdown_grace,
         }
     }
@@ -194,6 +224,13 @@ mod tests {
         assert_eq!(g.max_concurrent_requests, 1024);
         assert_eq!(g.max_request_bytes, 65536);
         assert_eq!(g.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(g.drain_delay, Duration::ZERO);
+        assert_eq!(g.max_connections, 4096);
+        assert_eq!(g.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(g.max_connection_idle, Duration::from_secs(300));
+        assert_eq!(g.max_connection_age, Duration::from_secs(1800));
+        assert_eq!(g.max_concurrent_streams, 256);
+        assert!((g.retry_budget - 0.2).abs() < f64::EPSILON);
         assert!(!g.allow_insecure_endpoint);
         assert_eq!(g.endpoint().unwrap(), Endpoint::default());
         assert_eq!(g.service_settings().regions, Regions::public());

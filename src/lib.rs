@@ -6,8 +6,10 @@
 pub mod aliyun;
 pub mod codec;
 pub mod config;
+pub mod connection;
 pub mod deadline;
 pub mod health;
+pub mod listener;
 pub mod server;
 pub mod service;
 pub mod simulator;

@@ -1,17 +1,21 @@
-//! The tonic server: the service, reflection (v1 and v1alpha), health, limits and graceful shutdown.
+//! The gRPC server: the service, reflection (v1 and v1alpha) and health behind our own accept
+//! loop and connection handling, and a shutdown that lets go of everything that is not a call.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tokio::task::JoinSet;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
+use crate::connection::{self, ConnectionSettings};
 use crate::health::DrainingHealth;
+use crate::listener::{Accepted, Acceptor};
 use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::pb::cloud_assistant_service_server::CloudAssistantServiceServer;
 use crate::service::CloudAssistant;
@@ -21,7 +25,14 @@ use crate::service::CloudAssistant;
 pub struct ServerSettings {
     /// Largest request message accepted, in bytes.
     pub max_request_bytes: usize,
-    /// How long in-flight calls may take to finish after a shutdown signal.
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Limits on each connection.
+    pub connection: ConnectionSettings,
+    /// Time between health turning NOT_SERVING and the listener closing, so that load balancers
+    /// stop sending first.
+    pub drain_delay: Duration,
+    /// How long in-flight calls may take to finish once draining starts.
     pub shutdown_grace: Duration,
 }
 
@@ -29,20 +40,20 @@ impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             max_request_bytes: 64 * 1024,
+            max_connections: 4096,
+            connection: ConnectionSettings::default(),
+            drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
         }
     }
 }
 
-/// The server could not start or failed while serving.
+/// The server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Reflection could not load the descriptor set.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The transport failed.
-    #[error("gRPC transport failed: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 /// Reflection over the gateway's API, health, and `google.rpc` error details — the last so that
@@ -54,8 +65,10 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves, then turns health NOT_SERVING, stops
-/// accepting connections and lets in-flight calls finish within the grace period.
+/// Serves `service` on `listener` until `shutdown` resolves. Then: health turns NOT_SERVING and
+/// health watchers are let go; after the drain delay the listener closes and every connection gets
+/// GOAWAY (those without a call close at once); calls in flight get the grace period; whatever is
+/// left after it is dropped.
 pub async fn serve(
     listener: TcpListener,
     service: CloudAssistant,
@@ -67,56 +80,85 @@ pub async fn serve(
         .set_serving::<CloudAssistantServiceServer<CloudAssistant>>()
         .await;
     let (draining_tx, draining_rx) = watch::channel(false);
+    let (closing_tx, closing_rx) = watch::channel(false);
     let health_service = HealthServer::new(DrainingHealth::new(
         HealthService::from_health_reporter(health.clone()),
-        draining_rx.clone(),
+        draining_rx,
     ));
-
-    let reflection_v1 = reflection().build_v1()?;
-    // grpcurl 1.8 and other older tools speak only v1alpha.
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-
     let gateway = CloudAssistantServiceServer::new(service)
         .max_decoding_message_size(settings.max_request_bytes);
+    let routes = Routes::new(health_service)
+        .add_service(reflection().build_v1()?)
+        // grpcurl 1.8 and other older tools speak only v1alpha.
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(gateway)
+        .prepare();
 
-    let signal = {
-        let health = health.clone();
-        async move {
-            shutdown.await;
-            tracing::info!("shutdown requested: health NOT_SERVING, draining in-flight calls");
-            health
-                .set_not_serving::<CloudAssistantServiceServer<CloudAssistant>>()
-                .await;
-            health
-                .set_service_status("", ServingStatus::NotServing)
-                .await;
-            let _ = draining_tx.send(true);
+    let per_connection = Arc::new(settings.connection.clone());
+    let mut acceptor = Acceptor::new(listener, settings.max_connections);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = acceptor.accept() => {
+                spawn(&mut connections, accepted, &routes, &per_connection, &closing_rx);
+            }
+            // Reap finished connections as we go, so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+
+    tracing::info!("shutdown requested: health NOT_SERVING, draining");
+    health
+        .set_not_serving::<CloudAssistantServiceServer<CloudAssistant>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let _ = draining_tx.send(true);
+    // Still accepting during the delay: the load balancer may not have noticed yet.
+    let accepting = async {
+        loop {
+            let accepted = acceptor.accept().await;
+            spawn(
+                &mut connections,
+                accepted,
+                &routes,
+                &per_connection,
+                &closing_rx,
+            );
         }
     };
-
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(gateway)
-        .serve_with_incoming_shutdown(incoming, signal);
+    let _ = tokio::time::timeout(settings.drain_delay, accepting).await;
+    drop(acceptor);
+    let _ = closing_tx.send(true);
 
     let grace = settings.shutdown_grace;
-    let mut draining = draining_rx;
-    tokio::select! {
-        result = server => result?,
-        () = async move {
-            if draining.wait_for(|d| *d).await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(?grace, "shutdown grace expired; dropping calls still in flight");
-        }
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            left = connections.len(),
+            "shutdown grace expired; dropping calls still in flight"
+        );
+        connections.shutdown().await;
     }
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Serves one accepted connection on its own task; its slot is freed when the task ends.
+fn spawn(
+    connections: &mut JoinSet<()>,
+    accepted: Accepted,
+    routes: &Routes,
+    limits: &Arc<ConnectionSettings>,
+    closing: &watch::Receiver<bool>,
+) {
+    let (routes, limits, closing) = (routes.clone(), limits.clone(), closing.clone());
+    connections.spawn(async move {
+        connection::serve(accepted.stream, routes, limits, closing).await;
+        drop(accepted.slot);
+    });
 }

@@ -1,0 +1,158 @@
+//! The accept loop: at most `max_connections` open at once (past it a new connection is closed at
+//! once), and accept errors such as EMFILE back off instead of spinning, logged at most once a
+//! second.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// The first pause after an accept error; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(5);
+/// The longest pause after repeated accept errors.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// At most one log line per this interval for each kind of trouble.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// An accepted connection and its place under the connection limit, released when dropped.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The socket, with TCP_NODELAY set.
+    pub stream: TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The slot this connection holds.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// Accepts connections within a limit.
+#[derive(Debug)]
+pub struct Acceptor {
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    backoff: Duration,
+    errors_logged_at: Option<Instant>,
+    refusals_logged_at: Option<Instant>,
+    refused_since_log: u64,
+}
+
+impl Acceptor {
+    /// Accepts on `listener`, keeping at most `max_connections` open.
+    pub fn new(listener: TcpListener, max_connections: usize) -> Self {
+        Self {
+            listener,
+            slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+            backoff: MIN_BACKOFF,
+            errors_logged_at: None,
+            refusals_logged_at: None,
+            refused_since_log: 0,
+        }
+    }
+
+    /// The next connection within the limit. Connections past the limit are closed here, and
+    /// accept errors are waited out here, so the caller only ever sees usable connections.
+    pub async fn accept(&mut self) -> Accepted {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    self.backoff = MIN_BACKOFF;
+                    let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                        drop(stream);
+                        self.refused_since_log += 1;
+                        if due(&mut self.refusals_logged_at) {
+                            tracing::warn!(
+                                limit = self.max_connections,
+                                refused = self.refused_since_log,
+                                "at the connection limit: closing new connections"
+                            );
+                            self.refused_since_log = 0;
+                        }
+                        continue;
+                    };
+                    // Small unary calls: send each frame at once.
+                    let _ = stream.set_nodelay(true);
+                    return Accepted { stream, peer, slot };
+                }
+                // The client gave up between SYN and accept: nothing wrong here.
+                Err(e) if per_connection(&e) => continue,
+                Err(error) => {
+                    if due(&mut self.errors_logged_at) {
+                        tracing::error!(%error, backoff = ?self.backoff, "accept failed; backing off");
+                    }
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Errors that concern one connection, not the listener (RFC-less, but what every server skips).
+fn per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// True, and remembers now, if nothing was logged within the last [`LOG_EVERY`].
+fn due(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    if last.is_some_and(|at| now.duration_since(at) < LOG_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_and_a_freed_slot_is_reused() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut acceptor = Acceptor::new(listener, 1);
+        let _first_client = TcpStream::connect(addr).await.unwrap();
+        let first = acceptor.accept().await;
+
+        let accepting = tokio::spawn(async move { acceptor.accept().await.peer });
+        let mut second_client = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), second_client.read(&mut buf));
+        assert_eq!(
+            read.await.unwrap().unwrap(),
+            0,
+            "past the limit: closed at once"
+        );
+
+        drop(first);
+        let third_client = TcpStream::connect(addr).await.unwrap();
+        let third = tokio::time::timeout(Duration::from_secs(5), accepting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(third, third_client.local_addr().unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logging_is_due_at_most_once_a_second() {
+        let mut last = None;
+        assert!(due(&mut last));
+        assert!(!due(&mut last));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(!due(&mut last));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(due(&mut last));
+    }
+}
