@@ -235,9 +235,11 @@ pub fn overloaded(limit: usize) -> Status {
     )
 }
 
-/// Metadata with `x-acs-request-id` when there is a RequestId that is a valid header value.
+/// Metadata with `x-acs-request-id` when there is a (non-empty) RequestId that is a valid header
+/// value.
 pub fn request_id_metadata(request_id: Option<&str>) -> MetadataMap {
     let mut metadata = MetadataMap::new();
+    let request_id = request_id.filter(|id| !id.is_empty());
     if let Some(value) = request_id.and_then(|id| MetadataValue::try_from(id).ok()) {
         metadata.insert(REQUEST_ID_METADATA, value);
     }

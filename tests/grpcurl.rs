@@ -118,3 +118,30 @@ async fn grpcurl_health_check_reports_serving() {
     assert!(ok, "{out}");
     assert!(out.contains("\"status\": \"SERVING\""), "{out}");
 }
+
+#[tokio::test]
+async fn grpcurl_gets_invalid_argument_with_a_bounded_list_for_forty_bad_ids() {
+    let gw = gateway().await;
+    let addr = gw.addr.to_string();
+    let ids: Vec<String> = (0..40).map(|i| format!("\"bad id {i}\"")).collect();
+    let body = format!(
+        "{{\"region_id\":\"cn-hangzhou\",\"invoke_id\":\"t-1\",\"instance_ids\":[{}]}}",
+        ids.join(",")
+    );
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        &body,
+        &addr,
+        "ecsgateway.v1.CloudAssistantService/StopInvocation",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(out.contains("Code: InvalidArgument"), "{out}");
+    assert!(out.contains("and 30 more violations"), "{out}");
+    assert_eq!(
+        out.matches("\"field\":\"instance_ids[").count(),
+        10,
+        "{out}"
+    );
+}

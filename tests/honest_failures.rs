@@ -237,48 +237,20 @@ async fn the_maximum_call_duration_ends_calls_without_or_with_a_longer_deadline(
     );
 }
 
-/// Sends a raw gRPC frame, as a client with a broken encoder would, and reads the status.
-async fn raw_call(addr: std::net::SocketAddr, payload: &[u8]) -> (String, String) {
-    let http = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let mut body = vec![0u8];
-    body.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    body.extend_from_slice(payload);
-    let response = http
-        .post(format!(
-            "http://{addr}/ecsgateway.v1.CloudAssistantService/StopInvocation"
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    // A refused call is "trailers-only": the status is in the headers.
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    (header("grpc-status"), header("grpc-message"))
-}
-
 #[tokio::test]
 async fn undecodable_requests_are_the_callers_invalid_argument() {
     let ecs = ecs_answering(200, SUCCESS).await;
     let gateway = gateway_for(&ecs).await;
     // region_id (field 1) holding bytes that are not UTF-8; then a length running past the end.
     for payload in [&[0x0A, 0x02, 0xC3, 0x28][..], &[0x0A, 0x05, b'a'][..]] {
-        let (code, message) = raw_call(gateway.addr, payload).await;
-        assert_eq!(code, "3", "INVALID_ARGUMENT for {payload:?}: {message}");
+        let answer = common::raw::call(gateway.addr, payload).await;
+        assert_eq!(
+            answer.status, "3",
+            "INVALID_ARGUMENT for {payload:?}: {answer:?}"
+        );
         assert!(
-            message.contains("StopInvocationRequest"),
-            "{payload:?}: {message}"
+            answer.message.contains("StopInvocationRequest"),
+            "{payload:?}: {answer:?}"
         );
     }
     assert!(ecs.received_requests().await.unwrap().is_empty());

@@ -384,13 +384,239 @@ async fn sigterm_lets_every_call_in_flight_finish_and_exits_zero() {
             .unwrap()
             .expect("every in-flight call completes OK");
     }
+    let answered = std::time::Instant::now();
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
+    // Right after the last answer, not at the end of the 30 s grace period.
+    assert!(
+        answered.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        answered.elapsed()
+    );
     assert!(
         tokio::net::TcpStream::connect(&addr).await.is_err(),
         "no new connections after shutdown"
     );
+}
+
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_go_of_watchers_idle_sockets_and_slowloris_at_once() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = with_credential().spawn().unwrap();
+    let addr = listening_addr(&mut child).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(channel)
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    watch.message().await.unwrap().unwrap();
+    let _idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut slowloris = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slowloris.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+
+    let signalled = std::time::Instant::now();
+    sigterm(&child);
+    // The default 30 s grace is not waited out: none of these is a call.
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the gateway exits without waiting for the grace period")
+        .unwrap();
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    eprintln!("exited {took:?} after SIGTERM with a watcher, an idle socket and a slowloris");
+}
+
+#[tokio::test]
+async fn a_refused_call_with_ten_thousand_bad_ids_logs_one_short_line() {
+    let mut child = with_credential()
+        .args(["--max-request-bytes", "4194304"])
+        .spawn()
+        .unwrap();
+    let (addr, logs) = listening(&mut child).await;
+    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..10_000).map(|i| format!("bad id {i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let status = client
+        .stop_invocation(request("cn-hangzhou", "t-1", &refs))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let logged = common::eventually(Duration::from_secs(5), || {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "call refused")
+    })
+    .await;
+    child.kill().await.unwrap();
+    assert!(logged);
+    let logs = logs.lock().unwrap();
+    let refused: Vec<String> = logs
+        .iter()
+        .filter(|l| l["message"] == "call refused")
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0].len() <= 1024,
+        "{} bytes: {}",
+        refused[0].len(),
+        refused[0]
+    );
+}
+
+#[tokio::test]
+async fn an_echoing_upstream_puts_no_credential_in_the_logs() {
+    use common::echo::{Echo, ID, SECRET, TOKEN};
+    let ecs = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Echo {
+            status: 403,
+            request_id: "R-1".into(),
+        })
+        .mount(&ecs)
+        .await;
+    let mut child = gateway_command()
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", ID)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SECRET)
+        .env("ALIBABA_CLOUD_SECURITY_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug")
+        .args(["--endpoint", &format!("{}/", ecs.uri())])
+        .spawn()
+        .unwrap();
+    let (addr, logs) = listening(&mut child).await;
+    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let status = client
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    let logged = common::eventually(Duration::from_secs(5), || {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "call refused")
+    })
+    .await;
+    child.kill().await.unwrap();
+    assert!(logged);
+    let text: String = logs.lock().unwrap().iter().map(|l| l.to_string()).collect();
+    for leak in [ID, SECRET, TOKEN, "Signature=", "SecurityToken="] {
+        assert!(!text.contains(leak), "{leak:?} reached the logs");
+    }
+}
+
+/// CPU ticks (user + system) a process has used, from /proc.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_gateway_backs_off_and_recovers() {
+    // 256 descriptors, and 300 idle sockets to use them up.
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let (addr, logs) = listening(&mut child).await;
+    let pid = child.id().unwrap();
+    let mut sockets = Vec::new();
+    for _ in 0..300 {
+        sockets.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    assert!(
+        common::eventually(Duration::from_secs(5), || logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "accept failed; backing off"))
+        .await,
+        "the gateway ran out of descriptors"
+    );
+    let ticks_per_second = rustix::param::clock_ticks_per_second();
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(pid) - before;
+    assert!(
+        used * 10 < 2 * ticks_per_second,
+        "{used} ticks in 2 s: the accept loop spins"
+    );
+
+    drop(sockets);
+    let closed = std::time::Instant::now();
+    let mut served = false;
+    while closed.elapsed() < Duration::from_secs(10) {
+        let call = async {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .ok()
+        };
+        if tokio::time::timeout(Duration::from_millis(500), call)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            served = true;
+            break;
+        }
+    }
+    let took = closed.elapsed();
+    child.kill().await.unwrap();
+    assert!(served, "serves again once the sockets are gone");
+    eprintln!(
+        "served again {took:?} after the idle sockets closed; {used} ticks of CPU in 2 s while out of descriptors"
+    );
+    let warnings = logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l["message"] == "accept failed; backing off")
+        .count();
+    assert!(warnings <= 4, "logged at most once a second: {warnings}");
 }

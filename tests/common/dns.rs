@@ -1,5 +1,6 @@
 //! A loopback DNS server over UDP for resolver tests: a name with a label starting `nx-` gets
-//! NXDOMAIN, one with a label starting `fail-` gets SERVFAIL, anything else an A record of 127.0.0.1.
+//! NXDOMAIN, `fail-` gets SERVFAIL, `silent-` no answer at all (a DNS outage), anything else an A
+//! record of 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +59,9 @@ fn answer(query: &[u8]) -> Option<Vec<u8>> {
     let question_end = at + 1 + 4;
     let question = query.get(12..question_end)?;
     let qtype = u16::from_be_bytes([question[question.len() - 4], question[question.len() - 3]]);
+    if labels.iter().any(|l| l.starts_with(b"silent-")) {
+        return None;
+    }
     let (rcode, with_address) = if labels.iter().any(|l| l.starts_with(b"nx-")) {
         (NXDOMAIN, false)
     } else if labels.iter().any(|l| l.starts_with(b"fail-")) {

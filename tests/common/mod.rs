@@ -2,7 +2,9 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod dns;
+pub mod echo;
 pub mod log_capture;
+pub mod raw;
 pub mod tls;
 
 use std::net::SocketAddr;
