@@ -224,3 +224,46 @@ async fn the_grace_period_bounds_shutdown() {
     // The server returned while the call was still stuck upstream; the process exits from here.
     assert!(!stuck.is_finished());
 }
+
+#[tokio::test]
+async fn during_the_drain_delay_new_connections_still_hear_not_serving_then_the_listener_closes() {
+    let ecs = slow_ecs(Duration::ZERO).await;
+    let settings = ServerSettings {
+        drain_delay: Duration::from_millis(800),
+        ..ServerSettings::default()
+    };
+    let mut gateway = Gateway::start_with(
+        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
+        ServiceSettings::default(),
+        settings,
+    )
+    .await;
+    gateway.signal_shutdown();
+    // A load balancer that has not noticed yet still connects, and is told to go elsewhere.
+    let mut told = false;
+    for _ in 0..50 {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", gateway.addr))
+            .unwrap()
+            .connect()
+            .await
+            .expect("still accepting during the drain delay");
+        let answer = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap();
+        if answer.get_ref().status() == ServingStatus::NotServing {
+            told = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(told);
+    tokio::time::timeout(Duration::from_secs(5), gateway.task)
+        .await
+        .expect("the server stops after the delay")
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(gateway.addr).await.is_err());
+}
