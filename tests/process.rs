@@ -64,6 +64,14 @@ async fn listening(child: &mut Child) -> (String, Arc<Mutex<Vec<serde_json::Valu
     (addr, seen)
 }
 
+/// Waits up to 5 s for a log line whose message is `message`.
+async fn logged_within(logs: &Arc<Mutex<Vec<serde_json::Value>>>, message: &str) -> bool {
+    common::eventually(Duration::from_secs(5), || {
+        logs.lock().unwrap().iter().any(|l| l["message"] == message)
+    })
+    .await
+}
+
 /// A command with a well-formed credential in the environment.
 fn with_credential() -> Command {
     let mut cmd = gateway_command();
@@ -463,15 +471,8 @@ async fn a_refused_call_with_ten_thousand_bad_ids_logs_one_short_line() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    let logged = common::eventually(Duration::from_secs(5), || {
-        logs.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l["message"] == "call refused")
-    })
-    .await;
+    assert!(logged_within(&logs, "call refused").await);
     child.kill().await.unwrap();
-    assert!(logged);
     let logs = logs.lock().unwrap();
     let refused: Vec<String> = logs
         .iter()
@@ -515,15 +516,8 @@ async fn an_echoing_upstream_puts_no_credential_in_the_logs() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
-    let logged = common::eventually(Duration::from_secs(5), || {
-        logs.lock()
-            .unwrap()
-            .iter()
-            .any(|l| l["message"] == "call refused")
-    })
-    .await;
+    assert!(logged_within(&logs, "call refused").await);
     child.kill().await.unwrap();
-    assert!(logged);
     let text: String = logs.lock().unwrap().iter().map(|l| l.to_string()).collect();
     for leak in [ID, SECRET, TOKEN, "Signature=", "SecurityToken="] {
         assert!(!text.contains(leak), "{leak:?} reached the logs");
@@ -561,12 +555,7 @@ async fn out_of_file_descriptors_the_gateway_backs_off_and_recovers() {
         sockets.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
     }
     assert!(
-        common::eventually(Duration::from_secs(5), || logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l["message"] == "accept failed; backing off"))
-        .await,
+        logged_within(&logs, "accept failed; backing off").await,
         "the gateway ran out of descriptors"
     );
     let ticks_per_second = rustix::param::clock_ticks_per_second();
