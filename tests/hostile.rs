@@ -451,6 +451,7 @@ async fn a_dns_outage_with_800_calls_in_flight_adds_no_threads() {
         during < 64,
         "{before} threads before, {during} during the outage"
     );
+    eprintln!("threads: {before} before, {during} with 800 calls waiting on a silent DNS server");
 }
 
 /// The request shape the Python grpcio check sends, as hex.
