@@ -1,0 +1,101 @@
+//! ghz, the load tester the gateway's users run, against the real server on 127.0.0.1:0 through
+//! server reflection: every call of a bounded run is answered, with the code that means what
+//! happened. ghz comes from `../shared/tools/ghz`, else `PATH`; where neither exists the test says
+//! so and skips — except under CI, which always has it, where that is a failure.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Gateway, ecs_client, start_simulator, test_credential};
+use ecs_gateway::simulator::SimulatorConfig;
+
+fn ghz() -> Option<PathBuf> {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/ghz");
+    if shared.is_file() {
+        return Some(shared);
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("ghz"))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Runs a bounded ghz load (`total` calls, 50 at a time) and returns its JSON report.
+async fn run(
+    ghz: &PathBuf,
+    addr: std::net::SocketAddr,
+    data: &str,
+    total: u32,
+) -> serde_json::Value {
+    let output = tokio::process::Command::new(ghz)
+        .args([
+            "--insecure",
+            "--call",
+            "ecsgateway.v1.CloudAssistantService/StopInvocation",
+        ])
+        .args([
+            "-d",
+            data,
+            "-n",
+            &total.to_string(),
+            "-c",
+            "50",
+            "-t",
+            "10s",
+            "-O",
+            "json",
+        ])
+        .arg(addr.to_string())
+        .output()
+        .await
+        .expect("ghz runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("ghz prints a JSON report")
+}
+
+#[tokio::test]
+async fn ghz_gets_an_answer_for_every_call_with_the_code_that_fits() {
+    let Some(ghz) = ghz() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ghz is missing under CI, which always has it"
+        );
+        eprintln!("SKIPPED: ghz is neither at ../shared/tools/ghz nor on PATH");
+        return;
+    };
+    let (url, simulator) =
+        start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let gateway = Gateway::start(ecs_client(&url, test_credential())).await;
+
+    let ok = run(
+        &ghz,
+        gateway.addr,
+        r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo0001"}"#,
+        2000,
+    )
+    .await;
+    assert_eq!(ok["count"], 2000, "{ok}");
+    assert_eq!(ok["statusCodeDistribution"]["OK"], 2000, "{ok}");
+    let sent = simulator.requests_received();
+    assert_eq!(sent, 2000);
+
+    // A misspelt region: all refused by the gateway itself, none sent upstream.
+    let refused = run(
+        &ghz,
+        gateway.addr,
+        r#"{"region_id":"cn-hangzou","invoke_id":"t-demo0001"}"#,
+        1000,
+    )
+    .await;
+    assert_eq!(
+        refused["statusCodeDistribution"]["NotFound"], 1000,
+        "{refused}"
+    );
+    assert_eq!(simulator.requests_received(), sent);
+}
