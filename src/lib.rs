@@ -1,7 +1,8 @@
 //! `ecs-gateway`: a gRPC gateway that validates, signs and forwards ECS `StopInvocation` calls.
 //!
-//! Data flows one way: [`server`] → [`service`] → [`validate`] → [`aliyun::client`] (with
-//! [`aliyun::signer`]) → ECS → [`status`] → caller.
+//! Data flows one way: [`listener`] → [`connection`] → [`server`] (routes, [`health`]) →
+//! [`codec`] → [`service`] → [`validate`] → [`aliyun::client`] (with [`aliyun::signer`],
+//! [`aliyun::retry`]) → ECS → [`aliyun::scrub`] → [`status`] → caller.
 
 pub mod aliyun;
 pub mod codec;
