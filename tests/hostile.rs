@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::dns::FakeDns;
 use common::echo::{Echo, ID, SECRET, TOKEN};
 use common::{
-    Gateway, ecs_answering, ecs_client, eventually, gateway_for, request, settings, test_credential,
+    Gateway, ecs_answering, ecs_client, eventually, gateway_for, gateway_for_server, request,
+    settings, test_credential,
 };
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
 use ecs_gateway::aliyun::credential::Credential;
@@ -30,15 +31,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const SUCCESS: &str = include_str!("data/ecs/success.json");
 /// grpc-java's default metadata limit is 8 KiB; the gateway promises half of it.
 const TRAILER_LIMIT: usize = 4096;
-
-async fn gateway_with_server(ecs: &MockServer, server: ServerSettings) -> Gateway {
-    Gateway::start_with(
-        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings::default(),
-        server,
-    )
-    .await
-}
 
 fn connection_settings(change: impl FnOnce(&mut ConnectionSettings)) -> ServerSettings {
     let mut settings = ServerSettings::default();
@@ -63,7 +55,7 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 #[tokio::test]
 async fn connections_past_the_limit_are_closed_at_once_and_calls_go_on() {
     let ecs = ecs_answering(200, SUCCESS).await;
-    let gateway = gateway_with_server(
+    let gateway = gateway_for_server(
         &ecs,
         ServerSettings {
             max_connections: 2,
@@ -86,7 +78,7 @@ async fn connections_past_the_limit_are_closed_at_once_and_calls_go_on() {
 #[tokio::test]
 async fn a_silent_or_slow_handshake_is_cut_off() {
     let ecs = ecs_answering(200, SUCCESS).await;
-    let gateway = gateway_with_server(
+    let gateway = gateway_for_server(
         &ecs,
         connection_settings(|c| c.handshake_timeout = Duration::from_millis(300)),
     )
@@ -130,7 +122,7 @@ async fn h2_connect(
 #[tokio::test]
 async fn an_idle_connection_gets_goaway_and_is_closed() {
     let ecs = ecs_answering(200, SUCCESS).await;
-    let gateway = gateway_with_server(
+    let gateway = gateway_for_server(
         &ecs,
         connection_settings(|c| c.max_idle = Duration::from_millis(300)),
     )
@@ -154,7 +146,7 @@ async fn an_old_connection_gets_goaway_and_its_call_in_flight_still_finishes() {
         )
         .mount(&ecs)
         .await;
-    let gateway = gateway_with_server(
+    let gateway = gateway_for_server(
         &ecs,
         connection_settings(|c| c.max_age = Duration::from_millis(300)),
     )
@@ -193,7 +185,7 @@ async fn an_old_connection_gets_goaway_and_its_call_in_flight_still_finishes() {
 async fn the_stream_limit_is_announced_in_settings() {
     let ecs = ecs_answering(200, SUCCESS).await;
     let gateway =
-        gateway_with_server(&ecs, connection_settings(|c| c.max_concurrent_streams = 7)).await;
+        gateway_for_server(&ecs, connection_settings(|c| c.max_concurrent_streams = 7)).await;
     let tcp = TcpStream::connect(gateway.addr).await.unwrap();
     let (_send, mut connection) = h2::client::handshake(tcp).await.unwrap();
     // Drive the connection briefly so the server's SETTINGS are read.
@@ -205,7 +197,7 @@ async fn the_stream_limit_is_announced_in_settings() {
 async fn ten_thousand_invalid_ids_give_a_small_answer_with_ten_violations() {
     let ecs = ecs_answering(200, SUCCESS).await;
     // Large enough a message limit for 10,000 ids to reach validation.
-    let gateway = gateway_with_server(
+    let gateway = gateway_for_server(
         &ecs,
         ServerSettings {
             max_request_bytes: 4 * 1024 * 1024,

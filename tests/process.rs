@@ -64,6 +64,17 @@ async fn listening(child: &mut Child) -> (String, Arc<Mutex<Vec<serde_json::Valu
     (addr, seen)
 }
 
+/// Makes one StopInvocation call to the gateway at `addr` over a fresh connection.
+async fn call_once(
+    addr: &str,
+    req: ecs_gateway::pb::StopInvocationRequest,
+) -> Result<tonic::Response<ecs_gateway::pb::StopInvocationResponse>, tonic::Status> {
+    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client.stop_invocation(req).await
+}
+
 /// Waits up to 5 s for a log line whose message is `message`.
 async fn logged_within(logs: &Arc<Mutex<Vec<serde_json::Value>>>, message: &str) -> bool {
     common::eventually(Duration::from_secs(5), || {
@@ -266,11 +277,7 @@ async fn an_unverifiable_certificate_is_logged_at_error_with_its_cause() {
     cmd.args(["--endpoint", &upstream.url]);
     let mut child = cmd.spawn().unwrap();
     let (addr, logs) = listening(&mut child).await;
-    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let status = client
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+    let status = call_once(&addr, request("cn-hangzhou", "t-1", &[]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Internal);
@@ -508,11 +515,7 @@ async fn an_echoing_upstream_puts_no_credential_in_the_logs() {
         .spawn()
         .unwrap();
     let (addr, logs) = listening(&mut child).await;
-    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let status = client
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+    let status = call_once(&addr, request("cn-hangzhou", "t-1", &[]))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied);

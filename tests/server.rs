@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, ecs_client, request, test_credential};
+use common::{Gateway, ecs_client, gateway_for_server, request, test_credential};
 use ecs_gateway::server::ServerSettings;
 use ecs_gateway::service::ServiceSettings;
 use tonic::Code;
@@ -202,12 +202,7 @@ async fn the_grace_period_bounds_shutdown() {
         shutdown_grace: Duration::from_millis(300),
         ..ServerSettings::default()
     };
-    let mut gateway = Gateway::start_with(
-        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings::default(),
-        settings,
-    )
-    .await;
+    let mut gateway = gateway_for_server(&ecs, settings).await;
     let mut client = gateway.client.clone();
     let stuck = tokio::spawn(async move {
         client
@@ -236,12 +231,7 @@ async fn during_the_drain_delay_new_connections_still_hear_not_serving_then_the_
         drain_delay: Duration::from_millis(800),
         ..ServerSettings::default()
     };
-    let mut gateway = Gateway::start_with(
-        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
-        ServiceSettings::default(),
-        settings,
-    )
-    .await;
+    let mut gateway = gateway_for_server(&ecs, settings).await;
     gateway.signal_shutdown();
     // A load balancer that has not noticed yet still connects, and is told to go elsewhere.
     let mut told = false;

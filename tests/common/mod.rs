@@ -274,5 +274,15 @@ pub async fn ecs_answering(status: u16, body: &str) -> wiremock::MockServer {
 
 /// A gateway forwarding to `ecs` with the test credential and fast retries.
 pub async fn gateway_for(ecs: &wiremock::MockServer) -> Gateway {
-    Gateway::start(ecs_client(&format!("{}/", ecs.uri()), test_credential())).await
+    gateway_for_server(ecs, ServerSettings::default()).await
+}
+
+/// A gateway forwarding to `ecs`, with the given server settings.
+pub async fn gateway_for_server(ecs: &wiremock::MockServer, server: ServerSettings) -> Gateway {
+    Gateway::start_with(
+        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
+        ServiceSettings::default(),
+        server,
+    )
+    .await
 }
