@@ -1,6 +1,7 @@
 //! Command-line flags with environment fallbacks.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -10,11 +11,13 @@ use crate::aliyun::dns::DnsConfig;
 use crate::aliyun::endpoint::{DEFAULT_ENDPOINT, Endpoint, EndpointError};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::RetryPolicy;
+use crate::auth::Access;
 use crate::connection::ConnectionSettings;
 use crate::server::ServerSettings;
 use crate::service::ServiceSettings;
 use crate::simulator::SimulatorArgs;
 use crate::telemetry::LogFormat;
+use crate::tls::TlsFiles;
 
 /// `ecs-gateway`: a gRPC gateway for ECS StopInvocation.
 #[derive(Debug, Parser)]
@@ -119,6 +122,57 @@ pub struct GatewayConfig {
     #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
+    /// Serve TLS with this PEM certificate chain (leaf first); re-read when it changes.
+    #[arg(long, env = "ECS_GATEWAY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert; re-read when it changes.
+    #[arg(long, env = "ECS_GATEWAY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate chaining to these PEM CA certificates.
+    #[arg(long, env = "ECS_GATEWAY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Callers' bearer tokens, one `NAME sha256:HEX` a line; re-read when it changes.
+    #[arg(long, env = "ECS_GATEWAY_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+    /// Per-caller policy (TOML): the regions and rate each caller may use; re-read when it changes.
+    #[arg(long, env = "ECS_GATEWAY_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Serve a non-loopback address without authenticating callers.
+    #[arg(long, env = "ECS_GATEWAY_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+    /// Serve gRPC server reflection (v1 and v1alpha).
+    #[arg(long, env = "ECS_GATEWAY_REFLECTION", value_enum, default_value_t = Switch::On)]
+    pub reflection: Switch,
+    /// How often the TLS, token and policy files are checked for changes.
+    #[arg(long, env = "ECS_GATEWAY_RELOAD_INTERVAL", default_value = "5s", value_parser = positive_duration)]
+    pub reload_interval: Duration,
+}
+
+/// A feature turned on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Served.
+    On,
+    /// Not served.
+    Off,
+}
+
+/// The files that say who may call, checked for consistency but not yet read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityFiles {
+    /// TLS for the listener.
+    pub tls: Option<TlsFiles>,
+    /// The bearer-token file.
+    pub tokens: Option<PathBuf>,
+    /// The per-caller policy file.
+    pub policy: Option<PathBuf>,
+}
+
+impl SecurityFiles {
+    /// Whether callers must identify themselves (by token or client certificate).
+    pub fn authenticates(&self) -> bool {
+        self.tokens.is_some() || self.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
+    }
 }
 
 /// A humantime duration greater than zero.
@@ -149,6 +203,34 @@ pub enum ConfigError {
     /// The endpoint is unusable.
     #[error("--endpoint / ECS_GATEWAY_ENDPOINT {0}")]
     Endpoint(#[from] EndpointError),
+    /// Only one of the certificate and its key.
+    #[error(
+        "--tls-cert / ECS_GATEWAY_TLS_CERT and --tls-key / ECS_GATEWAY_TLS_KEY go together: set both or neither"
+    )]
+    TlsIncomplete,
+    /// Client certificates asked for without serving TLS.
+    #[error(
+        "--tls-client-ca / ECS_GATEWAY_TLS_CLIENT_CA needs TLS: set --tls-cert and --tls-key too"
+    )]
+    ClientCaWithoutTls,
+    /// A policy without any way to tell callers apart.
+    #[error(
+        "--policy / ECS_GATEWAY_POLICY names callers, so it needs --auth-tokens-file or --tls-client-ca"
+    )]
+    PolicyWithoutAuthentication,
+    /// Serving a reachable address to anyone.
+    #[error(
+        "refusing to serve {addr} without authentication (anyone who can reach it could stop commands): set --auth-tokens-file or --tls-client-ca, listen on a loopback address, or set --allow-unauthenticated / ECS_GATEWAY_ALLOW_UNAUTHENTICATED=true"
+    )]
+    Unprotected {
+        /// The address that is not loopback.
+        addr: SocketAddr,
+    },
+}
+
+/// A path setting; empty means unset, so that an environment variable can be cleared with `VAR=`.
+fn path_setting(value: &Option<PathBuf>) -> Option<PathBuf> {
+    value.clone().filter(|p| !p.as_os_str().is_empty())
 }
 
 impl GatewayConfig {
@@ -180,12 +262,57 @@ impl GatewayConfig {
         })
     }
 
+    /// The TLS, token and policy files, checked for settings that cannot work together.
+    pub fn security_files(&self) -> Result<SecurityFiles, ConfigError> {
+        let tls = match (path_setting(&self.tls_cert), path_setting(&self.tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError::TlsIncomplete),
+        };
+        let client_ca = path_setting(&self.tls_client_ca);
+        let tokens = path_setting(&self.auth_tokens_file);
+        let tls = match (tls, client_ca) {
+            (Some((cert, key)), client_ca) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca,
+                // With tokens too, either identifies the caller, so a certificate is optional.
+                client_cert_optional: tokens.is_some(),
+            }),
+            (None, Some(_)) => return Err(ConfigError::ClientCaWithoutTls),
+            (None, None) => None,
+        };
+        let files = SecurityFiles {
+            tls,
+            tokens,
+            policy: path_setting(&self.policy),
+        };
+        if files.policy.is_some() && !files.authenticates() {
+            return Err(ConfigError::PolicyWithoutAuthentication);
+        }
+        Ok(files)
+    }
+
+    /// Refuses to serve a non-loopback `addr` to unauthenticated callers unless allowed to.
+    pub fn check_protected(
+        &self,
+        addr: SocketAddr,
+        authenticates: bool,
+    ) -> Result<(), ConfigError> {
+        if authenticates || addr.ip().to_canonical().is_loopback() || self.allow_unauthenticated {
+            return Ok(());
+        }
+        Err(ConfigError::Unprotected { addr })
+    }
+
     /// Per-call settings of the gRPC handler.
     pub fn service_settings(&self) -> ServiceSettings {
         ServiceSettings {
             max_concurrent_requests: self.max_concurrent_requests as usize,
             max_call_duration: self.max_call_duration,
             regions: self.regions.clone().unwrap_or_default(),
+            // Loaded from files at start, by `run`.
+            access: Access::default(),
         }
     }
 
@@ -204,6 +331,9 @@ impl GatewayConfig {
             },
             drain_delay: self.drain_delay,
             shutdown_grace: self.shutdown_grace,
+            // Loaded from files at start, by `run`.
+            tls: None,
+            reflection: self.reflection == Switch::On,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
+
+use crate::peer::Peer;
 
 /// The client's HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE_LEN: usize = 24;
@@ -54,18 +58,71 @@ impl Default for ConnectionSettings {
     }
 }
 
-/// Serves `routes` on `stream` until the connection ends; `draining` turning true sends GOAWAY,
-/// and closes at once a connection that has not finished its handshake.
+/// Serves `routes` on `stream` until the connection ends, first completing a TLS handshake when
+/// `tls` is given (within the handshake timeout, which covers TLS and the HTTP/2 preface together).
+/// `draining` turning true sends GOAWAY, and closes at once a connection that has not finished its
+/// handshake.
 pub async fn serve(
     stream: TcpStream,
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
     routes: tonic::service::Routes,
     settings: Arc<ConnectionSettings>,
     mut draining: watch::Receiver<bool>,
 ) {
-    let (io, handshaken) = HandshakeDeadline::new(stream, settings.handshake_timeout);
+    let deadline = Instant::now() + settings.handshake_timeout;
+    let Some(tls) = tls else {
+        let peer = Peer {
+            addr,
+            certificate_identity: None,
+        };
+        return serve_http2(stream, peer, deadline, routes, settings, draining).await;
+    };
+    let handshake = tokio::time::timeout_at(deadline, TlsAcceptor::from(tls).accept(stream));
+    let stream = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%addr, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "no TLS handshake within the handshake timeout");
+                return;
+            }
+        },
+        _ = draining.wait_for(|d| *d) => return,
+    };
+    let certificate_identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(crate::tls::certificate_identity)
+        .map(Arc::from);
+    let peer = Peer {
+        addr,
+        certificate_identity,
+    };
+    serve_http2(stream, peer, deadline, routes, settings, draining).await;
+}
+
+/// Serves HTTP/2 on an established (plain or TLS) stream; every request carries `peer`.
+async fn serve_http2<S>(
+    stream: S,
+    peer: Peer,
+    deadline: Instant,
+    routes: tonic::service::Routes,
+    settings: Arc<ConnectionSettings>,
+    mut draining: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, handshaken) = HandshakeDeadline::new(stream, deadline);
     let (active_tx, active_rx) = watch::channel(0usize);
     let active = Arc::new(active_tx);
-    let service = tower::service_fn(move |request: http::Request<Incoming>| {
+    let service = tower::service_fn(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(peer.clone());
         let guard = StreamGuard::enter(active.clone());
         let call = routes.clone().oneshot(request);
         async move {
@@ -220,19 +277,19 @@ impl HandshakeProgress {
 
 /// A socket that fails reads once `timeout` passes before the handshake has arrived;
 /// `handshaken` turns true when it has.
-struct HandshakeDeadline {
-    stream: TcpStream,
+struct HandshakeDeadline<S> {
+    stream: S,
     deadline: Option<Pin<Box<Sleep>>>,
     progress: HandshakeProgress,
     handshaken: Arc<AtomicBool>,
 }
 
-impl HandshakeDeadline {
-    fn new(stream: TcpStream, timeout: Duration) -> (Self, Arc<AtomicBool>) {
+impl<S> HandshakeDeadline<S> {
+    fn new(stream: S, deadline: Instant) -> (Self, Arc<AtomicBool>) {
         let handshaken = Arc::new(AtomicBool::new(false));
         let io = Self {
             stream,
-            deadline: Some(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             progress: HandshakeProgress::default(),
             handshaken: handshaken.clone(),
         };
@@ -240,7 +297,7 @@ impl HandshakeDeadline {
     }
 }
 
-impl AsyncRead for HandshakeDeadline {
+impl<S: AsyncRead + Unpin> AsyncRead for HandshakeDeadline<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -265,7 +322,7 @@ impl AsyncRead for HandshakeDeadline {
     }
 }
 
-impl AsyncWrite for HandshakeDeadline {
+impl<S: AsyncWrite + Unpin> AsyncWrite for HandshakeDeadline<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,21 +1,25 @@
 //! `ecs-gateway`: a gRPC gateway that validates, signs and forwards ECS `StopInvocation` calls.
 //!
-//! Data flows one way: [`listener`] → [`connection`] → [`server`] (routes, [`health`]) →
-//! [`codec`] → [`service`] → [`validate`] → [`aliyun::client`] (with [`aliyun::signer`],
+//! Data flows one way: [`listener`] → [`connection`] (TLS, [`peer`]) → [`server`] (routes,
+//! [`health`]) → [`codec`] → [`service`] → [`auth`] → [`validate`] → [`aliyun::client`] (with [`aliyun::signer`],
 //! [`aliyun::retry`]) → ECS → [`aliyun::scrub`] → [`status`] → caller.
 
 pub mod aliyun;
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod deadline;
 pub mod health;
 pub mod listener;
+pub mod peer;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod simulator;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod validate;
 
 use std::future::Future;
@@ -26,6 +30,7 @@ use crate::aliyun::client::EcsClient;
 use crate::aliyun::credential::{
     Credential, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN,
 };
+use crate::auth::Access;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::service::CloudAssistant;
 
@@ -54,6 +59,9 @@ pub enum RunError {
     /// The in-process simulator (`--dev`) could not start.
     #[error("cannot start the dev simulator: {0}")]
     Simulator(#[from] std::io::Error),
+    /// A TLS, token or policy file is unusable.
+    #[error(transparent)]
+    Load(#[from] reload::LoadError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] server::ServeError),
@@ -102,15 +110,34 @@ pub async fn run(
         }
     };
     let client = EcsClient::new(credential, client_settings)?;
-    let service = CloudAssistant::new(client, config.service_settings());
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "ecs-gateway listening");
-    if config.dev {
+    let files = config.security_files()?;
+    config.check_protected(addr, files.authenticates())?;
+    let mut service_settings = config.service_settings();
+    let mut server_settings = config.server_settings();
+    service_settings.access =
+        Access::load(&files, &service_settings.regions, config.reload_interval).await?;
+    if let Some(tls_files) = files.tls.clone() {
+        server_settings.tls = Some(tls::watch(tls_files, config.reload_interval).await?);
+    }
+    let service = CloudAssistant::new(client, service_settings);
+    tracing::info!(
+        %addr,
+        tls = files.tls.is_some(),
+        client_certificates = files.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        tokens = files.tokens.is_some(),
+        policy = files.policy.is_some(),
+        "ecs-gateway listening"
+    );
+    if !files.authenticates() && !addr.ip().to_canonical().is_loopback() {
+        tracing::warn!(%addr, "serving without authentication (--allow-unauthenticated): anyone who can reach this address can stop commands");
+    }
+    if config.dev && files.tls.is_none() && !files.authenticates() {
         tracing::info!(
             "try: grpcurl -plaintext -d '{{\"region_id\":\"cn-hangzhou\",\"invoke_id\":\"t-demo0001\"}}' {addr} ecsgateway.v1.CloudAssistantService/StopInvocation"
         );
     }
-    server::serve(listener, service, config.server_settings(), shutdown).await?;
+    server::serve(listener, service, server_settings, shutdown).await?;
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use crate::health::DrainingHealth;
 use crate::listener::{Accepted, Acceptor};
 use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::pb::cloud_assistant_service_server::CloudAssistantServiceServer;
+use crate::reload::Reloading;
 use crate::service::CloudAssistant;
 
 /// Limits and shutdown behaviour of the gRPC server.
@@ -34,6 +35,10 @@ pub struct ServerSettings {
     pub drain_delay: Duration,
     /// How long in-flight calls may take to finish once draining starts.
     pub shutdown_grace: Duration,
+    /// TLS for the listener (kept current as its files rotate); plaintext when `None`.
+    pub tls: Option<Reloading<rustls::ServerConfig>>,
+    /// Whether to serve reflection (v1 and v1alpha).
+    pub reflection: bool,
 }
 
 impl Default for ServerSettings {
@@ -44,6 +49,8 @@ impl Default for ServerSettings {
             connection: ConnectionSettings::default(),
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
+            tls: None,
+            reflection: true,
         }
     }
 }
@@ -87,12 +94,15 @@ pub async fn serve(
     ));
     let gateway = CloudAssistantServiceServer::new(service)
         .max_decoding_message_size(settings.max_request_bytes);
-    let routes = Routes::new(health_service)
-        .add_service(reflection().build_v1()?)
-        // grpcurl 1.8 and other older tools speak only v1alpha.
-        .add_service(reflection().build_v1alpha()?)
-        .add_service(gateway)
-        .prepare();
+    let mut routes = Routes::new(health_service).add_service(gateway);
+    if settings.reflection {
+        routes = routes
+            .add_service(reflection().build_v1()?)
+            // grpcurl 1.8 and other older tools speak only v1alpha.
+            .add_service(reflection().build_v1alpha()?);
+    }
+    let routes = routes.prepare();
+    let tls = settings.tls.clone();
 
     let per_connection = Arc::new(settings.connection.clone());
     let mut acceptor = Acceptor::new(listener, settings.max_connections);
@@ -102,7 +112,7 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = acceptor.accept() => {
-                spawn(&mut connections, accepted, &routes, &per_connection, &closing_rx);
+                spawn(&mut connections, accepted, tls.as_ref(), &routes, &per_connection, &closing_rx);
             }
             // Reap finished connections as we go, so the set does not grow without bound.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -124,6 +134,7 @@ pub async fn serve(
             spawn(
                 &mut connections,
                 accepted,
+                tls.as_ref(),
                 &routes,
                 &per_connection,
                 &closing_rx,
@@ -148,17 +159,20 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves one accepted connection on its own task; its slot is freed when the task ends.
+/// Serves one accepted connection on its own task, with the TLS configuration current at accept;
+/// its slot is freed when the task ends.
 fn spawn(
     connections: &mut JoinSet<()>,
     accepted: Accepted,
+    tls: Option<&Reloading<rustls::ServerConfig>>,
     routes: &Routes,
     limits: &Arc<ConnectionSettings>,
     closing: &watch::Receiver<bool>,
 ) {
     let (routes, limits, closing) = (routes.clone(), limits.clone(), closing.clone());
+    let tls = tls.map(Reloading::current);
     connections.spawn(async move {
-        connection::serve(accepted.stream, routes, limits, closing).await;
+        connection::serve(accepted.stream, accepted.peer, tls, routes, limits, closing).await;
         drop(accepted.slot);
     });
 }

@@ -1,4 +1,5 @@
-//! The `CloudAssistantService` implementation: validate → ECS client → status, one span per call.
+//! The `CloudAssistantService` implementation: authenticate → validate → authorize → ECS client →
+//! status, and one audit line per call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +9,13 @@ use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
-use crate::aliyun::client::EcsClient;
+use crate::aliyun::client::{EcsClient, Failed};
+use crate::aliyun::error::EcsError;
 use crate::aliyun::regions::Regions;
+use crate::auth::Access;
 use crate::pb::cloud_assistant_service_server::CloudAssistantService;
 use crate::pb::{StopInvocationRequest, StopInvocationResponse};
+use crate::peer::Peer;
 use crate::{deadline, status, validate};
 
 /// What the handler admits, and for how long.
@@ -23,6 +27,8 @@ pub struct ServiceSettings {
     pub max_call_duration: Duration,
     /// The regions requests may be sent to.
     pub regions: Regions,
+    /// Who may call, and what each caller may do.
+    pub access: Access,
 }
 
 impl Default for ServiceSettings {
@@ -31,6 +37,7 @@ impl Default for ServiceSettings {
             max_concurrent_requests: 1024,
             max_call_duration: Duration::from_secs(25),
             regions: Regions::default(),
+            access: Access::default(),
         }
     }
 }
@@ -59,8 +66,18 @@ impl CloudAssistant {
         request: Request<StopInvocationRequest>,
     ) -> Result<Response<StopInvocationResponse>, Status> {
         let started = Instant::now();
-        // Refuse at once rather than queue: a queue hides overload until every caller times out.
         let settings = &*self.settings;
+        let span = tracing::Span::current();
+        let peer = request.extensions().get::<Peer>();
+        if let Some(peer) = peer {
+            span.record("peer", field::display(peer.addr));
+        }
+        let caller = settings
+            .access
+            .authenticate(request.metadata(), peer)
+            .map_err(status::unauthenticated)?;
+        span.record("caller", caller.name());
+        // Refuse at once rather than queue: a queue hides overload until every caller times out.
         let Ok(_permit) = self.permits.try_acquire() else {
             return Err(status::overloaded(settings.max_concurrent_requests));
         };
@@ -68,13 +85,16 @@ impl CloudAssistant {
             .map_err(status::malformed_timeout)?;
         let typed = validate::stop_invocation(request.get_ref())
             .map_err(|v| status::from_violations(&v))?;
-        let span = tracing::Span::current();
         span.record("region", typed.region_id.as_str());
         span.record("invoke_id", typed.invoke_id.as_str());
         span.record("instances", typed.instance_ids.len());
         if !settings.regions.allows(&typed.region_id) {
             return Err(status::unknown_region(&typed.region_id));
         }
+        settings
+            .access
+            .authorize(&caller, &typed.region_id)
+            .map_err(|denial| status::denied(&caller, &typed.region_id, &denial))?;
         match self.client.stop_invocation(&typed, Some(deadline)).await {
             Ok(stopped) => {
                 span.record("request_id", stopped.request_id.as_str());
@@ -86,9 +106,13 @@ impl CloudAssistant {
                     status::request_id_metadata(Some(&response.get_ref().request_id));
                 Ok(response)
             }
-            Err(error) => {
+            Err(Failed { error, attempts }) => {
+                span.record("attempts", attempts);
                 if let Some(id) = error.request_id() {
                     span.record("request_id", id);
+                }
+                if let EcsError::Api(api) = &error {
+                    span.record("ecs_code", api.code.as_str());
                 }
                 let class = error.class();
                 if status::is_gateway_fault(class) {
@@ -131,12 +155,15 @@ impl CloudAssistantService for CloudAssistant {
         let started = Instant::now();
         let span = tracing::info_span!(
             "StopInvocation",
+            caller = field::Empty,
+            peer = field::Empty,
             region = field::Empty,
             invoke_id = field::Empty,
             instances = field::Empty,
             request_id = field::Empty,
             attempts = field::Empty,
             grpc_code = field::Empty,
+            ecs_code = field::Empty,
             latency_us = field::Empty,
         );
         let result = self.handle(request).instrument(span.clone()).await;

@@ -9,6 +9,8 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
 use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
 use crate::aliyun::request::RegionId;
+use crate::auth::policy::Denial;
+use crate::auth::{Caller, Unauthenticated};
 use crate::deadline::{GRPC_TIMEOUT_HEADER, MalformedTimeout};
 use crate::validate::Violations;
 
@@ -188,6 +190,52 @@ pub fn unknown_region(region: &RegionId) -> Status {
         format!("region_id {region:?} is not a region this gateway serves"),
         details,
     )
+}
+
+/// The status for a call without a valid caller identity: nothing was sent.
+pub fn unauthenticated(error: Unauthenticated) -> Status {
+    let details = ErrorDetails::with_error_info("UNAUTHENTICATED", GATEWAY_DOMAIN, HashMap::new());
+    Status::with_error_details(Code::Unauthenticated, error.to_string(), details)
+}
+
+/// The status for a call the per-caller policy refuses: nothing was sent.
+pub fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Status {
+    let mut metadata = HashMap::from([("caller".to_owned(), caller.name().to_owned())]);
+    match denial {
+        Denial::UnknownCaller => Status::with_error_details(
+            Code::PermissionDenied,
+            format!("caller {:?} is not in this gateway's policy", caller.name()),
+            ErrorDetails::with_error_info("CALLER_NOT_ALLOWED", GATEWAY_DOMAIN, metadata),
+        ),
+        Denial::Region => {
+            metadata.insert("regionId".to_owned(), region.as_str().to_owned());
+            Status::with_error_details(
+                Code::PermissionDenied,
+                format!(
+                    "caller {:?} may not stop commands in region {region:?}",
+                    caller.name()
+                ),
+                ErrorDetails::with_error_info("CALLER_NOT_ALLOWED", GATEWAY_DOMAIN, metadata),
+            )
+        }
+        Denial::Rate {
+            per_second,
+            retry_after,
+        } => {
+            metadata.insert("rate".to_owned(), per_second.to_string());
+            let mut details =
+                ErrorDetails::with_error_info("CALLER_RATE_EXCEEDED", GATEWAY_DOMAIN, metadata);
+            details.set_retry_info(Some(*retry_after));
+            Status::with_error_details(
+                Code::ResourceExhausted,
+                format!(
+                    "caller {:?} is over its rate of {per_second} calls per second; retry in {retry_after:?}",
+                    caller.name()
+                ),
+                details,
+            )
+        }
+    }
 }
 
 /// The status for a `grpc-timeout` header that is present but malformed.

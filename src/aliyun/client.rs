@@ -98,6 +98,15 @@ pub struct Stopped {
     pub attempts: u32,
 }
 
+/// ECS did not accept the stop, and how many attempts it took to find out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// The last attempt's failure.
+    pub error: EcsError,
+    /// Attempts made (0 when none started before the deadline).
+    pub attempts: u32,
+}
+
 /// A cheaply clonable ECS client sharing one connection pool.
 #[derive(Clone)]
 pub struct EcsClient {
@@ -197,20 +206,27 @@ impl EcsClient {
         &self,
         request: &StopInvocation,
         deadline: Option<Instant>,
-    ) -> Result<Stopped, EcsError> {
+    ) -> Result<Stopped, Failed> {
         let settings = &self.inner.settings;
-        let (request_id, attempts) = retry::run(
+        let mut attempts = 0;
+        let outcome = retry::run(
             &settings.retry,
             settings.attempt_timeout,
             deadline,
             &self.inner.budget,
-            || self.attempt(request),
+            || {
+                attempts += 1;
+                self.attempt(request)
+            },
         )
-        .await?;
-        Ok(Stopped {
-            request_id,
-            attempts,
-        })
+        .await;
+        match outcome {
+            Ok((request_id, attempts)) => Ok(Stopped {
+                request_id,
+                attempts,
+            }),
+            Err(error) => Err(Failed { error, attempts }),
+        }
     }
 
     /// Builds every parameter of one attempt: common ones with a fresh nonce and timestamp.

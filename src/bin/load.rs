@@ -345,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
                 async move {
                     match client.stop_invocation(&request, None).await {
                         Ok(_) => "200".to_owned(),
-                        Err(e) => format!("{:?}", e.class()),
+                        Err(failed) => format!("{:?}", failed.error.class()),
                     }
                 }
             })

@@ -1,0 +1,322 @@
+//! Per-caller policy, from a TOML file: which regions each caller may stop commands in, and at
+//! what rate. A caller not in the file may do nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
+use serde::Deserialize;
+
+use crate::aliyun::regions::Regions;
+use crate::aliyun::request::RegionId;
+
+/// The highest `rate` accepted, in calls per second.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// The file as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    callers: BTreeMap<String, CallerEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallerEntry {
+    regions: Vec<String>,
+    rate: Option<f64>,
+}
+
+/// What each caller may do.
+#[derive(Debug, Default)]
+pub struct Policy {
+    callers: HashMap<String, CallerRules>,
+}
+
+#[derive(Debug)]
+struct CallerRules {
+    /// `None`: every region the gateway serves.
+    regions: Option<HashSet<String>>,
+    rate: Option<Rate>,
+}
+
+struct Rate {
+    per_second: f64,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl std::fmt::Debug for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/s", self.per_second)
+    }
+}
+
+/// Why the policy refuses a call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Denial {
+    /// The caller is not in the policy.
+    UnknownCaller,
+    /// The caller may not use this region.
+    Region,
+    /// The caller is over its rate; the next call is allowed after `retry_after`.
+    Rate {
+        /// The caller's rate, in calls per second.
+        per_second: f64,
+        /// When the next call would be admitted.
+        retry_after: Duration,
+    },
+}
+
+/// The policy file is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// Not TOML, or not this file's shape.
+    #[error("{0}")]
+    Syntax(String),
+    /// A caller's entry breaks a rule.
+    #[error("callers.{caller}: {rule}")]
+    Entry {
+        /// The caller the entry is for.
+        caller: String,
+        /// What is wrong.
+        rule: String,
+    },
+}
+
+impl Policy {
+    /// Parses the file; every region named must be one the gateway serves. Callers whose rate is
+    /// unchanged from `previous` keep their limiter, so a reload does not refill anyone's burst.
+    pub fn parse(
+        text: &[u8],
+        served: &Regions,
+        previous: Option<&Policy>,
+    ) -> Result<Self, PolicyError> {
+        let text = std::str::from_utf8(text)
+            .map_err(|_| PolicyError::Syntax("the file is not UTF-8".to_owned()))?;
+        let file: PolicyFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(1, |span| text[..span.start].matches('\n').count() + 1);
+            PolicyError::Syntax(format!("line {line}: {}", e.message()))
+        })?;
+        let mut callers = HashMap::with_capacity(file.callers.len());
+        for (caller, entry) in file.callers {
+            let rule = |rule: String| PolicyError::Entry {
+                caller: caller.clone(),
+                rule,
+            };
+            let regions = parse_regions(&entry.regions, served).map_err(rule)?;
+            let rate = match entry.rate {
+                None => None,
+                Some(per_second) => {
+                    let kept = previous
+                        .and_then(|p| p.callers.get(&caller))
+                        .and_then(|c| c.rate.as_ref())
+                        .filter(|r| r.per_second == per_second)
+                        .map(|r| r.limiter.clone());
+                    let limiter = match kept {
+                        Some(limiter) => limiter,
+                        None => Arc::new(limiter(per_second).map_err(|e| rule(e.to_owned()))?),
+                    };
+                    Some(Rate {
+                        per_second,
+                        limiter,
+                    })
+                }
+            };
+            callers.insert(caller, CallerRules { regions, rate });
+        }
+        Ok(Self { callers })
+    }
+
+    /// Whether `caller` may stop a command in `region` now; takes one call from its rate.
+    pub fn check(&self, caller: &str, region: &RegionId) -> Result<(), Denial> {
+        let rules = self.callers.get(caller).ok_or(Denial::UnknownCaller)?;
+        if let Some(allowed) = &rules.regions
+            && !allowed.contains(region.as_str())
+        {
+            return Err(Denial::Region);
+        }
+        if let Some(rate) = &rules.rate
+            && let Err(not_until) = rate.limiter.check()
+        {
+            return Err(Denial::Rate {
+                per_second: rate.per_second,
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Number of callers named.
+    pub fn len(&self) -> usize {
+        self.callers.len()
+    }
+
+    /// Whether the policy names no caller (so refuses everyone).
+    pub fn is_empty(&self) -> bool {
+        self.callers.is_empty()
+    }
+}
+
+/// `["*"]` is every region served; otherwise each must be a region the gateway serves.
+fn parse_regions(regions: &[String], served: &Regions) -> Result<Option<HashSet<String>>, String> {
+    if regions.iter().any(|r| r == "*") {
+        return if regions.len() == 1 {
+            Ok(None)
+        } else {
+            Err("regions: \"*\" means every region and must stand alone".to_owned())
+        };
+    }
+    if regions.is_empty() {
+        return Err("regions: empty; name the regions, or [\"*\"] for all".to_owned());
+    }
+    regions
+        .iter()
+        .map(|r| {
+            let id = RegionId::parse(r).map_err(|rule| format!("regions: {r:?} {rule}"))?;
+            if !served.allows(&id) {
+                return Err(format!(
+                    "regions: {r:?} is not a region this gateway serves (see --regions)"
+                ));
+            }
+            Ok(id.as_str().to_owned())
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+/// A limiter admitting `per_second` calls a second with a burst of as many (at least one).
+fn limiter(per_second: f64) -> Result<DefaultDirectRateLimiter, &'static str> {
+    const RULE: &str = "rate: must be a number of calls per second above 0 and at most 1000000";
+    if !per_second.is_finite() || per_second <= 0.0 || per_second > MAX_RATE {
+        return Err(RULE);
+    }
+    let period = Duration::from_secs_f64(1.0 / per_second);
+    // A burst of `rate` calls, as the issue promises; truncation is exact within MAX_RATE.
+    let burst = NonZeroU32::new(per_second.floor() as u32).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period).ok_or(RULE)?.allow_burst(burst);
+    Ok(DefaultDirectRateLimiter::direct(quota))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(id: &str) -> RegionId {
+        RegionId::parse(id).unwrap()
+    }
+
+    const EXAMPLE: &str = r#"
+[callers.billing]                            # a token name
+regions = ["cn-hangzhou", "cn-shanghai"]     # or ["*"]
+rate = 3
+[callers."spiffe://prod.example/ns/ops/sa/runner"]
+regions = ["*"]
+"#;
+
+    #[test]
+    fn the_example_of_the_readme_means_what_it_says() {
+        let policy = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), None).unwrap();
+        assert_eq!(policy.len(), 2);
+        let runner = "spiffe://prod.example/ns/ops/sa/runner";
+        assert_eq!(policy.check(runner, &region("eu-central-1")), Ok(()));
+        assert_eq!(policy.check("billing", &region("cn-hangzhou")), Ok(()));
+        assert_eq!(
+            policy.check("billing", &region("cn-beijing")),
+            Err(Denial::Region)
+        );
+        assert_eq!(
+            policy.check("payroll", &region("cn-hangzhou")),
+            Err(Denial::UnknownCaller)
+        );
+    }
+
+    #[test]
+    fn a_rate_admits_its_burst_then_says_how_long_to_wait() {
+        let policy = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), None).unwrap();
+        let hz = region("cn-hangzhou");
+        for _ in 0..3 {
+            assert_eq!(policy.check("billing", &hz), Ok(()));
+        }
+        match policy.check("billing", &hz) {
+            Err(Denial::Rate {
+                per_second,
+                retry_after,
+            }) => {
+                assert_eq!(per_second, 3.0);
+                assert!(
+                    retry_after > Duration::ZERO && retry_after <= Duration::from_millis(334),
+                    "{retry_after:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A reload with the same rate keeps the exhausted bucket; a new rate starts afresh.
+        let same = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), Some(&policy)).unwrap();
+        assert!(matches!(
+            same.check("billing", &hz),
+            Err(Denial::Rate { .. })
+        ));
+        let faster = EXAMPLE.replace("rate = 3", "rate = 4");
+        let faster = Policy::parse(faster.as_bytes(), &Regions::public(), Some(&same)).unwrap();
+        assert_eq!(faster.check("billing", &hz), Ok(()));
+    }
+
+    #[test]
+    fn unusable_entries_name_the_caller_and_the_rule() {
+        let served = Regions::public();
+        let cases = [
+            (
+                "[callers.a]\nregions = [\"cn-hangzou\"]\n",
+                "callers.a: regions: \"cn-hangzou\" is not a region this gateway serves",
+            ),
+            (
+                "[callers.a]\nregions = [\"Cn-Hangzhou\"]\n",
+                "callers.a: regions: \"Cn-Hangzhou\"",
+            ),
+            (
+                "[callers.a]\nregions = [\"*\", \"cn-hangzhou\"]\n",
+                "must stand alone",
+            ),
+            ("[callers.a]\nregions = []\n", "regions: empty"),
+            (
+                "[callers.a]\nregions = [\"*\"]\nrate = 0\n",
+                "callers.a: rate: must be",
+            ),
+            (
+                "[callers.a]\nregions = [\"*\"]\nrate = -1.5\n",
+                "rate: must be",
+            ),
+            (
+                "[callers.a]\nregions = [\"*\"]\nrate = 2e6\n",
+                "rate: must be",
+            ),
+            ("[callers.a]\nrate = 5\n", "line 1: missing field `regions`"),
+            (
+                "[callers.a]\nregions = [\"*\"]\nrates = 5\n",
+                "unknown field `rates`",
+            ),
+            ("[caller.a]\nregions = [\"*\"]\n", "unknown field `caller`"),
+            ("[callers.a]\nregions = [\"*\"]\n[callers.b\n", "line 3: unclosed table"),
+        ];
+        for (text, expected) in cases {
+            let err = Policy::parse(text.as_bytes(), &served, None).unwrap_err();
+            assert!(err.to_string().contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_file_allows_nobody() {
+        let policy = Policy::parse(b"", &Regions::public(), None).unwrap();
+        assert!(policy.is_empty());
+        assert_eq!(
+            policy.check("billing", &region("cn-hangzhou")),
+            Err(Denial::UnknownCaller)
+        );
+    }
+}
