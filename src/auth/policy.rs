@@ -302,7 +302,10 @@ regions = ["*"]
                 "unknown field `rates`",
             ),
             ("[caller.a]\nregions = [\"*\"]\n", "unknown field `caller`"),
-            ("[callers.a]\nregions = [\"*\"]\n[callers.b\n", "line 3: unclosed table"),
+            (
+                "[callers.a]\nregions = [\"*\"]\n[callers.b\n",
+                "line 3: unclosed table",
+            ),
         ];
         for (text, expected) in cases {
             let err = Policy::parse(text.as_bytes(), &served, None).unwrap_err();

@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod echo;
 pub mod log_capture;
+pub mod pki;
 pub mod raw;
 pub mod tls;
 
@@ -118,6 +119,25 @@ impl Gateway {
         service: ServiceSettings,
         settings: ServerSettings,
     ) -> Self {
+        Self::start_connecting(ecs, service, settings, None).await
+    }
+
+    /// Serves `ecs` over TLS (`settings.tls`), with a client connected through `client_tls`.
+    pub async fn start_tls(
+        ecs: EcsClient,
+        service: ServiceSettings,
+        settings: ServerSettings,
+        client_tls: tonic::transport::ClientTlsConfig,
+    ) -> Self {
+        Self::start_connecting(ecs, service, settings, Some(client_tls)).await
+    }
+
+    async fn start_connecting(
+        ecs: EcsClient,
+        service: ServiceSettings,
+        settings: ServerSettings,
+        client_tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -130,11 +150,16 @@ impl Gateway {
                 let _ = rx.await;
             },
         ));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to the gateway");
+        let channel = match client_tls {
+            None => Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("connect to the gateway"),
+            Some(tls) => tls_channel(addr, tls)
+                .await
+                .expect("connect to the gateway over TLS"),
+        };
         Self {
             addr,
             client: CloudAssistantServiceClient::new(channel.clone()),
@@ -150,6 +175,18 @@ impl Gateway {
             let _ = tx.send(());
         }
     }
+}
+
+/// A channel to `addr` over TLS.
+pub async fn tls_channel(
+    addr: SocketAddr,
+    tls: tonic::transport::ClientTlsConfig,
+) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("https://127.0.0.1:{}", addr.port()))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
 }
 
 /// A StopInvocation request.
