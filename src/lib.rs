@@ -121,6 +121,9 @@ pub async fn run(
         server_settings.tls = Some(tls::watch(tls_files, config.reload_interval).await?);
     }
     let service = CloudAssistant::new(client, service_settings);
+    if !files.authenticates() && !addr.ip().to_canonical().is_loopback() {
+        tracing::warn!(%addr, "serving without authentication (--allow-unauthenticated): anyone who can reach this address can stop commands");
+    }
     tracing::info!(
         %addr,
         tls = files.tls.is_some(),
@@ -129,9 +132,6 @@ pub async fn run(
         policy = files.policy.is_some(),
         "ecs-gateway listening"
     );
-    if !files.authenticates() && !addr.ip().to_canonical().is_loopback() {
-        tracing::warn!(%addr, "serving without authentication (--allow-unauthenticated): anyone who can reach this address can stop commands");
-    }
     if config.dev && files.tls.is_none() && !files.authenticates() {
         tracing::info!(
             "try: grpcurl -plaintext -d '{{\"region_id\":\"cn-hangzhou\",\"invoke_id\":\"t-demo0001\"}}' {addr} ecsgateway.v1.CloudAssistantService/StopInvocation"

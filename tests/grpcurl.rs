@@ -3,8 +3,16 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Gateway, ecs_client, start_simulator, test_credential};
+use ecs_gateway::aliyun::regions::Regions;
+use ecs_gateway::auth::Access;
+use ecs_gateway::config::SecurityFiles;
+use ecs_gateway::server::ServerSettings;
+use ecs_gateway::service::ServiceSettings;
 use ecs_gateway::simulator::SimulatorConfig;
+use ecs_gateway::tls::TlsFiles;
 
 async fn grpcurl(args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new("grpcurl")
@@ -144,4 +152,158 @@ async fn grpcurl_gets_invalid_argument_with_a_bounded_list_for_forty_bad_ids() {
         10,
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn grpcurl_calls_through_mutual_tls_with_cacert_cert_and_key() {
+    use common::pki::{Ca, TempDir, client_tls, uri};
+    let (url, sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let (ca, dir) = (Ca::new("grpcurl ca"), TempDir::new());
+    let server = ca.server("gateway");
+    let client = ca.client(vec![uri("spiffe://test/ns/ops/sa/grpcurl")], None);
+    let files = TlsFiles {
+        cert: dir.write("tls.crt", &server.cert_pem),
+        key: dir.write("tls.key", &server.key_pem),
+        client_ca: Some(dir.write("ca.crt", &ca.pem())),
+        client_cert_optional: false,
+    };
+    let access = Access::load(
+        &SecurityFiles {
+            tls: Some(files.clone()),
+            ..SecurityFiles::default()
+        },
+        &Regions::public(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let settings = ServerSettings {
+        tls: Some(
+            ecs_gateway::tls::watch(files, Duration::from_secs(60))
+                .await
+                .unwrap(),
+        ),
+        ..ServerSettings::default()
+    };
+    let gw = Gateway::start_tls(
+        ecs_client(&url, test_credential()),
+        ServiceSettings {
+            access,
+            ..ServiceSettings::default()
+        },
+        settings,
+        client_tls(&ca, Some(&client)),
+    )
+    .await;
+    let (cert, key) = (
+        dir.write("client.crt", &client.cert_pem),
+        dir.write("client.key", &client.key_pem),
+    );
+    let (cacert, cert, key) = (
+        dir.path().join("ca.crt").display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let addr = format!("localhost:{}", gw.addr.port());
+    let tls = ["-cacert", &cacert, "-cert", &cert, "-key", &key];
+
+    let (ok, out) = grpcurl(&[&tls[..], &[&addr, "list"]].concat()).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("ecsgateway.v1.CloudAssistantService"), "{out}");
+    let call = [
+        "-d",
+        r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo0001"}"#,
+        &addr,
+        "ecsgateway.v1.CloudAssistantService/StopInvocation",
+    ];
+    let (ok, out) = grpcurl(&[&tls[..], &call[..]].concat()).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("\"requestId\""), "{out}");
+
+    // Without its certificate grpcurl cannot even list: the handshake is refused.
+    let (ok, out) = grpcurl(&["-connect-timeout", "2", "-cacert", &cacert, &addr, "list"]).await;
+    assert!(!ok, "{out}");
+    let (ok, _) = grpcurl(&["-connect-timeout", "2", "-plaintext", &addr, "list"]).await;
+    assert!(!ok);
+    assert_eq!(sim.requests_received(), 1);
+}
+
+#[tokio::test]
+async fn grpcurl_calls_with_a_bearer_token_and_is_unauthenticated_without() {
+    use common::pki::TempDir;
+    let (url, sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let dir = TempDir::new();
+    // `printf %s grpcurl-token-0a1b2c | sha256sum`
+    let line = "grpcurl sha256:9aa14e3566fa2800a6eb7eed7f0a5bd2b88993b9665356c415a54c8e69c8875a\n";
+    let access = Access::load(
+        &SecurityFiles {
+            tokens: Some(dir.write("tokens", line)),
+            ..SecurityFiles::default()
+        },
+        &Regions::public(),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let gw = Gateway::start_with(
+        ecs_client(&url, test_credential()),
+        ServiceSettings {
+            access,
+            ..ServiceSettings::default()
+        },
+        ServerSettings::default(),
+    )
+    .await;
+    let addr = gw.addr.to_string();
+    let call = |header: &'static str| {
+        let addr = addr.clone();
+        async move {
+            let data = r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo0001"}"#;
+            let method = "ecsgateway.v1.CloudAssistantService/StopInvocation";
+            if header.is_empty() {
+                grpcurl(&["-plaintext", "-d", data, &addr, method]).await
+            } else {
+                grpcurl(&["-plaintext", "-H", header, "-d", data, &addr, method]).await
+            }
+        }
+    };
+    let (ok, out) = call("authorization: Bearer grpcurl-token-0a1b2c").await;
+    assert!(ok, "{out}");
+    let (ok, out) = call("").await;
+    assert!(!ok);
+    assert!(out.contains("Code: Unauthenticated"), "{out}");
+    assert!(out.contains(r#""reason":"UNAUTHENTICATED""#), "{out}");
+    let (ok, out) = call("authorization: Bearer grpcurl-token-0a1b2d").await;
+    assert!(!ok);
+    assert!(out.contains("Code: Unauthenticated"), "{out}");
+    // Health and reflection need no token.
+    let (ok, out) = grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]).await;
+    assert!(ok && out.contains("SERVING"), "{out}");
+    let (ok, out) = grpcurl(&["-plaintext", &addr, "list"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(sim.requests_received(), 1);
+}
+
+#[tokio::test]
+async fn with_reflection_off_grpcurl_cannot_list_but_health_still_answers() {
+    let (url, _sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let gw = Gateway::start_with(
+        ecs_client(&url, test_credential()),
+        ServiceSettings::default(),
+        ServerSettings {
+            reflection: false,
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    let addr = gw.addr.to_string();
+    let (ok, out) = grpcurl(&["-plaintext", &addr, "list"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("does not support the reflection API"), "{out}");
+    // Without reflection grpcurl would need the proto files; tonic checks health instead.
+    let health = tonic_health::pb::health_client::HealthClient::new(gw.channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(health.get_ref().status, 1);
 }

@@ -83,6 +83,19 @@ async fn logged_within(logs: &Arc<Mutex<Vec<serde_json::Value>>>, message: &str)
     .await
 }
 
+/// A command with a credential, listening on `addr`, and no authentication configured.
+fn on_address(addr: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret")
+        .env_remove("ECS_GATEWAY_ALLOW_UNAUTHENTICATED")
+        .args(["--listen", addr, "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
 /// A command with a well-formed credential in the environment.
 fn with_credential() -> Command {
     let mut cmd = gateway_command();
@@ -116,7 +129,77 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
         cmd.args(args);
         cmd
     };
+    let dir = common::pki::TempDir::new();
+    let ca = common::pki::Ca::new("process test ca");
+    let (leaf, other) = (ca.server("gateway"), ca.server("other"));
+    let cert = dir.write("tls.crt", &leaf.cert_pem);
+    let other_key = dir.write("other.key", &other.key_pem);
+    let plaintext_tokens = dir.write("tokens", "billing hunter2-token\n");
+    let bad_policy = dir.write(
+        "policy.toml",
+        "[callers.billing]\nregions = [\"cn-hangzou\"]\n",
+    );
+    let good_tokens = dir.write(
+        "good-tokens",
+        &format!("billing sha256:{}\n", "ab".repeat(32)),
+    );
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (cert, other_key, plaintext_tokens, bad_policy, good_tokens) = (
+        path(&cert),
+        path(&other_key),
+        path(&plaintext_tokens),
+        path(&bad_policy),
+        path(&good_tokens),
+    );
     let cases: Vec<(Command, &[&str], &[&str])> = vec![
+        (
+            on_address("0.0.0.0:0"),
+            &[
+                "refusing to serve 0.0.0.0:",
+                "without authentication",
+                "--auth-tokens-file",
+                "--tls-client-ca",
+                "--allow-unauthenticated",
+            ],
+            &[],
+        ),
+        (
+            flags(&["--tls-cert", &cert]),
+            &["--tls-key", "go together"],
+            &[],
+        ),
+        (
+            flags(&["--tls-client-ca", &cert]),
+            &["--tls-client-ca", "needs TLS"],
+            &[],
+        ),
+        (
+            flags(&["--policy", &bad_policy]),
+            &["--policy", "--auth-tokens-file"],
+            &[],
+        ),
+        (
+            flags(&["--tls-cert", &cert, "--tls-key", &other_key]),
+            &["--tls-key is not the private key of the first certificate"],
+            &["PRIVATE KEY"],
+        ),
+        (
+            flags(&["--auth-tokens-file", "/nonexistent/tokens"]),
+            &["--auth-tokens-file / ECS_GATEWAY_AUTH_TOKENS_FILE: cannot read /nonexistent/tokens"],
+            &[],
+        ),
+        (
+            flags(&["--auth-tokens-file", &plaintext_tokens]),
+            &["--auth-tokens-file", "line 1", "never in the clear"],
+            &["hunter2"],
+        ),
+        (
+            flags(&["--auth-tokens-file", &good_tokens, "--policy", &bad_policy]),
+            &[
+                "--policy / ECS_GATEWAY_POLICY: callers.billing: regions: \"cn-hangzou\" is not a region",
+            ],
+            &[],
+        ),
         (
             flags(&["--upstream-timeout", "0s"]),
             &["--upstream-timeout", "greater than zero"],
@@ -244,6 +327,36 @@ async fn an_empty_endpoint_means_the_default_and_insecure_http_starts_when_allow
         let mut child = cmd.spawn().unwrap();
         listening_addr(&mut child).await;
         child.kill().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn beyond_loopback_the_gateway_serves_with_authentication_or_when_told_to_without() {
+    let dir = common::pki::TempDir::new();
+    let tokens = dir.write("tokens", &format!("billing sha256:{}\n", "ab".repeat(32)));
+    let mut authenticated = on_address("0.0.0.0:0");
+    authenticated.arg("--auth-tokens-file").arg(&tokens);
+    let mut allowed = on_address("0.0.0.0:0");
+    allowed.arg("--allow-unauthenticated");
+    let mut allowed_by_env = on_address("0.0.0.0:0");
+    allowed_by_env.env("ECS_GATEWAY_ALLOW_UNAUTHENTICATED", "true");
+    for (mut cmd, warns) in [
+        (authenticated, false),
+        (allowed, true),
+        (allowed_by_env, true),
+    ] {
+        let mut child = cmd.spawn().unwrap();
+        let (addr, logs) = listening(&mut child).await;
+        child.kill().await.unwrap();
+        assert!(addr.starts_with("0.0.0.0:"), "{addr}");
+        let warned = logs.lock().unwrap().iter().any(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("without authentication")
+        });
+        assert_eq!(warned, warns, "{cmd:?}");
     }
 }
 

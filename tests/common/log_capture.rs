@@ -11,8 +11,30 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use super::{Gateway, ecs_client, request, start_simulator};
 
+/// Log output kept in memory.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Installs a global subscriber at `filter` in `format` writing here; once per test binary.
+    pub fn install(format: LogFormat, filter: &str) -> Self {
+        let capture = Capture::default();
+        init_with(format, EnvFilter::new(filter), capture.clone());
+        capture
+    }
+
+    /// The one capture of this test binary, installed by the first test that asks (a process
+    /// has one global subscriber, so tests in one binary share it).
+    pub fn shared(format: LogFormat, filter: &str) -> Self {
+        static SHARED: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Self::install(format, filter)).clone()
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -37,8 +59,7 @@ const TOKEN: &str = "log-test-sts-token-CAIS1234";
 
 /// Installs a TRACE-level global subscriber in `format`, runs the scenario, returns (logs, request id).
 pub async fn run_scenario(format: LogFormat) -> (String, String) {
-    let capture = Capture::default();
-    init_with(format, EnvFilter::new("trace"), capture.clone());
+    let capture = Capture::install(format, "trace");
 
     let credential = Credential::new(ID, SECRET, Some(TOKEN.into()));
     let (url, _sim) = start_simulator(SimulatorConfig::with_credential(credential.clone())).await;
@@ -88,8 +109,7 @@ pub async fn run_scenario(format: LogFormat) -> (String, String) {
         status.message()
     );
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    (logs, request_id)
+    (capture.text(), request_id)
 }
 
 /// Fails if any secret-bearing string appears in `logs`.

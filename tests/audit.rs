@@ -1,0 +1,193 @@
+//! The audit line: one per call, saying who asked (caller and peer), what (region, invoke id,
+//! instances) and what came of it (gRPC code, ECS code, RequestId, attempts, latency), for calls
+//! refused before ECS too; never the token. And a reload that fails is logged at error level.
+
+mod common;
+
+use std::time::Duration;
+
+use common::log_capture::Capture;
+use common::pki::{Ca, TempDir};
+use common::{Gateway, ecs_client, request, start_simulator, test_credential};
+use ecs_gateway::aliyun::regions::Regions;
+use ecs_gateway::auth::Access;
+use ecs_gateway::config::SecurityFiles;
+use ecs_gateway::server::ServerSettings;
+use ecs_gateway::service::ServiceSettings;
+use ecs_gateway::simulator::SimulatorConfig;
+use ecs_gateway::telemetry::LogFormat;
+use ecs_gateway::tls::TlsFiles;
+use serde_json::Value;
+use tonic::metadata::MetadataValue;
+
+const TOKEN: &str = "audit-token-3b9d0c1e77";
+// `printf %s audit-token-3b9d0c1e77 | sha256sum`
+const TOKEN_SHA256: &str = "b5a6eb9a40e37fe39be975ec78198ce65188d2dcb68aec9418076518e01c2c1a";
+
+fn with_token(
+    region: &str,
+    invoke_id: &str,
+    token: &str,
+) -> tonic::Request<ecs_gateway::pb::StopInvocationRequest> {
+    let mut req = tonic::Request::new(request(region, invoke_id, &["i-demo01a"]));
+    req.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    req
+}
+
+#[tokio::test]
+async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never_the_token() {
+    let capture = Capture::shared(LogFormat::Json, "info");
+    let (url, _sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let dir = TempDir::new();
+    let files = SecurityFiles {
+        tls: None,
+        tokens: Some(dir.write("tokens", &format!("billing sha256:{TOKEN_SHA256}\n"))),
+        policy: Some(dir.write(
+            "policy.toml",
+            "[callers.billing]\nregions = [\"cn-hangzhou\"]\n",
+        )),
+    };
+    let access = Access::load(&files, &Regions::public(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let service = ServiceSettings {
+        access,
+        ..ServiceSettings::default()
+    };
+    let gw = Gateway::start_with(
+        ecs_client(&url, test_credential()),
+        service,
+        ServerSettings::default(),
+    )
+    .await;
+    let mut client = gw.client.clone();
+
+    let ok = client
+        .stop_invocation(with_token("cn-hangzhou", "t-demo0001", TOKEN))
+        .await
+        .unwrap();
+    let request_id = ok.get_ref().request_id.clone();
+    let missing = client
+        .stop_invocation(with_token("cn-hangzhou", "t-nope", TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let denied = client
+        .stop_invocation(with_token("cn-beijing", "t-demo0002", TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let wrong = client
+        .stop_invocation(with_token("cn-hangzhou", "t-demo0003", "wrong-token-value"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+
+    let logs = capture.text();
+    assert!(
+        !logs.contains(TOKEN) && !logs.contains("wrong-token-value"),
+        "a token was logged: {logs}"
+    );
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["span"]["name"] == "StopInvocation")
+        .collect();
+    assert_eq!(lines.len(), 4, "one line per call: {logs}");
+    let by_invoke = |id: &str| -> &Value {
+        lines
+            .iter()
+            .map(|l| &l["span"])
+            .find(|s| s["invoke_id"] == id)
+            .unwrap_or_else(|| panic!("{id}: {logs}"))
+    };
+    let peer = |span: &Value| span["peer"].as_str().unwrap_or_default().to_owned();
+
+    let ok = by_invoke("t-demo0001");
+    assert_eq!(ok["caller"], "billing");
+    assert!(peer(ok).starts_with("127.0.0.1:"), "{ok}");
+    assert_eq!(ok["region"], "cn-hangzhou");
+    assert_eq!(ok["instances"], 1);
+    assert_eq!(ok["grpc_code"], "Ok");
+    assert_eq!(ok["request_id"], request_id.as_str());
+    assert_eq!(ok["attempts"], 1);
+    assert!(ok["latency_us"].as_u64().is_some(), "{ok}");
+
+    let missing = by_invoke("t-nope");
+    assert_eq!(missing["grpc_code"], "NotFound");
+    assert_eq!(missing["ecs_code"], "InvalidInvokeId.NotFound");
+    assert_eq!(missing["attempts"], 1);
+    assert_eq!(
+        missing["request_id"].as_str().map(str::len),
+        Some(36),
+        "{missing}"
+    );
+
+    let denied = by_invoke("t-demo0002");
+    assert_eq!(denied["caller"], "billing");
+    assert_eq!(denied["region"], "cn-beijing");
+    assert_eq!(denied["grpc_code"], "PermissionDenied");
+    assert!(
+        denied.get("attempts").is_none(),
+        "nothing was sent: {denied}"
+    );
+
+    // Refused before the request was read: who and from where, and why.
+    let unauthenticated = lines
+        .iter()
+        .map(|l| &l["span"])
+        .find(|s| s["grpc_code"] == "Unauthenticated")
+        .expect("the unauthenticated call is audited");
+    assert!(peer(unauthenticated).starts_with("127.0.0.1:"));
+    assert!(unauthenticated.get("caller").is_none());
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used() {
+    let capture = Capture::shared(LogFormat::Json, "info");
+    let (ca, dir) = (Ca::new("test ca"), TempDir::new());
+    let leaf = ca.server("gateway");
+    let files = TlsFiles {
+        cert: dir.write("tls.crt", &leaf.cert_pem),
+        key: dir.write("tls.key", &leaf.key_pem),
+        client_ca: None,
+        client_cert_optional: false,
+    };
+    let tls = ecs_gateway::tls::watch(files, Duration::from_millis(20))
+        .await
+        .unwrap();
+    let before = tls.current();
+    dir.write("tls.key", &ca.server("other").key_pem);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !capture.text().contains("is not the private key") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no error logged: {}",
+            capture.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line: Value = capture
+        .text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("is not the private key"))
+        })
+        .unwrap();
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["setting"], ecs_gateway::tls::SETTING);
+    assert!(
+        std::sync::Arc::ptr_eq(&before, &tls.current()),
+        "the old configuration stays"
+    );
+    assert!(
+        !capture.text().contains("PRIVATE KEY"),
+        "key material was logged"
+    );
+}
