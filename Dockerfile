@@ -14,6 +14,11 @@ RUN apt-get update \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
 COPY --from=builder /src/target/release/ecs-gateway /usr/local/bin/ecs-gateway
 USER 10001
-ENV ECS_GATEWAY_LISTEN=0.0.0.0:50051
+# Secure by default: mutual TLS from a mounted Secret (cert-manager's file names). Behind a mesh
+# sidecar, clear these and set ECS_GATEWAY_AUTH_TOKENS_FILE instead (see README, "Who may call").
+ENV ECS_GATEWAY_LISTEN=0.0.0.0:50051 \
+    ECS_GATEWAY_TLS_CERT=/etc/ecs-gateway/tls/tls.crt \
+    ECS_GATEWAY_TLS_KEY=/etc/ecs-gateway/tls/tls.key \
+    ECS_GATEWAY_TLS_CLIENT_CA=/etc/ecs-gateway/tls/ca.crt
 EXPOSE 50051
 ENTRYPOINT ["/usr/local/bin/ecs-gateway"]

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::aliyun::client::ClientSettings;
@@ -123,19 +124,19 @@ pub struct GatewayConfig {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
     /// Serve TLS with this PEM certificate chain (leaf first); re-read when it changes.
-    #[arg(long, env = "ECS_GATEWAY_TLS_CERT")]
+    #[arg(long, env = "ECS_GATEWAY_TLS_CERT", value_parser = path_or_empty())]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert; re-read when it changes.
-    #[arg(long, env = "ECS_GATEWAY_TLS_KEY")]
+    #[arg(long, env = "ECS_GATEWAY_TLS_KEY", value_parser = path_or_empty())]
     pub tls_key: Option<PathBuf>,
     /// Mutual TLS: clients must present a certificate chaining to these PEM CA certificates.
-    #[arg(long, env = "ECS_GATEWAY_TLS_CLIENT_CA")]
+    #[arg(long, env = "ECS_GATEWAY_TLS_CLIENT_CA", value_parser = path_or_empty())]
     pub tls_client_ca: Option<PathBuf>,
     /// Callers' bearer tokens, one `NAME sha256:HEX` a line; re-read when it changes.
-    #[arg(long, env = "ECS_GATEWAY_AUTH_TOKENS_FILE")]
+    #[arg(long, env = "ECS_GATEWAY_AUTH_TOKENS_FILE", value_parser = path_or_empty())]
     pub auth_tokens_file: Option<PathBuf>,
     /// Per-caller policy (TOML): the regions and rate each caller may use; re-read when it changes.
-    #[arg(long, env = "ECS_GATEWAY_POLICY")]
+    #[arg(long, env = "ECS_GATEWAY_POLICY", value_parser = path_or_empty())]
     pub policy: Option<PathBuf>,
     /// Serve a non-loopback address without authenticating callers.
     #[arg(long, env = "ECS_GATEWAY_ALLOW_UNAUTHENTICATED")]
@@ -226,6 +227,11 @@ pub enum ConfigError {
         /// The address that is not loopback.
         addr: SocketAddr,
     },
+}
+
+/// A path, where an empty value is accepted (and then means unset, see [`path_setting`]).
+fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
 }
 
 /// A path setting; empty means unset, so that an environment variable can be cleared with `VAR=`.
@@ -400,6 +406,84 @@ mod tests {
     fn an_empty_endpoint_means_the_default() {
         let cli = Cli::try_parse_from(["ecs-gateway", "--endpoint", ""]).unwrap();
         assert_eq!(cli.gateway.endpoint().unwrap(), Endpoint::default());
+    }
+
+    #[test]
+    fn empty_security_paths_mean_unset_and_combinations_that_cannot_work_are_refused() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["ecs-gateway"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv).unwrap().gateway.security_files()
+        };
+        let none = parse(&[
+            "--tls-cert",
+            "",
+            "--tls-key",
+            "",
+            "--tls-client-ca",
+            "",
+            "--policy",
+            "",
+        ]);
+        assert_eq!(none.unwrap(), SecurityFiles::default());
+        assert!(matches!(
+            parse(&["--tls-key", "k"]),
+            Err(ConfigError::TlsIncomplete)
+        ));
+        assert!(matches!(
+            parse(&["--tls-client-ca", "ca"]),
+            Err(ConfigError::ClientCaWithoutTls)
+        ));
+        assert!(matches!(
+            parse(&["--tls-cert", "c", "--tls-key", "k", "--policy", "p"]),
+            Err(ConfigError::PolicyWithoutAuthentication)
+        ));
+        let both = parse(&[
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--tls-client-ca",
+            "ca",
+            "--auth-tokens-file",
+            "t",
+        ])
+        .unwrap();
+        assert!(both.authenticates());
+        assert!(
+            both.tls.unwrap().client_cert_optional,
+            "either a token or a certificate will do"
+        );
+        let mtls = parse(&["--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"]).unwrap();
+        assert!(!mtls.tls.unwrap().client_cert_optional);
+    }
+
+    #[test]
+    fn protected_mode_serves_loopback_or_authenticated_callers_or_when_allowed() {
+        let cli = Cli::try_parse_from(["ecs-gateway"]).unwrap().gateway;
+        let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        for loopback in [
+            "127.0.0.1:1",
+            "127.8.9.10:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            cli.check_protected(loopback.parse().unwrap(), false)
+                .unwrap();
+        }
+        assert!(matches!(
+            cli.check_protected(any, false),
+            Err(ConfigError::Unprotected { .. })
+        ));
+        assert!(
+            cli.check_protected("[::]:1".parse().unwrap(), false)
+                .is_err()
+        );
+        cli.check_protected(any, true).unwrap();
+        let allowed = Cli::try_parse_from(["ecs-gateway", "--allow-unauthenticated"])
+            .unwrap()
+            .gateway;
+        allowed.check_protected(any, false).unwrap();
     }
 
     #[test]
