@@ -8,17 +8,14 @@ use std::time::Duration;
 
 use common::log_capture::Capture;
 use common::pki::{Ca, TempDir};
-use common::{Gateway, ecs_client, request, start_simulator, test_credential};
+use common::{gateway_with_access, request, start_simulator, test_credential, with_bearer};
 use ecs_gateway::aliyun::regions::Regions;
 use ecs_gateway::auth::Access;
 use ecs_gateway::config::SecurityFiles;
-use ecs_gateway::server::ServerSettings;
-use ecs_gateway::service::ServiceSettings;
 use ecs_gateway::simulator::SimulatorConfig;
 use ecs_gateway::telemetry::LogFormat;
 use ecs_gateway::tls::TlsFiles;
 use serde_json::Value;
-use tonic::metadata::MetadataValue;
 
 const TOKEN: &str = "audit-token-3b9d0c1e77";
 // `printf %s audit-token-3b9d0c1e77 | sha256sum`
@@ -29,12 +26,7 @@ fn with_token(
     invoke_id: &str,
     token: &str,
 ) -> tonic::Request<ecs_gateway::pb::StopInvocationRequest> {
-    let mut req = tonic::Request::new(request(region, invoke_id, &["i-demo01a"]));
-    req.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    req
+    with_bearer(request(region, invoke_id, &["i-demo01a"]), token)
 }
 
 #[tokio::test]
@@ -53,16 +45,7 @@ async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never
     let access = Access::load(&files, &Regions::public(), Duration::from_secs(60))
         .await
         .unwrap();
-    let service = ServiceSettings {
-        access,
-        ..ServiceSettings::default()
-    };
-    let gw = Gateway::start_with(
-        ecs_client(&url, test_credential()),
-        service,
-        ServerSettings::default(),
-    )
-    .await;
+    let gw = gateway_with_access(&url, access).await;
     let mut client = gw.client.clone();
 
     let ok = client

@@ -245,15 +245,7 @@ async fn grpcurl_calls_with_a_bearer_token_and_is_unauthenticated_without() {
     )
     .await
     .unwrap();
-    let gw = Gateway::start_with(
-        ecs_client(&url, test_credential()),
-        ServiceSettings {
-            access,
-            ..ServiceSettings::default()
-        },
-        ServerSettings::default(),
-    )
-    .await;
+    let gw = common::gateway_with_access(&url, access).await;
     let addr = gw.addr.to_string();
     let call = |header: &'static str| {
         let addr = addr.clone();

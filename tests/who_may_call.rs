@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::pki::{Ca, Leaf, TempDir, client_tls, dns, uri};
-use common::{Gateway, ecs_client, request, start_simulator, test_credential, tls_channel};
+use common::{
+    Gateway, ecs_client, gateway_with_access, request, start_simulator, test_credential,
+    tls_channel, with_bearer,
+};
 use ecs_gateway::aliyun::regions::Regions;
 use ecs_gateway::auth::Access;
 use ecs_gateway::config::SecurityFiles;
@@ -58,12 +61,7 @@ async fn upstream() -> (String, Simulator) {
 }
 
 fn with_token(region: &str, token: &str) -> tonic::Request<ecs_gateway::pb::StopInvocationRequest> {
-    let mut req = tonic::Request::new(request(region, "t-demo0001", &[]));
-    req.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    req
+    with_bearer(request(region, "t-demo0001", &[]), token)
 }
 
 fn reason(status: &tonic::Status) -> (String, String) {
@@ -120,6 +118,27 @@ async fn server_tls(
     }
 }
 
+/// A gateway serving TLS (`settings`) in front of `url`, admitting callers by `access`, with a
+/// client connected through `client`.
+async fn start_tls(
+    url: &str,
+    access: Access,
+    settings: ServerSettings,
+    client: tonic::transport::ClientTlsConfig,
+) -> Gateway {
+    let service = ServiceSettings {
+        access,
+        ..ServiceSettings::default()
+    };
+    Gateway::start_tls(
+        ecs_client(url, test_credential()),
+        service,
+        settings,
+        client,
+    )
+    .await
+}
+
 /// The certificate a fresh TLS handshake with the gateway presents.
 async fn presented_certificate(addr: std::net::SocketAddr, ca: &Ca) -> Vec<u8> {
     let mut roots = RootCertStore::empty();
@@ -171,13 +190,7 @@ async fn tls_serves_calls_and_a_plaintext_client_gets_nothing() {
     let (url, sim) = upstream().await;
     let (ca, dir) = (Ca::new("test ca"), TempDir::new());
     let settings = server_tls(&dir, &ca.server("gateway"), None, false).await;
-    let gw = Gateway::start_tls(
-        ecs_client(&url, test_credential()),
-        ServiceSettings::default(),
-        settings,
-        client_tls(&ca, None),
-    )
-    .await;
+    let gw = start_tls(&url, Access::default(), settings, client_tls(&ca, None)).await;
     let answer = gw
         .client
         .clone()
@@ -205,12 +218,9 @@ async fn mutual_tls_refuses_the_handshake_without_a_certificate_from_the_client_
     let (ca, dir) = (Ca::new("client ca"), TempDir::new());
     let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false).await;
     let runner = ca.client(vec![uri("spiffe://test/ns/ops/sa/runner")], None);
-    let gw = Gateway::start_tls(
-        ecs_client(&url, test_credential()),
-        ServiceSettings {
-            access: access(&dir, None, None, true).await,
-            ..ServiceSettings::default()
-        },
+    let gw = start_tls(
+        &url,
+        access(&dir, None, None, true).await,
         settings,
         client_tls(&ca, Some(&runner)),
     )
@@ -254,13 +264,10 @@ regions = ["cn-shanghai"]
 regions = ["cn-beijing"]
 "#;
     let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false).await;
-    let service = ServiceSettings {
-        access: access(&dir, None, Some(policy), true).await,
-        ..ServiceSettings::default()
-    };
-    let gw = Gateway::start_tls(
-        ecs_client(&url, test_credential()),
-        service,
+    let access = access(&dir, None, Some(policy), true).await;
+    let gw = start_tls(
+        &url,
+        access,
         settings,
         client_tls(&ca, Some(&ca.client(vec![], Some("unused")))),
     )
@@ -335,16 +342,7 @@ async fn tokens_identify_callers_and_anything_else_is_unauthenticated_with_nothi
     let (url, sim) = upstream().await;
     let dir = TempDir::new();
     let tokens = token_line("billing", BILLING_TOKEN);
-    let service = ServiceSettings {
-        access: access(&dir, Some(&tokens), None, false).await,
-        ..ServiceSettings::default()
-    };
-    let gw = Gateway::start_with(
-        ecs_client(&url, test_credential()),
-        service,
-        ServerSettings::default(),
-    )
-    .await;
+    let gw = gateway_with_access(&url, access(&dir, Some(&tokens), None, false).await).await;
     let mut client = gw.client.clone();
     client
         .stop_invocation(with_token("cn-hangzhou", BILLING_TOKEN))
@@ -422,16 +420,8 @@ rate = 2
 [callers.ops]
 regions = ["*"]
 "#;
-    let service = ServiceSettings {
-        access: access(&dir, Some(&tokens), Some(policy), false).await,
-        ..ServiceSettings::default()
-    };
-    let gw = Gateway::start_with(
-        ecs_client(&url, test_credential()),
-        service,
-        ServerSettings::default(),
-    )
-    .await;
+    let gw =
+        gateway_with_access(&url, access(&dir, Some(&tokens), Some(policy), false).await).await;
     let mut client = gw.client.clone();
 
     let denied = client
@@ -510,18 +500,9 @@ regions = ["cn-shanghai"]
 regions = ["cn-hangzhou"]
 "#;
     let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), true).await;
-    let service = ServiceSettings {
-        access: access(&dir, Some(&tokens), Some(policy), true).await,
-        ..ServiceSettings::default()
-    };
+    let access = access(&dir, Some(&tokens), Some(policy), true).await;
     let runner = ca.client(vec![uri("spiffe://test/runner")], None);
-    let gw = Gateway::start_tls(
-        ecs_client(&url, test_credential()),
-        service,
-        settings,
-        client_tls(&ca, Some(&runner)),
-    )
-    .await;
+    let gw = start_tls(&url, access, settings, client_tls(&ca, Some(&runner))).await;
     let mut with_cert = gw.client.clone();
     with_cert
         .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
@@ -570,12 +551,9 @@ async fn health_and_reflection_need_no_caller_identity() {
     // A certificate the policy does not know: it completes the handshake, and nothing more.
     let nobody = ca.client(vec![uri("spiffe://test/nobody")], None);
     let policy = "[callers.\"spiffe://test/runner\"]\nregions = [\"*\"]\n";
-    let gw = Gateway::start_tls(
-        ecs_client(&url, test_credential()),
-        ServiceSettings {
-            access: access(&dir, None, Some(policy), true).await,
-            ..ServiceSettings::default()
-        },
+    let gw = start_tls(
+        &url,
+        access(&dir, None, Some(policy), true).await,
         settings,
         client_tls(&ca, Some(&nobody)),
     )
@@ -627,13 +605,7 @@ async fn certificates_rotate_in_place_without_dropping_connections_or_calls() {
     let (ca, dir) = (Ca::new("test ca"), TempDir::new());
     let (first, second) = (ca.server("gateway-1"), ca.server("gateway-2"));
     let settings = server_tls(&dir, &first, None, false).await;
-    let gw = Gateway::start_tls(
-        ecs_client(&url, test_credential()),
-        ServiceSettings::default(),
-        settings,
-        client_tls(&ca, None),
-    )
-    .await;
+    let gw = start_tls(&url, Access::default(), settings, client_tls(&ca, None)).await;
     assert_eq!(
         presented_certificate(gw.addr, &ca).await,
         first.der.to_vec()
@@ -706,22 +678,9 @@ async fn tokens_and_policy_reload_while_calls_run() {
     let (url, _sim) = upstream().await;
     let dir = TempDir::new();
     let policy = "[callers.billing]\nregions = [\"cn-hangzhou\"]\n";
-    let service = ServiceSettings {
-        access: access(
-            &dir,
-            Some(&token_line("billing", BILLING_TOKEN)),
-            Some(policy),
-            false,
-        )
-        .await,
-        ..ServiceSettings::default()
-    };
-    let gw = Gateway::start_with(
-        ecs_client(&url, test_credential()),
-        service,
-        ServerSettings::default(),
-    )
-    .await;
+    let tokens = token_line("billing", BILLING_TOKEN);
+    let access = access(&dir, Some(&tokens), Some(policy), false).await;
+    let gw = gateway_with_access(&url, access).await;
     let client = gw.client.clone();
 
     let failures = Arc::new(AtomicU64::new(0));

@@ -177,6 +177,28 @@ impl Gateway {
     }
 }
 
+/// A plaintext gateway in front of `url` (with the test credential) admitting callers by `access`.
+pub async fn gateway_with_access(url: &str, access: ecs_gateway::auth::Access) -> Gateway {
+    let service = ServiceSettings {
+        access,
+        ..ServiceSettings::default()
+    };
+    Gateway::start_with(
+        ecs_client(url, test_credential()),
+        service,
+        ServerSettings::default(),
+    )
+    .await
+}
+
+/// `message` as a request carrying `authorization: Bearer <token>`.
+pub fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = tonic::metadata::MetadataValue::try_from(format!("Bearer {token}")).unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
 /// A channel to `addr` over TLS.
 pub async fn tls_channel(
     addr: SocketAddr,
