@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
+use crate::aliyun::catalog::Network;
 use crate::aliyun::client::ClientSettings;
 use crate::aliyun::dns::DnsConfig;
-use crate::aliyun::endpoint::{DEFAULT_ENDPOINT, Endpoint, EndpointError};
+use crate::aliyun::endpoint::{Endpoint, EndpointError};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::RetryPolicy;
 use crate::auth::Access;
@@ -64,9 +65,12 @@ pub struct GatewayConfig {
     /// Address the gRPC server listens on.
     #[arg(long, env = "ECS_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
-    /// ECS endpoint URL; may contain {region} inside the host. Empty or unset: https://ecs.{region}.aliyuncs.com/
+    /// ECS endpoint URL override; may contain {region} inside the host. Empty or unset: the host Alibaba's SDKs use for the region and --network.
     #[arg(long, env = "ECS_GATEWAY_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// Alibaba Cloud network to reach ECS over: public, or vpc (VPC endpoints, from inside Alibaba Cloud).
+    #[arg(long, env = "ECS_GATEWAY_NETWORK", value_enum, default_value_t)]
+    pub network: Network,
     /// Allow a plain http:// endpoint that is not loopback (the signed request travels unencrypted).
     #[arg(long, env = "ECS_GATEWAY_ALLOW_INSECURE_ENDPOINT")]
     pub allow_insecure_endpoint: bool,
@@ -240,14 +244,17 @@ fn path_setting(value: &Option<PathBuf>) -> Option<PathBuf> {
 }
 
 impl GatewayConfig {
-    /// The endpoint template, checked; an empty setting means the default.
+    /// The endpoint: the override, checked, when one is set; else the SDKs' hosts on `--network`.
     pub fn endpoint(&self) -> Result<Endpoint, ConfigError> {
-        let template = self
-            .endpoint
-            .as_deref()
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or(DEFAULT_ENDPOINT);
-        Ok(Endpoint::parse(template)?)
+        match self.endpoint_override() {
+            Some(template) => Ok(Endpoint::parse(template)?),
+            None => Ok(Endpoint::Sdk(self.network)),
+        }
+    }
+
+    /// The `--endpoint` override, when set to something other than blanks.
+    pub fn endpoint_override(&self) -> Option<&str> {
+        self.endpoint.as_deref().filter(|e| !e.trim().is_empty())
     }
 
     /// ECS client settings derived from the flags.
@@ -400,6 +407,32 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["ecs-gateway", "--max-retries", "10"]).is_ok());
         assert!(Cli::try_parse_from(["ecs-gateway", "--max-request-bytes", "4194304"]).is_ok());
+    }
+
+    #[test]
+    fn the_network_picks_the_sdk_hosts_unless_an_endpoint_overrides_it() {
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["ecs-gateway"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv)
+                .unwrap()
+                .gateway
+                .endpoint()
+                .unwrap()
+        };
+        assert_eq!(parse(&[]), Endpoint::Sdk(Network::Public));
+        assert_eq!(parse(&["--network", "vpc"]), Endpoint::Sdk(Network::Vpc));
+        let overridden = parse(&[
+            "--network",
+            "vpc",
+            "--endpoint",
+            "https://ecs.{region}.example/",
+        ]);
+        assert!(
+            matches!(overridden, Endpoint::Template { .. }),
+            "{overridden:?}"
+        );
+        assert!(Cli::try_parse_from(["ecs-gateway", "--network", "internal"]).is_err());
     }
 
     #[test]

@@ -104,6 +104,14 @@ pub async fn run(
             .endpoint
             .check_transport(config.allow_insecure_endpoint)
             .map_err(ConfigError::from)?;
+        if config.endpoint_override().is_some()
+            && config.network != aliyun::catalog::Network::Public
+        {
+            tracing::warn!(
+                network = ?config.network,
+                "--endpoint overrides the endpoint, so --network is ignored (as in Alibaba's SDKs)"
+            );
+        }
         match credential {
             Some(credential) => credential,
             None => Credential::from_env()?,
@@ -130,6 +138,8 @@ pub async fn run(
         client_certificates = files.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         tokens = files.tokens.is_some(),
         policy = files.policy.is_some(),
+        network = ?config.network,
+        endpoint_override = config.endpoint_override().is_some() || config.dev,
         "ecs-gateway listening"
     );
     if config.dev && files.tls.is_none() && !files.authenticates() {
@@ -151,12 +161,11 @@ fn ignored_in_dev(config: &GatewayConfig, credential_given: bool) -> Vec<&'stati
     if credential_given {
         ignored.push("credential");
     }
-    if config
-        .endpoint
-        .as_deref()
-        .is_some_and(|e| !e.trim().is_empty())
-    {
+    if config.endpoint_override().is_some() {
         ignored.push("--endpoint / ECS_GATEWAY_ENDPOINT");
+    }
+    if config.network != aliyun::catalog::Network::Public {
+        ignored.push("--network / ECS_GATEWAY_NETWORK");
     }
     ignored
 }

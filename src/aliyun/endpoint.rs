@@ -1,18 +1,24 @@
-//! Where requests go: `https://ecs.{region}.aliyuncs.com/` by default, or an override URL.
+//! Where requests go: by default the host Alibaba's ECS SDKs would call for the region and network
+//! ([`catalog`]), over HTTPS; or an operator's override URL, which wins, as it does in the SDKs.
 
+use crate::aliyun::catalog::{self, Network};
 use crate::aliyun::request::RegionId;
-
-/// The default endpoint template; `{region}` is replaced by the request's region ID.
-pub const DEFAULT_ENDPOINT: &str = "https://ecs.{region}.aliyuncs.com/";
 
 const PLACEHOLDER: &str = "{region}";
 
-/// An endpoint URL template, checked once at start so that per-request work is a concatenation.
+/// Where requests go, checked once at start so that per-request work is a lookup and a
+/// concatenation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    prefix: String,
-    /// `Some(suffix)` when the template contains `{region}`.
-    suffix: Option<String>,
+pub enum Endpoint {
+    /// `https://<host>/`, the host resolved as the SDKs resolve it.
+    Sdk(Network),
+    /// An override URL, with `{region}` optionally inside its host.
+    Template {
+        /// Everything before `{region}`, or the whole URL.
+        prefix: String,
+        /// `Some(suffix)` when the template contains `{region}`.
+        suffix: Option<String>,
+    },
 }
 
 /// The endpoint setting is unusable. Messages never repeat the setting, which may hold a password.
@@ -68,11 +74,11 @@ impl Endpoint {
             return Err(EndpointError::Invalid);
         }
         Ok(match template.split_once(PLACEHOLDER) {
-            Some((prefix, suffix)) => Self {
+            Some((prefix, suffix)) => Self::Template {
                 prefix: prefix.to_owned(),
                 suffix: Some(suffix.to_owned()),
             },
-            None => Self {
+            None => Self::Template {
                 prefix: template.to_owned(),
                 suffix: None,
             },
@@ -81,15 +87,22 @@ impl Endpoint {
 
     /// Whether requests go over TLS.
     pub fn is_https(&self) -> bool {
-        self.prefix.starts_with("https://")
+        match self {
+            Self::Sdk(_) => true,
+            Self::Template { prefix, .. } => prefix.starts_with("https://"),
+        }
     }
 
     /// Whether every request stays on this machine (a loopback address or `localhost`).
     pub fn is_loopback(&self) -> bool {
-        if self.suffix.is_some() {
+        let Self::Template {
+            prefix,
+            suffix: None,
+        } = self
+        else {
             return false;
-        }
-        let Ok(url) = reqwest::Url::parse(&self.prefix) else {
+        };
+        let Ok(url) = reqwest::Url::parse(prefix) else {
             return false;
         };
         match url.host() {
@@ -111,22 +124,34 @@ impl Endpoint {
 
     /// The URL for `region`, followed by `?` and `query`.
     pub fn url_with_query(&self, region: &RegionId, query: &str) -> String {
-        let suffix = self.suffix.as_deref();
-        let mut url = String::with_capacity(
-            self.prefix.len()
-                + region.as_str().len()
-                + suffix.map_or(0, str::len)
-                + 1
-                + query.len(),
-        );
-        url.push_str(&self.prefix);
-        if let Some(suffix) = suffix {
-            url.push_str(region.as_str());
-            url.push_str(suffix);
+        match self {
+            Self::Sdk(network) => {
+                let mut url = String::with_capacity(8 + region.as_str().len() + 26 + query.len());
+                url.push_str("https://");
+                catalog::push_host(&mut url, region, *network);
+                url.push_str("/?");
+                url.push_str(query);
+                url
+            }
+            Self::Template { prefix, suffix } => {
+                let suffix = suffix.as_deref();
+                let mut url = String::with_capacity(
+                    prefix.len()
+                        + region.as_str().len()
+                        + suffix.map_or(0, str::len)
+                        + 1
+                        + query.len(),
+                );
+                url.push_str(prefix);
+                if let Some(suffix) = suffix {
+                    url.push_str(region.as_str());
+                    url.push_str(suffix);
+                }
+                url.push('?');
+                url.push_str(query);
+                url
+            }
         }
-        url.push('?');
-        url.push_str(query);
-        url
     }
 }
 
@@ -146,8 +171,9 @@ fn region_is_inside_host(authority: &str) -> bool {
 }
 
 impl Default for Endpoint {
+    /// The SDKs' endpoints on the public network.
     fn default() -> Self {
-        Self::parse(DEFAULT_ENDPOINT).expect("the default endpoint is valid")
+        Self::Sdk(Network::Public)
     }
 }
 
@@ -160,9 +186,20 @@ mod tests {
     }
 
     #[test]
-    fn default_puts_the_region_in_the_host() {
-        let url = Endpoint::default().url_with_query(&region("cn-hangzhou"), "a=1");
-        assert_eq!(url, "https://ecs.cn-hangzhou.aliyuncs.com/?a=1");
+    fn the_default_goes_where_the_sdks_go() {
+        let public = Endpoint::default();
+        assert_eq!(
+            public.url_with_query(&region("cn-hangzhou"), "a=1"),
+            "https://ecs-cn-hangzhou.aliyuncs.com/?a=1"
+        );
+        assert_eq!(
+            public.url_with_query(&region("cn-shanghai"), "a=1"),
+            "https://ecs.cn-shanghai.aliyuncs.com/?a=1"
+        );
+        assert_eq!(
+            Endpoint::Sdk(Network::Vpc).url_with_query(&region("cn-shanghai"), "a=1"),
+            "https://ecs-vpc.cn-shanghai.aliyuncs.com/?a=1"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Which regions the gateway will send to: Alibaba Cloud's public ECS regions by default, an
-//! operator's list, or any region that is a valid DNS label (`*`).
+//! Which regions the gateway will send to: Alibaba Cloud's public ECS regions by default (from
+//! [`catalog`]), an operator's list, or any region that is a valid DNS label (`*`).
 //!
 //! A region outside the set is refused before anything is sent, so a misspelt region costs no DNS
 //! lookup and never looks like an outage.
@@ -7,49 +7,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use crate::aliyun::catalog;
 use crate::aliyun::request::RegionId;
-
-/// The public ECS regions, by region ID.
-///
-/// Source: Alibaba Cloud's ECS documentation, "Regions and zones" and the ECS API endpoint table
-/// (regional endpoints `ecs.<region>.aliyuncs.com`), as published on 2026-11-27. Closed regions
-/// (`ap-southeast-2` Sydney, `ap-south-1` Mumbai) are left out; finance, government and
-/// internal regions of the SDKs' endpoint maps are not public and need `--regions`.
-pub const PUBLIC_REGIONS: &[&str] = &[
-    // Chinese mainland
-    "cn-qingdao",
-    "cn-beijing",
-    "cn-zhangjiakou",
-    "cn-huhehaote",
-    "cn-wulanchabu",
-    "cn-hangzhou",
-    "cn-shanghai",
-    "cn-nanjing",
-    "cn-fuzhou",
-    "cn-wuhan-lr",
-    "cn-shenzhen",
-    "cn-heyuan",
-    "cn-guangzhou",
-    "cn-chengdu",
-    // Hong Kong and Asia Pacific
-    "cn-hongkong",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-southeast-1",
-    "ap-southeast-3",
-    "ap-southeast-5",
-    "ap-southeast-6",
-    "ap-southeast-7",
-    // Europe and the Americas
-    "us-east-1",
-    "us-west-1",
-    "na-south-1",
-    "eu-west-1",
-    "eu-central-1",
-    // Middle East
-    "me-east-1",
-    "me-central-1",
-];
 
 /// The regions the gateway serves.
 #[derive(Clone, PartialEq, Eq)]
@@ -79,7 +38,7 @@ pub enum RegionsError {
 impl Regions {
     /// The public ECS regions.
     pub fn public() -> Self {
-        Self::Listed(PUBLIC_REGIONS.iter().map(|r| (*r).to_owned()).collect())
+        Self::Listed(catalog::public_regions().iter().cloned().collect())
     }
 
     /// Parses `*` or a comma-separated list of region IDs (spaces around entries allowed).
@@ -131,13 +90,6 @@ mod tests {
 
     fn region(r: &str) -> RegionId {
         RegionId::parse(r).unwrap()
-    }
-
-    #[test]
-    fn every_public_region_is_a_valid_region_id() {
-        for r in PUBLIC_REGIONS {
-            assert!(RegionId::parse(r).is_ok(), "{r}");
-        }
     }
 
     #[test]
