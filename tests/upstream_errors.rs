@@ -404,3 +404,75 @@ async fn throttling_honours_retry_after_and_reports_it() {
     assert_eq!(retry.retry_delay, Some(std::time::Duration::from_secs(1)));
     assert_eq!(ecs.received_requests().await.unwrap().len(), 3);
 }
+
+/// A gateway in front of an ECS that throttles every call with these headers; returns the status,
+/// how many attempts reached ECS and how long the call took.
+async fn throttled_with(headers: &[(&str, &str)]) -> (tonic::Status, usize, std::time::Duration) {
+    let ecs = MockServer::start().await;
+    let mut answer = ResponseTemplate::new(400).set_body_raw(
+        include_str!("data/ecs/throttling-user.json"),
+        "application/json",
+    );
+    for (name, value) in headers {
+        answer = answer.insert_header(*name, *value);
+    }
+    Mock::given(method("POST"))
+        .respond_with(answer)
+        .mount(&ecs)
+        .await;
+    let gateway = gateway_for(&ecs).await;
+    let started = std::time::Instant::now();
+    let status = gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    (
+        status,
+        ecs.received_requests().await.unwrap().len(),
+        elapsed,
+    )
+}
+
+fn retry_delay(status: &tonic::Status) -> Option<std::time::Duration> {
+    status
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+}
+
+#[tokio::test]
+async fn x_acs_retry_after_is_milliseconds_as_in_the_tea_sdk() {
+    use std::time::Duration;
+    // 300 ms: short, so waited out before each of the two retries, and reported as 300 ms.
+    let (status, attempts, elapsed) = throttled_with(&[("x-acs-retry-after", "300")]).await;
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(retry_delay(&status), Some(Duration::from_millis(300)));
+    assert_eq!(attempts, 3);
+    assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
+
+    // 2500 ms is longer than the test gateway waits (2 s): handed to the caller at once, as 2.5 s
+    // (read as seconds it would have been capped to a minute).
+    let (status, attempts, _) = throttled_with(&[("x-acs-retry-after", "2500")]).await;
+    assert_eq!(retry_delay(&status), Some(Duration::from_millis(2500)));
+    assert_eq!(attempts, 1);
+
+    // ECS's own header wins over HTTP's when both are sent; a value the SDK ignores is ignored.
+    let (status, attempts, _) =
+        throttled_with(&[("x-acs-retry-after", "2500"), ("retry-after", "1")]).await;
+    assert_eq!(retry_delay(&status), Some(Duration::from_millis(2500)));
+    assert_eq!(attempts, 1);
+    let (status, _, _) = throttled_with(&[("x-acs-retry-after", "0"), ("retry-after", "3")]).await;
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(3)));
+}
+
+#[tokio::test]
+async fn http_retry_after_is_seconds() {
+    use std::time::Duration;
+    // 3 s is past the test gateway's 2 s: reported, not waited.
+    let (status, attempts, _) = throttled_with(&[("retry-after", "3")]).await;
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(3)));
+    assert_eq!(attempts, 1);
+}

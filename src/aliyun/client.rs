@@ -335,22 +335,15 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>,
     Ok(Some(body))
 }
 
-/// `Retry-After` or `x-acs-retry-after`, in whole seconds (RFC 9110 delta-seconds), capped so that
-/// an upstream cannot tell callers to stay away for a day.
+/// The wait ECS asked for: `x-acs-retry-after` in **milliseconds**, as Alibaba's Tea SDKs read it
+/// (a positive integer; anything else is ignored), else HTTP `Retry-After` in seconds; capped.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    ["x-acs-retry-after", "retry-after"]
-        .iter()
-        .filter_map(|name| {
-            headers
-                .get(*name)?
-                .to_str()
-                .ok()?
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|secs| Duration::from_secs(secs).min(scrub::MAX_RETRY_DELAY))
-        .next()
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    let acs = number("x-acs-retry-after")
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    acs.or_else(|| number("retry-after").map(Duration::from_secs))
+        .map(|delay| delay.min(scrub::MAX_RETRY_DELAY))
 }
 
 /// Classifies a reqwest failure by whether it can have reached ECS and whether it can pass (after
@@ -388,16 +381,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_after_reads_seconds_from_either_header() {
+    fn retry_after_reads_milliseconds_from_acs_and_seconds_from_http() {
         let mut h = HeaderMap::new();
         assert_eq!(retry_after(&h), None);
         h.insert("retry-after", HeaderValue::from_static("3"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        h.insert("x-acs-retry-after", HeaderValue::from_static("1"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(1)));
-        h.insert("x-acs-retry-after", HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        // The Tea SDK's reading: 1500 is 1.5 s, not 25 minutes; and it wins over Retry-After.
+        h.insert("x-acs-retry-after", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        for ignored in ["soon", "0", "-5", "1.5", ""] {
+            h.insert("x-acs-retry-after", HeaderValue::from_static(ignored));
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(3)), "{ignored:?}");
+        }
         h.insert("retry-after", HeaderValue::from_static("100000"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        h.insert("x-acs-retry-after", HeaderValue::from_static("100000000"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
     }
 }
