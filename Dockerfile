@@ -14,6 +14,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin gateway
 COPY --from=builder /src/target/release/ecs-gateway /usr/local/bin/ecs-gateway
 USER 10001
+# Inside Alibaba Cloud without internet egress, add ECS_GATEWAY_NETWORK=vpc (VPC endpoints).
 # Secure by default: mutual TLS from a mounted Secret (cert-manager's file names). Behind a mesh
 # sidecar, clear these and set ECS_GATEWAY_AUTH_TOKENS_FILE instead (see README, "Who may call").
 ENV ECS_GATEWAY_LISTEN=0.0.0.0:50051 \
