@@ -361,6 +361,37 @@ async fn beyond_loopback_the_gateway_serves_with_authentication_or_when_told_to_
 }
 
 #[tokio::test]
+async fn the_network_comes_from_ecs_gateway_network_and_an_override_says_it_wins() {
+    for (network, endpoint, expected, overridden) in [
+        ("vpc", "", "Vpc", false),
+        ("public", "", "Public", false),
+        ("vpc", "https://ecs-vpc.{region}.aliyuncs.com/", "Vpc", true),
+    ] {
+        let mut cmd = with_credential();
+        cmd.env("ECS_GATEWAY_NETWORK", network)
+            .env("ECS_GATEWAY_ENDPOINT", endpoint);
+        let mut child = cmd.spawn().unwrap();
+        let (_, logs) = listening(&mut child).await;
+        child.kill().await.unwrap();
+        let logs = logs.lock().unwrap();
+        let listening = logs
+            .iter()
+            .find(|l| l["message"] == "ecs-gateway listening")
+            .unwrap();
+        assert_eq!(listening["network"], expected, "{listening}");
+        assert_eq!(listening["endpoint_override"], overridden, "{listening}");
+        let warned = logs.iter().any(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("--network is ignored")
+        });
+        assert_eq!(warned, overridden, "{network} {endpoint}");
+    }
+}
+
+#[tokio::test]
 async fn dev_mode_says_which_settings_it_ignores() {
     let mut cmd = with_credential();
     cmd.args(["--dev", "--endpoint", "https://ecs.internal.example/"]);
