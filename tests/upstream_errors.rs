@@ -373,36 +373,13 @@ async fn ram_denial_details_stay_out_of_the_message() {
 
 #[tokio::test]
 async fn throttling_honours_retry_after_and_reports_it() {
-    let ecs = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(400)
-                .insert_header("Retry-After", "1")
-                .set_body_raw(
-                    include_str!("data/ecs/throttling-user.json"),
-                    "application/json",
-                ),
-        )
-        .mount(&ecs)
-        .await;
-    let gateway = gateway_for(&ecs).await;
-    let started = std::time::Instant::now();
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await
-        .unwrap_err();
+    use std::time::Duration;
+    let (status, attempts, elapsed) = throttled_with(&[("Retry-After", "1")]).await;
     // Two retries, each waiting out the requested second.
-    assert!(
-        started.elapsed() >= std::time::Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
     assert_eq!(status.code(), Code::ResourceExhausted);
-    let retry = status.get_error_details().retry_info().cloned().unwrap();
-    assert_eq!(retry.retry_delay, Some(std::time::Duration::from_secs(1)));
-    assert_eq!(ecs.received_requests().await.unwrap().len(), 3);
+    assert_eq!(retry_delay(&status), Some(Duration::from_secs(1)));
+    assert_eq!(attempts, 3);
 }
 
 /// A gateway in front of an ECS that throttles every call with these headers; returns the status,
