@@ -275,7 +275,7 @@ impl HandshakeProgress {
     }
 }
 
-/// A socket that fails reads once `timeout` passes before the handshake has arrived;
+/// A stream that fails reads once `deadline` passes before the HTTP/2 handshake has arrived;
 /// `handshaken` turns true when it has.
 struct HandshakeDeadline<S> {
     stream: S,
