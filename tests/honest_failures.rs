@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::dns::FakeDns;
 use common::{
-    Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client, eventually, gateway_for, request,
-    settings, test_credential,
+    Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client, error_info, eventually,
+    gateway_for, request, settings, test_credential,
 };
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
 use ecs_gateway::aliyun::dns::DnsConfig;
@@ -21,15 +21,6 @@ use tonic::Code;
 use tonic_types::StatusExt as _;
 
 const SUCCESS: &str = include_str!("data/ecs/success.json");
-
-fn error_info(status: &tonic::Status) -> (String, String) {
-    let info = status
-        .get_error_details()
-        .error_info()
-        .cloned()
-        .expect("an ErrorInfo");
-    (info.reason, info.domain)
-}
 
 fn has_retry_info(status: &tonic::Status) -> bool {
     status.get_error_details().retry_info().is_some()

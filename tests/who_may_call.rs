@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::pki::{Ca, Leaf, TempDir, client_tls, dns, uri};
 use common::{
-    Gateway, ecs_client, gateway_with_access, request, start_simulator, test_credential,
-    tls_channel, with_bearer,
+    Gateway, ecs_client, error_info, gateway_with_access, request, start_simulator,
+    test_credential, tls_channel, with_bearer,
 };
 use ecs_gateway::aliyun::regions::Regions;
 use ecs_gateway::auth::Access;
@@ -62,15 +62,6 @@ async fn upstream() -> (String, Simulator) {
 
 fn with_token(region: &str, token: &str) -> tonic::Request<ecs_gateway::pb::StopInvocationRequest> {
     with_bearer(request(region, "t-demo0001", &[]), token)
-}
-
-fn reason(status: &tonic::Status) -> (String, String) {
-    let info = status
-        .get_error_details()
-        .error_info()
-        .cloned()
-        .expect("ErrorInfo");
-    (info.reason, info.domain)
 }
 
 fn caller_of(status: &tonic::Status) -> String {
@@ -317,7 +308,7 @@ regions = ["cn-beijing"]
                 Code::PermissionDenied,
                 "{identity} in {other}"
             );
-            assert_eq!(reason(&denied).0, "CALLER_NOT_ALLOWED");
+            assert_eq!(error_info(&denied).0, "CALLER_NOT_ALLOWED");
             assert_eq!(caller_of(&denied), identity);
         }
     }
@@ -380,7 +371,7 @@ async fn tokens_identify_callers_and_anything_else_is_unauthenticated_with_nothi
         let status = client.stop_invocation(req).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{what}");
         assert_eq!(
-            reason(&status),
+            error_info(&status),
             ("UNAUTHENTICATED".to_owned(), "ecs-gateway".to_owned()),
             "{what}"
         );
@@ -430,7 +421,7 @@ regions = ["*"]
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert_eq!(
-        reason(&denied),
+        error_info(&denied),
         ("CALLER_NOT_ALLOWED".to_owned(), "ecs-gateway".to_owned())
     );
     assert!(
@@ -462,7 +453,7 @@ regions = ["*"]
     assert!((2..=3).contains(&admitted), "{admitted}");
     let limited = limited.expect("some calls are over the rate");
     assert_eq!(limited.code(), Code::ResourceExhausted);
-    assert_eq!(reason(&limited).0, "CALLER_RATE_EXCEEDED");
+    assert_eq!(error_info(&limited).0, "CALLER_RATE_EXCEEDED");
     let wait = limited
         .get_error_details()
         .retry_info()

@@ -191,6 +191,17 @@ pub async fn gateway_with_access(url: &str, access: ecs_gateway::auth::Access) -
     .await
 }
 
+/// The `ErrorInfo` reason and domain of an error status (which must carry one).
+pub fn error_info(status: &tonic::Status) -> (String, String) {
+    use tonic_types::StatusExt as _;
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .expect("an ErrorInfo");
+    (info.reason, info.domain)
+}
+
 /// `message` as a request carrying `authorization: Bearer <token>`.
 pub fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
