@@ -80,6 +80,17 @@ pub struct GatewayConfig {
     /// Run against an in-process ECS simulator with demo credentials: no account, no network.
     #[arg(long)]
     pub dev: bool,
+    /// With --dev: take the credential from the simulator's instance metadata service, issued for
+    /// this long (at least 5s) and refreshed before it expires, instead of a fixed demo AccessKey.
+    #[arg(long, requires = "dev", value_parser = positive_duration)]
+    pub dev_credential_lifetime: Option<Duration>,
+    /// STS endpoint URL for AssumeRole / AssumeRoleWithOIDC, replacing the host Alibaba's SDKs derive
+    /// (ALIBABA_CLOUD_STS_REGION, ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED).
+    #[arg(long, env = "ECS_GATEWAY_STS_ENDPOINT", value_parser = credential_endpoint)]
+    pub sts_endpoint: Option<url::Url>,
+    /// The ECS instance metadata service, for the instance RAM role.
+    #[arg(long, env = "ECS_GATEWAY_METADATA_ENDPOINT", default_value = crate::aliyun::credentials::source::DEFAULT_METADATA_ENDPOINT, value_parser = credential_endpoint)]
+    pub metadata_endpoint: url::Url,
     /// Retries after the first attempt, for transient failures only (at most 10).
     #[arg(long, env = "ECS_GATEWAY_MAX_RETRIES", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RETRIES_LIMIT)))]
@@ -188,6 +199,18 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
         Ok(_) => Err(RULE.to_owned()),
         Err(e) => Err(format!("{RULE} ({e})")),
     }
+}
+
+/// An http(s) URL a credential is fetched from; user info is refused (it would end up in logs).
+fn credential_endpoint(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("must be an http:// or https:// URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err("must be an http:// or https:// URL".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user info".into());
+    }
+    Ok(url)
 }
 
 /// A share from 0 to 1.
@@ -347,6 +370,8 @@ impl GatewayConfig {
             // Loaded from files at start, by `run`.
             tls: None,
             reflection: self.reflection == Switch::On,
+            // Follows the credential, by `run`.
+            ready: None,
         }
     }
 }

@@ -23,13 +23,17 @@ pub mod tls;
 pub mod validate;
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::aliyun::client::EcsClient;
-use crate::aliyun::credential::{
-    Credential, ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN,
-};
+use crate::aliyun::credential::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN};
+use crate::aliyun::credentials::chain::{self, NothingFound};
+use crate::aliyun::credentials::ecs_metadata::EcsRamRole;
+use crate::aliyun::credentials::env::Env;
+use crate::aliyun::credentials::refresh::CredentialSupply;
+use crate::aliyun::credentials::source::{FetchError, Fetcher, Source};
 use crate::auth::Access;
 use crate::config::{ConfigError, GatewayConfig};
 use crate::service::CloudAssistant;
@@ -50,9 +54,12 @@ pub enum RunError {
     /// A setting is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Credentials are missing.
+    /// No source in the credential chain gave a credential.
     #[error(transparent)]
-    Credential(#[from] aliyun::credential::CredentialError),
+    NoCredential(#[from] NothingFound),
+    /// The credential machinery itself could not start, or the dev credential could not be had.
+    #[error("credentials: {0}")]
+    Credentials(#[from] FetchError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] aliyun::client::BuildError),
@@ -67,18 +74,27 @@ pub enum RunError {
     Serve(#[from] server::ServeError),
 }
 
+/// Where the gateway's credential comes from.
+#[derive(Debug)]
+pub enum CredentialsFrom {
+    /// Alibaba's default chain, reading these variables (the process environment in `main`).
+    Chain(Env),
+    /// This supply, as it is (tests).
+    Given(CredentialSupply),
+}
+
 /// Runs the gateway on `listener` until `shutdown` resolves. With `config.dev`, an in-process
-/// simulator with demo credentials stands in for ECS; otherwise `credential`, or the one in the
-/// environment, is required.
+/// simulator with demo credentials stands in for ECS; otherwise the credential comes from
+/// `credentials`, and the start fails when there is none.
 pub async fn run(
     config: GatewayConfig,
-    credential: Option<Credential>,
+    credentials: CredentialsFrom,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let mut client_settings = config.client_settings()?;
-    let credential = if config.dev {
-        let ignored = ignored_in_dev(&config, credential.is_some());
+    let credentials = if config.dev {
+        let ignored = ignored_in_dev(&config, matches!(credentials, CredentialsFrom::Given(_)));
         if !ignored.is_empty() {
             tracing::warn!(
                 ?ignored,
@@ -87,8 +103,11 @@ pub async fn run(
         }
         let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let sim_addr = sim_listener.local_addr()?;
-        let sim_config = simulator::SimulatorConfig::demo();
-        let credential = sim_config.credential.clone();
+        let mut sim_config = simulator::SimulatorConfig::demo();
+        if let Some(lifetime) = config.dev_credential_lifetime {
+            sim_config.sts_lifetime = lifetime.max(Duration::from_secs(5));
+        }
+        let demo = sim_config.credential.clone();
         tokio::spawn(simulator::serve(
             sim_listener,
             sim_config,
@@ -98,7 +117,22 @@ pub async fn run(
             aliyun::endpoint::Endpoint::parse(&format!("http://{sim_addr}/"))
                 .map_err(ConfigError::from)?;
         tracing::info!(simulator = %sim_addr, "dev mode: forwarding to the in-process ECS simulator with demo credentials");
-        credential
+        match config.dev_credential_lifetime {
+            None => CredentialSupply::fixed(demo),
+            Some(_) => {
+                // The whole refresh path, against the simulator's metadata service.
+                let metadata = url::Url::parse(&format!("http://{sim_addr}/"))
+                    .map_err(|e| FetchError(e.to_string()))?;
+                let fetcher = Fetcher::new(None, metadata)?;
+                let source = Source::EcsRamRole(EcsRamRole {
+                    role_name: None,
+                    imdsv1_disabled: true,
+                });
+                let first = source.fetch(&fetcher).await?;
+                log_credential("dev simulator's instance metadata service", &source, first.expiration());
+                CredentialSupply::refreshing(source, first, fetcher)
+            }
+        }
     } else {
         client_settings
             .endpoint
@@ -112,17 +146,32 @@ pub async fn run(
                 "--endpoint overrides the endpoint, so --network is ignored (as in Alibaba's SDKs)"
             );
         }
-        match credential {
-            Some(credential) => credential,
-            None => Credential::from_env()?,
+        match credentials {
+            CredentialsFrom::Given(supply) => supply,
+            CredentialsFrom::Chain(env) => {
+                let fetcher =
+                    Fetcher::new(config.sts_endpoint.clone(), config.metadata_endpoint.clone())?;
+                let found = chain::resolve(&env, &fetcher).await?;
+                for (step, why) in &found.passed_over {
+                    tracing::warn!(source = step.name(), reason = %why, "credential source configured but passed over");
+                }
+                log_credential(found.step.name(), &found.source, found.credential.expiration());
+                if found.credential.expiration().is_some() {
+                    CredentialSupply::refreshing(found.source, found.credential, fetcher)
+                } else {
+                    CredentialSupply::fixed(found.credential)
+                }
+            }
         }
     };
-    let client = EcsClient::new(credential, client_settings)?;
+    let ready = credentials.available();
+    let client = EcsClient::new(credentials, client_settings)?;
     let addr = listener.local_addr()?;
     let files = config.security_files()?;
     config.check_protected(addr, files.authenticates())?;
     let mut service_settings = config.service_settings();
     let mut server_settings = config.server_settings();
+    server_settings.ready = Some(ready);
     service_settings.access =
         Access::load(&files, &service_settings.regions, config.reload_interval).await?;
     if let Some(tls_files) = files.tls.clone() {
@@ -149,6 +198,16 @@ pub async fn run(
     }
     server::serve(listener, service, server_settings, shutdown).await?;
     Ok(())
+}
+
+/// Says where the credential came from and when it expires; never any part of it.
+fn log_credential(from: &str, source: &Source, expiration: Option<std::time::SystemTime>) {
+    tracing::info!(
+        source = from,
+        provider = source.kind(),
+        expiration = %expiration.map_or_else(|| "never (long-lived AccessKey)".to_owned(), |at| humantime::format_rfc3339_seconds(at).to_string()),
+        "credential found"
+    );
 }
 
 /// The settings `--dev` overrides, so that an operator who set them hears that they are unused.

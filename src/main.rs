@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use ecs_gateway::aliyun::credentials::env::Env;
 use ecs_gateway::config::{Cli, Command};
 use ecs_gateway::{shutdown_signal, simulator, telemetry};
 
@@ -60,7 +61,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} (--listen / ECS_GATEWAY_LISTEN)")
             })?;
-            ecs_gateway::run(cli.gateway, None, listener, shutdown_signal()).await?;
+            let credentials = ecs_gateway::CredentialsFrom::Chain(Env::process());
+            ecs_gateway::run(cli.gateway, credentials, listener, shutdown_signal()).await?;
         }
     }
     Ok(())

@@ -39,6 +39,9 @@ pub struct ServerSettings {
     pub tls: Option<Reloading<rustls::ServerConfig>>,
     /// Whether to serve reflection (v1 and v1alpha).
     pub reflection: bool,
+    /// Whether the gateway can serve (it holds a valid credential); health follows it until
+    /// draining. Always ready when `None`.
+    pub ready: Option<watch::Receiver<bool>>,
 }
 
 impl Default for ServerSettings {
@@ -51,6 +54,7 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(30),
             tls: None,
             reflection: true,
+            ready: None,
         }
     }
 }
@@ -87,6 +91,9 @@ pub async fn serve(
         .set_serving::<CloudAssistantServiceServer<CloudAssistant>>()
         .await;
     let (draining_tx, draining_rx) = watch::channel(false);
+    if let Some(ready) = settings.ready.clone() {
+        tokio::spawn(follow_readiness(ready, health.clone(), draining_rx.clone()));
+    }
     let (closing_tx, closing_rx) = watch::channel(false);
     let health_service = HealthServer::new(DrainingHealth::new(
         HealthService::from_health_reporter(health.clone()),
@@ -157,6 +164,38 @@ pub async fn serve(
     }
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Health follows `ready` (SERVING / NOT_SERVING, the service and the server as a whole) until
+/// draining starts, which then owns it.
+async fn follow_readiness(
+    mut ready: watch::Receiver<bool>,
+    health: HealthReporter,
+    mut draining: watch::Receiver<bool>,
+) {
+    loop {
+        let status = if *ready.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        set_status(&health, status).await;
+        // Draining may have started while this status was set: its NOT_SERVING must be the last word.
+        if *draining.borrow() {
+            set_status(&health, ServingStatus::NotServing).await;
+            return;
+        }
+        tokio::select! {
+            changed = ready.changed() => if changed.is_err() { return },
+            _ = draining.wait_for(|d| *d) => return,
+        }
+    }
+}
+
+async fn set_status(health: &HealthReporter, status: ServingStatus) {
+    let service = <CloudAssistantServiceServer<CloudAssistant> as tonic::server::NamedService>::NAME;
+    health.set_service_status(service, status).await;
+    health.set_service_status("", status).await;
 }
 
 /// Serves one accepted connection on its own task, with the TLS configuration current at accept;

@@ -34,7 +34,9 @@ pub fn grpc_code(class: ErrorClass) -> Code {
         // Rule 2: the gateway owns the credential, so a rejection is the gateway's fault.
         CredentialRejected | NonceReused | RequestBuiltWrong | UpstreamInternal
         | UntrustedUpstream => Code::Internal,
-        Transient | Unreachable | AttemptTimedOut | Interrupted => Code::Unavailable,
+        Transient | Unreachable | AttemptTimedOut | Interrupted | CredentialsUnavailable => {
+            Code::Unavailable
+        }
         Conflict => Code::Aborted,
         Unknown | OutcomeUnknown => Code::Unknown,
         DeadlineExceeded => Code::DeadlineExceeded,
@@ -136,6 +138,12 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
             let message = format!("{message}: {detail}");
             (reason.to_owned(), GATEWAY_DOMAIN, message)
         }
+        EcsError::CredentialsUnavailable => (
+            "CREDENTIALS_UNAVAILABLE".to_owned(),
+            GATEWAY_DOMAIN,
+            "the gateway holds no valid Alibaba Cloud credential right now (it expired and refreshing it fails); nothing was sent to ECS; retry shortly"
+                .to_owned(),
+        ),
         EcsError::DeadlineExceeded => (
             "DEADLINE_EXCEEDED".to_owned(),
             GATEWAY_DOMAIN,
@@ -328,7 +336,12 @@ mod tests {
         use crate::aliyun::retry::{Decision, decide};
         // AIP-194: UNAVAILABLE and RESOURCE_EXHAUSTED are the codes clients retry; the gateway's own
         // retry policy must agree with the codes it reports.
-        for class in ErrorClass::ALL {
+        // Except an expired credential: the code says retry, and the caller should, on another
+        // replica (this one turns NOT_SERVING); retrying here would only wait.
+        for class in ErrorClass::ALL
+            .into_iter()
+            .filter(|c| *c != ErrorClass::CredentialsUnavailable)
+        {
             let retried = matches!(decide(class), Decision::Backoff(_));
             let retryable_code = matches!(
                 grpc_code(class),

@@ -19,10 +19,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
 
 fn gateway_command() -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
-        .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
-        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
-        .env_remove("RUST_LOG")
+    common::isolate_credentials(&mut cmd);
+    cmd.env_remove("RUST_LOG")
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,6 +84,7 @@ async fn logged_within(logs: &Arc<Mutex<Vec<serde_json::Value>>>, message: &str)
 /// A command with a credential, listening on `addr`, and no authentication configured.
 fn on_address(addr: &str) -> Command {
     let mut cmd = Command::new(BIN);
+    common::isolate_credentials(&mut cmd);
     cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret")
         .env_remove("ECS_GATEWAY_ALLOW_UNAUTHENTICATED")
@@ -297,6 +296,7 @@ async fn a_bind_error_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let mut cmd = Command::new(BIN);
+    common::isolate_credentials(&mut cmd);
     cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret")
         .args(["--listen", &addr])

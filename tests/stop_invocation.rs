@@ -212,7 +212,11 @@ async fn dev_mode_serves_the_demo_invocations_with_no_credentials() {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(ecs_gateway::run(cli.gateway, None, listener, async {
+    // --dev never reads the chain: an empty environment proves it.
+    let nothing = ecs_gateway::CredentialsFrom::Chain(
+        ecs_gateway::aliyun::credentials::env::Env::from_pairs::<&str, &str>([]),
+    );
+    let run = tokio::spawn(ecs_gateway::run(cli.gateway, nothing, listener, async {
         let _ = rx.await;
     }));
     let mut client = connect(addr).await;

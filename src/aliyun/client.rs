@@ -9,6 +9,7 @@ use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 use tokio::time::Instant;
 
 use super::credential::Credential;
+use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, DnsError, HickoryResolver};
 use super::endpoint::Endpoint;
 use super::error::{ApiError, EcsError, ParsedBody, TransportKind, find_cause, parse_body};
@@ -16,7 +17,7 @@ use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::retry::{self, RetryPolicy};
 use super::retry_budget::RetryBudget;
 use super::scrub::{self, Scrubber};
-use super::signer::{self, SigningKey};
+use super::signer;
 use super::tls::{self, EmptyTrustStore};
 
 /// The `User-Agent` the gateway sends.
@@ -116,8 +117,7 @@ pub struct EcsClient {
 struct Inner {
     http: reqwest::Client,
     settings: ClientSettings,
-    credential: Credential,
-    key: SigningKey,
+    credentials: CredentialSupply,
     clock: Arc<dyn Clock>,
     nonces: Arc<dyn NonceSource>,
     budget: RetryBudget,
@@ -127,7 +127,7 @@ impl std::fmt::Debug for EcsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EcsClient")
             .field("endpoint", &self.inner.settings.endpoint)
-            .field("credential", &self.inner.credential)
+            .field("credentials", &self.inner.credentials)
             .finish_non_exhaustive()
     }
 }
@@ -147,10 +147,13 @@ pub enum BuildError {
 }
 
 impl EcsClient {
-    /// A client with the system clock and UUID nonces.
-    pub fn new(credential: Credential, settings: ClientSettings) -> Result<Self, BuildError> {
+    /// A client with the system clock and UUID nonces, signing with `credentials` as they are now.
+    pub fn new(
+        credentials: impl Into<CredentialSupply>,
+        settings: ClientSettings,
+    ) -> Result<Self, BuildError> {
         Self::with_sources(
-            credential,
+            credentials,
             settings,
             Arc::new(SystemClock),
             Arc::new(UuidNonce),
@@ -159,7 +162,7 @@ impl EcsClient {
 
     /// A client with an injected clock and nonce source.
     pub fn with_sources(
-        credential: Credential,
+        credentials: impl Into<CredentialSupply>,
         settings: ClientSettings,
         clock: Arc<dyn Clock>,
         nonces: Arc<dyn NonceSource>,
@@ -186,15 +189,14 @@ impl EcsClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BuildError::Http(e.without_url().to_string()))?;
-        let key = SigningKey::new(credential.access_key_secret());
         let budget = RetryBudget::new(settings.retry_budget);
+        let credentials = credentials.into();
         Ok(Self {
             inner: Arc::new(Inner {
                 budget,
                 http,
                 settings,
-                credential,
-                key,
+                credentials,
                 clock,
                 nonces,
             }),
@@ -230,7 +232,11 @@ impl EcsClient {
     }
 
     /// Builds every parameter of one attempt: common ones with a fresh nonce and timestamp.
-    fn params<'a>(&'a self, request: &'a StopInvocation) -> Vec<Param<'a>> {
+    fn params<'a>(
+        &'a self,
+        request: &'a StopInvocation,
+        credential: &'a Credential,
+    ) -> Vec<Param<'a>> {
         let inner = &*self.inner;
         let mut params: Vec<Param<'a>> = Vec::with_capacity(12 + request.instance_ids.len());
         let fixed = [
@@ -243,7 +249,7 @@ impl EcsClient {
         params.extend(fixed.map(|(k, v)| (Cow::Borrowed(k), Cow::Borrowed(v))));
         params.push((
             Cow::Borrowed("AccessKeyId"),
-            Cow::Borrowed(inner.credential.access_key_id()),
+            Cow::Borrowed(credential.access_key_id()),
         ));
         params.push((
             Cow::Borrowed("SignatureNonce"),
@@ -253,7 +259,7 @@ impl EcsClient {
             Cow::Borrowed("Timestamp"),
             Cow::Owned(humantime::format_rfc3339_seconds(inner.clock.now()).to_string()),
         ));
-        if let Some(token) = inner.credential.security_token() {
+        if let Some(token) = credential.security_token() {
             params.push((Cow::Borrowed("SecurityToken"), Cow::Borrowed(token)));
         }
         request.push_params(&mut params);
@@ -263,7 +269,14 @@ impl EcsClient {
     /// One signed POST; the answer's RequestId, or what went wrong.
     async fn attempt(&self, request: &StopInvocation) -> Result<String, EcsError> {
         let inner = &*self.inner;
-        let signed = signer::sign_query("POST", &self.params(request), &inner.key);
+        // Each attempt signs with the credential current at that moment: a refresh between
+        // attempts is picked up, and an expired credential sends nothing.
+        let current = inner
+            .credentials
+            .current()
+            .map_err(|_| EcsError::CredentialsUnavailable)?;
+        let credential = &current.credential;
+        let signed = signer::sign_query("POST", &self.params(request, credential), &current.key);
         let url = inner
             .settings
             .endpoint
@@ -279,7 +292,6 @@ impl EcsClient {
         let body = read_capped(response).await?;
         let success = (200..300).contains(&http_status);
         // Everything below comes from the upstream: checked or scrubbed before it goes anywhere.
-        let credential = &inner.credential;
         let secrets = [
             credential.access_key_id(),
             credential.access_key_secret(),

@@ -66,6 +66,9 @@ pub enum EcsError {
     /// The caller's deadline ran out before an answer.
     #[error("the caller's deadline ran out before ECS answered")]
     DeadlineExceeded,
+    /// The gateway holds no valid credential (it expired and refreshing it fails); nothing was sent.
+    #[error("the gateway holds no valid Alibaba Cloud credential")]
+    CredentialsUnavailable,
 }
 
 /// What a failure means, independent of how it is reported: the one table both retry policy and
@@ -108,11 +111,13 @@ pub enum ErrorClass {
     HostNotFound,
     /// The upstream's certificate did not verify: the gateway's endpoint or trust store is wrong.
     UntrustedUpstream,
+    /// The gateway's credential expired and could not be refreshed.
+    CredentialsUnavailable,
 }
 
 impl ErrorClass {
     /// Every class, for exhaustive checks.
-    pub const ALL: [ErrorClass; 18] = [
+    pub const ALL: [ErrorClass; 19] = [
         ErrorClass::InvalidArgument,
         ErrorClass::PermissionDenied,
         ErrorClass::NotFound,
@@ -131,6 +136,7 @@ impl ErrorClass {
         ErrorClass::DeadlineExceeded,
         ErrorClass::HostNotFound,
         ErrorClass::UntrustedUpstream,
+        ErrorClass::CredentialsUnavailable,
     ];
 }
 
@@ -152,6 +158,7 @@ impl EcsError {
                 TransportKind::Build => ErrorClass::RequestBuiltWrong,
             },
             EcsError::DeadlineExceeded => ErrorClass::DeadlineExceeded,
+            EcsError::CredentialsUnavailable => ErrorClass::CredentialsUnavailable,
         }
     }
 

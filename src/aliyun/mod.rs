@@ -3,7 +3,7 @@
 
 pub mod catalog;
 pub mod client;
-pub mod credential;
+pub mod credentials;
 pub mod dns;
 pub mod endpoint;
 pub mod error;
@@ -14,3 +14,6 @@ pub mod retry_budget;
 pub mod scrub;
 pub mod signer;
 pub mod tls;
+
+/// The credential value type, where it always lived.
+pub use credentials::credential;

@@ -66,6 +66,9 @@ pub fn decide(class: ErrorClass) -> Decision {
         UntrustedUpstream => {
             Stop("the certificate will not verify on a second try; an operator must fix it")
         }
+        CredentialsUnavailable => Stop(
+            "no credential is valid; this replica is NOT_SERVING, so the caller retries elsewhere",
+        ),
         NonceReused => {
             FreshNonceOnce("a nonce collision executed nothing; re-sign with a new nonce")
         }

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use crate::aliyun::credential::Credential;
 use crate::aliyun::request::{ACTION, API_VERSION, MAX_INSTANCE_IDS};
-use crate::aliyun::signer::{self, SigningKey};
+use crate::aliyun::signer;
 
+use super::keyring::{Keyring, Refused};
 use super::state::{API_NOT_SUPPORTED_REGION, REGIONS, World};
 
 /// The answer to a request: success, or an ECS error code with its status and message.
@@ -47,21 +47,17 @@ fn missing(name: &str) -> Answer {
 /// What the judge needs to know besides the request.
 #[derive(Debug)]
 pub struct Judge {
-    /// The one credential the simulator accepts.
-    pub credential: Credential,
-    /// Its signing key, keyed once.
-    pub key: SigningKey,
+    /// The credentials the simulator accepts.
+    pub keyring: Keyring,
     /// Allowed clock skew of `Timestamp`.
     pub max_skew: Duration,
 }
 
 impl Judge {
-    /// A judge accepting `credential`.
-    pub fn new(credential: Credential) -> Self {
-        let key = SigningKey::new(credential.access_key_secret());
+    /// A judge accepting the keys in `keyring`.
+    pub fn new(keyring: Keyring) -> Self {
         Self {
-            credential,
-            key,
+            keyring,
             max_skew: Duration::from_secs(15 * 60),
         }
     }
@@ -136,14 +132,24 @@ impl Judge {
                 "Specified time stamp or date value is expired.",
             ));
         }
-        if key_id != self.credential.access_key_id() {
-            return Err(error(
-                404,
-                "InvalidAccessKeyId.NotFound",
-                "Specified access key is not found.",
-            ));
-        }
-        match (self.credential.security_token(), get("SecurityToken")) {
+        let key = match self.keyring.lookup(key_id, now) {
+            Ok(key) => key,
+            Err(Refused::Unknown) => {
+                return Err(error(
+                    404,
+                    "InvalidAccessKeyId.NotFound",
+                    "Specified access key is not found.",
+                ));
+            }
+            Err(Refused::Expired) => {
+                return Err(error(
+                    400,
+                    "InvalidSecurityToken.Expired",
+                    "Specified SecurityToken is expired.",
+                ));
+            }
+        };
+        match (key.security_token.as_deref(), get("SecurityToken")) {
             (Some(_), None) => {
                 return Err(error(
                     400,
@@ -174,7 +180,7 @@ impl Judge {
             .collect();
         let string_to_sign =
             signer::string_to_sign(method, &signer::canonicalized_query(&unsigned));
-        if self.key.sign(&string_to_sign) != signature {
+        if key.signing.sign(&string_to_sign) != signature {
             return Err(error(
                 400,
                 "SignatureDoesNotMatch",

@@ -3,12 +3,15 @@
 
 pub mod faults;
 pub mod judge;
+pub mod keyring;
+pub mod metadata;
 pub mod state;
+pub mod sts;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -23,7 +26,10 @@ use tokio::net::TcpListener;
 use crate::aliyun::credential::Credential;
 use faults::{FaultState, Faults, Injected};
 use judge::{Answer, Judge};
+use keyring::Keyring;
+use metadata::Metadata;
 use state::World;
+use sts::StsSettings;
 
 /// The AccessKey ID the simulator accepts when none is configured.
 pub const DEMO_ACCESS_KEY_ID: &str = "LTAIdemoGatewayKey";
@@ -41,7 +47,16 @@ pub struct SimulatorConfig {
     pub faults: Faults,
     /// How long a nonce stays "used".
     pub nonce_window: Duration,
+    /// Lifetime of the temporary credentials the STS and metadata faces issue.
+    pub sts_lifetime: Duration,
+    /// The OIDC token `AssumeRoleWithOIDC` requires; any when `None`.
+    pub oidc_token: Option<String>,
+    /// The RAM role the metadata face says the instance has.
+    pub ecs_role: String,
 }
+
+/// The RAM role the simulated instance has.
+pub const DEMO_ECS_ROLE: &str = "EcsGatewayRole";
 
 /// The demo credential: what `--dev` signs with and the simulator accepts when none is configured.
 pub fn demo_credential() -> Credential {
@@ -60,6 +75,9 @@ impl SimulatorConfig {
             credential,
             faults: Faults::default(),
             nonce_window: Duration::from_secs(15 * 60),
+            sts_lifetime: Duration::from_secs(3600),
+            oidc_token: None,
+            ecs_role: DEMO_ECS_ROLE.to_owned(),
         }
     }
 }
@@ -85,6 +103,12 @@ pub struct SimulatorArgs {
     /// Share of requests (0–1) whose connection is closed without an answer.
     #[arg(long, default_value_t = 0.0)]
     pub reset_rate: f64,
+    /// Lifetime of the temporary credentials the STS and metadata faces issue.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sts_lifetime: Duration,
+    /// The OIDC token AssumeRoleWithOIDC must present (any non-empty one when unset).
+    #[arg(long)]
+    pub oidc_token: Option<String>,
 }
 
 impl SimulatorArgs {
@@ -112,6 +136,9 @@ struct Shared {
     world: World,
     faults: FaultState,
     requests: AtomicU64,
+    sts: StsSettings,
+    metadata: Metadata,
+    credential_faces_down: AtomicBool,
 }
 
 /// A closed connection instead of an answer (fault injection).
@@ -124,10 +151,16 @@ impl Simulator {
     pub fn new(config: SimulatorConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
-                judge: Judge::new(config.credential),
+                judge: Judge::new(Keyring::new(config.credential)),
                 world: World::seeded(config.nonce_window),
                 faults: FaultState::new(config.faults),
                 requests: AtomicU64::new(0),
+                sts: StsSettings {
+                    lifetime: config.sts_lifetime,
+                    oidc_token: config.oidc_token,
+                },
+                metadata: Metadata::new(config.ecs_role, false),
+                credential_faces_down: AtomicBool::new(false),
             }),
         }
     }
@@ -137,9 +170,21 @@ impl Simulator {
         &self.shared.world
     }
 
-    /// Requests received so far, faulted ones included.
+    /// ECS requests received so far, faulted ones included (STS and metadata ones are not counted).
     pub fn requests_received(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// The keys accepted and issued.
+    pub fn keyring(&self) -> &Keyring {
+        &self.shared.judge.keyring
+    }
+
+    /// Makes the STS and metadata faces answer 503 (`true`) or work again (`false`).
+    pub fn set_credential_faces_down(&self, down: bool) {
+        self.shared
+            .credential_faces_down
+            .store(down, Ordering::Relaxed);
     }
 
     /// Serves HTTP/1.1 on `listener` until `shutdown` resolves.
@@ -178,9 +223,9 @@ impl Simulator {
         request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, ResetFault> {
         let shared = &*self.shared;
-        shared.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(delay) = shared.faults.latency() {
-            tokio::time::sleep(delay).await;
+        let down = shared.credential_faces_down.load(Ordering::Relaxed);
+        if request.uri().path().starts_with("/latest/") {
+            return Ok(self.metadata(&request, down));
         }
         let method = request.method().as_str().to_owned();
         let mut params: Vec<(String, String)> = request
@@ -208,6 +253,14 @@ impl Simulator {
         };
         if is_form {
             params.extend(form_urlencoded::parse(&body).into_owned());
+        }
+        let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.as_str());
+        if action.is_some_and(|a| sts::ACTIONS.contains(&a)) {
+            return Ok(self.sts(&method, &params, down));
+        }
+        shared.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(delay) = shared.faults.latency() {
+            tokio::time::sleep(delay).await;
         }
         let region = params
             .iter()
@@ -239,7 +292,16 @@ impl Simulator {
                         code: "Throttling.User",
                         message: "Request was denied due to user flow control.".into(),
                     },
-                    Injected::None => shared.judge.act(&params, &shared.world),
+                    Injected::None => {
+                        let answer = shared.judge.act(&params, &shared.world);
+                        if answer == Answer::Ok {
+                            let id = params.iter().find(|(k, _)| k == "AccessKeyId");
+                            if let Some((_, id)) = id {
+                                shared.judge.keyring.note_accepted(id);
+                            }
+                        }
+                        answer
+                    }
                 },
             };
         Ok(match &answer {
@@ -251,6 +313,58 @@ impl Simulator {
             } => respond(*status, Some((code, message)), region.as_deref()),
         })
     }
+}
+
+impl Simulator {
+    fn metadata(&self, request: &Request<Incoming>, down: bool) -> Response<Full<Bytes>> {
+        if down {
+            return plain(503, "service unavailable".into());
+        }
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        let shared = &*self.shared;
+        let (status, body) = shared.metadata.answer(
+            request.method().as_str(),
+            request.uri().path(),
+            header("x-aliyun-ecs-metadata-token"),
+            header("x-aliyun-ecs-metadata-token-ttl-seconds"),
+            &shared.judge.keyring,
+            shared.sts.lifetime,
+        );
+        plain(status, body)
+    }
+
+    fn sts(&self, method: &str, params: &[(String, String)], down: bool) -> Response<Full<Bytes>> {
+        let shared = &*self.shared;
+        if down {
+            return respond(503, Some(("ServiceUnavailable", "The request has failed due to a temporary failure of the server.")), None);
+        }
+        let signed = params.iter().any(|(k, v)| k == "Action" && v == "AssumeRole");
+        if signed {
+            if let Err(Answer::Error { status, code, message }) = shared.judge.authenticate(method, params, SystemTime::now(), &shared.world) {
+                return respond(status, Some((code, &message)), None);
+            }
+        }
+        match sts::act(params, &shared.judge.keyring, &shared.sts) {
+            Ok(body) => json_response(200, body.to_string()),
+            Err(Answer::Error { status, code, message }) => respond(status, Some((code, &message)), None),
+            Err(Answer::Ok) => respond(500, Some(("InternalError", "unreachable")), None),
+        }
+    }
+}
+
+fn plain(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+fn json_response(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut response = plain(status, body);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    response
 }
 
 /// ECS's JSON body: `RequestId` always; the rest on errors.
@@ -338,6 +452,8 @@ pub async fn run(
     };
     let config = SimulatorConfig {
         faults: args.faults(),
+        sts_lifetime: args.sts_lifetime,
+        oidc_token: args.oidc_token.clone(),
         ..SimulatorConfig::with_credential(credential)
     };
     let listener = TcpListener::bind(args.listen).await?;

@@ -356,3 +356,40 @@ pub async fn gateway_for_server(ecs: &wiremock::MockServer, server: ServerSettin
     )
     .await
 }
+
+/// Every variable Alibaba's credential chain reads, so that a spawned gateway sees only what a test
+/// sets.
+pub const CHAIN_VARIABLES: [&str; 18] = [
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+    "ALIBABA_CLOUD_ROLE_ARN",
+    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+    "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+    "ALIBABA_CLOUD_ROLE_SESSION_NAME",
+    "ALIBABA_CLOUD_PROFILE",
+    "ALIBABA_CLOUD_CLI_PROFILE_DISABLED",
+    "ALIBABA_CLOUD_CREDENTIALS_FILE",
+    "ALIBABA_CLOUD_ECS_METADATA",
+    "ALIBABA_CLOUD_ECS_METADATA_DISABLED",
+    "ALIBABA_CLOUD_IMDSV1_DISABLED",
+    "ALIBABA_CLOUD_CREDENTIALS_URI",
+    "ALIBABA_CLOUD_STS_REGION",
+    "ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED",
+    "ECS_GATEWAY_STS_ENDPOINT",
+    "ECS_GATEWAY_METADATA_ENDPOINT",
+];
+
+/// A metadata endpoint on loopback where nothing listens: the chain's instance-role step fails at
+/// once instead of reaching for 100.100.100.200.
+pub const NO_METADATA_SERVICE: &str = "http://127.0.0.1:9";
+
+/// Cuts a spawned gateway off from this machine's credentials: none of the chain's variables, a
+/// HOME without files, and no metadata service.
+pub fn isolate_credentials(cmd: &mut tokio::process::Command) {
+    for name in CHAIN_VARIABLES {
+        cmd.env_remove(name);
+    }
+    cmd.env("HOME", "/nonexistent/ecs-gateway-test-home")
+        .env("ECS_GATEWAY_METADATA_ENDPOINT", NO_METADATA_SERVICE);
+}

@@ -1,6 +1,7 @@
-//! The gateway's Alibaba Cloud credential: an AccessKey pair, optionally with an STS token.
+//! One Alibaba Cloud credential: an AccessKey pair, optionally with an STS token and an expiry.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -24,12 +25,14 @@ pub enum CredentialError {
     Malformed(&'static str),
 }
 
-/// AccessKey ID, secret and optional STS token. `Debug` shows only the AccessKey ID's first characters.
+/// AccessKey ID, secret, optional STS token and expiry. `Debug` shows only the AccessKey ID's first
+/// characters.
 #[derive(Clone)]
 pub struct Credential {
     access_key_id: String,
     access_key_secret: SecretString,
     security_token: Option<SecretString>,
+    expiration: Option<SystemTime>,
 }
 
 impl Credential {
@@ -45,7 +48,24 @@ impl Credential {
             security_token: security_token
                 .filter(|t| !t.is_empty())
                 .map(SecretString::from),
+            expiration: None,
         }
+    }
+
+    /// The same credential, valid until `expiration` (temporary credentials from STS and the like).
+    pub fn expiring_at(mut self, expiration: SystemTime) -> Self {
+        self.expiration = Some(expiration);
+        self
+    }
+
+    /// When the credential stops being accepted; `None` for a long-lived AccessKey.
+    pub fn expiration(&self) -> Option<SystemTime> {
+        self.expiration
+    }
+
+    /// Whether ECS would still accept it at `now`.
+    pub fn is_valid_at(&self, now: SystemTime) -> bool {
+        self.expiration.is_none_or(|at| now < at)
     }
 
     /// Reads the credential from the process environment.
@@ -107,6 +127,10 @@ impl fmt::Debug for Credential {
             .field(
                 "security_token",
                 &self.security_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "expiration",
+                &self.expiration.map(humantime::format_rfc3339_seconds),
             )
             .finish()
     }

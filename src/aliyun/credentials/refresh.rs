@@ -1,0 +1,208 @@
+//! Keeping the credential current. Calls read it with one atomic load and never wait; one
+//! background task refreshes a temporary credential before it expires (3 minutes before, or at 80%
+//! of its lifetime when that is shorter), keeps the old one while refreshes fail, and says when
+//! none is valid so that health can turn NOT_SERVING.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use super::credential::Credential;
+use super::source::{Fetcher, Source};
+use crate::aliyun::signer::SigningKey;
+
+/// Refresh this long before expiry at the latest.
+const LEAD: Duration = Duration::from_secs(3 * 60);
+/// First wait after a failed refresh; doubled up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between failed refreshes.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Shortest time between two refreshes, whatever the expiry says.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The credential in use, keyed for signing.
+pub struct Current {
+    /// The credential.
+    pub credential: Credential,
+    /// Its secret as an HMAC key, prepared once.
+    pub key: SigningKey,
+    obtained: SystemTime,
+}
+
+impl Current {
+    fn new(credential: Credential) -> Self {
+        Self {
+            key: SigningKey::new(credential.access_key_secret()),
+            credential,
+            obtained: SystemTime::now(),
+        }
+    }
+}
+
+/// No credential is valid now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no valid Alibaba Cloud credential: it expired and refreshing it has failed")]
+pub struct Unavailable;
+
+/// The gateway's credential, shared by every call; clones are cheap.
+#[derive(Clone)]
+pub struct CredentialSupply {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current: ArcSwap<Current>,
+    available: watch::Sender<bool>,
+}
+
+impl CredentialSupply {
+    /// A credential used as it is, never refreshed.
+    pub fn fixed(credential: Credential) -> Self {
+        let (available, _) = watch::channel(true);
+        Self {
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(Current::new(credential)),
+                available,
+            }),
+        }
+    }
+
+    /// `first`, refreshed from `source` in the background while the supply lives (when it expires).
+    pub fn refreshing(source: Source, first: Credential, fetcher: Fetcher) -> Self {
+        let supply = Self::fixed(first);
+        tokio::spawn(refresher(Arc::downgrade(&supply.shared), source, fetcher));
+        supply
+    }
+
+    /// The credential to sign with now, unless it has expired.
+    pub fn current(&self) -> Result<Arc<Current>, Unavailable> {
+        let current = self.shared.current.load_full();
+        if current.credential.is_valid_at(SystemTime::now()) {
+            Ok(current)
+        } else {
+            Err(Unavailable)
+        }
+    }
+
+    /// Whether a valid credential is held; changes as it expires and refreshes.
+    pub fn available(&self) -> watch::Receiver<bool> {
+        self.shared.available.subscribe()
+    }
+
+    /// When the credential in use expires.
+    pub fn expiration(&self) -> Option<SystemTime> {
+        self.shared.current.load().credential.expiration()
+    }
+}
+
+impl From<Credential> for CredentialSupply {
+    fn from(credential: Credential) -> Self {
+        Self::fixed(credential)
+    }
+}
+
+impl std::fmt::Debug for CredentialSupply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CredentialSupply")
+            .field(&self.shared.current.load().credential)
+            .finish()
+    }
+}
+
+/// When to refresh a credential obtained at `obtained` that expires at `expiration`: 3 minutes
+/// before expiry, or at 80% of its lifetime when that is earlier (short-lived credentials).
+pub fn refresh_at(obtained: SystemTime, expiration: SystemTime) -> SystemTime {
+    let lifetime = expiration.duration_since(obtained).unwrap_or_default();
+    let lead = LEAD.min(lifetime / 5);
+    (expiration - lead).max(obtained + MIN_INTERVAL)
+}
+
+fn until(at: SystemTime) -> Duration {
+    at.duration_since(SystemTime::now()).unwrap_or_default()
+}
+
+/// The refresh loop; ends when the supply is dropped or the credential does not expire.
+async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
+    let kind = source.kind();
+    loop {
+        let (obtained, expiration) = {
+            let Some(shared) = shared.upgrade() else { return };
+            let current = shared.current.load();
+            let Some(expiration) = current.credential.expiration() else {
+                return;
+            };
+            (current.obtained, expiration)
+        };
+        tokio::time::sleep(until(refresh_at(obtained, expiration))).await;
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let fetched = source.fetch(&fetcher).await;
+            let Some(shared) = shared.upgrade() else { return };
+            match fetched {
+                Ok(credential) => {
+                    tracing::info!(
+                        source = kind,
+                        expiration = ?credential.expiration().map(humantime::format_rfc3339_seconds),
+                        "credential refreshed"
+                    );
+                    shared.current.store(Arc::new(Current::new(credential)));
+                    if !shared.available.send_replace(true) {
+                        tracing::info!("a valid credential is back: serving again");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    let left = until(expiration);
+                    if left.is_zero() {
+                        if shared.available.send_replace(false) {
+                            tracing::error!(source = kind, %error, "the credential expired and cannot be refreshed: health NOT_SERVING, calls answered UNAVAILABLE until a refresh succeeds");
+                        }
+                    } else {
+                        tracing::warn!(source = kind, %error, retry_in = ?backoff, valid_for = ?left, "credential refresh failed; keeping the current credential until it expires");
+                    }
+                    drop(shared);
+                    let wait = if left.is_zero() { backoff } else { backoff.min(left) };
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn long_lived_credentials_refresh_three_minutes_before_expiry() {
+        assert_eq!(refresh_at(at(0), at(3600)), at(3600 - 180));
+        assert_eq!(refresh_at(at(0), at(900)), at(720));
+    }
+
+    #[test]
+    fn short_lived_credentials_refresh_at_eighty_percent() {
+        assert_eq!(refresh_at(at(0), at(20)), at(16));
+        assert_eq!(refresh_at(at(100), at(190)), at(172));
+    }
+
+    #[test]
+    fn an_expired_credential_is_not_refreshed_in_a_tight_loop() {
+        assert_eq!(refresh_at(at(50), at(40)), at(51));
+    }
+
+    #[test]
+    fn an_expired_credential_is_not_current() {
+        let expired = Credential::new("id", "secret", Some("t".into()))
+            .expiring_at(SystemTime::now() - Duration::from_secs(1));
+        assert_eq!(CredentialSupply::fixed(expired).current().err(), Some(Unavailable));
+        let fresh = Credential::new("id", "secret", None);
+        assert!(CredentialSupply::fixed(fresh).current().is_ok());
+    }
+}
