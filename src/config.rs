@@ -203,7 +203,8 @@ fn positive_duration(value: &str) -> Result<Duration, String> {
 
 /// An http(s) URL a credential is fetched from; user info is refused (it would end up in logs).
 fn credential_endpoint(value: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(value).map_err(|e| format!("must be an http:// or https:// URL ({e})"))?;
+    let url =
+        url::Url::parse(value).map_err(|e| format!("must be an http:// or https:// URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
         return Err("must be an http:// or https:// URL".into());
     }

@@ -129,7 +129,11 @@ pub async fn run(
                     imdsv1_disabled: true,
                 });
                 let first = source.fetch(&fetcher).await?;
-                log_credential("dev simulator's instance metadata service", &source, first.expiration());
+                log_credential(
+                    "dev simulator's instance metadata service",
+                    &source,
+                    first.expiration(),
+                );
                 CredentialSupply::refreshing(source, first, fetcher)
             }
         }
@@ -149,13 +153,19 @@ pub async fn run(
         match credentials {
             CredentialsFrom::Given(supply) => supply,
             CredentialsFrom::Chain(env) => {
-                let fetcher =
-                    Fetcher::new(config.sts_endpoint.clone(), config.metadata_endpoint.clone())?;
+                let fetcher = Fetcher::new(
+                    config.sts_endpoint.clone(),
+                    config.metadata_endpoint.clone(),
+                )?;
                 let found = chain::resolve(&env, &fetcher).await?;
                 for (step, why) in &found.passed_over {
                     tracing::warn!(source = step.name(), reason = %why, "credential source configured but passed over");
                 }
-                log_credential(found.step.name(), &found.source, found.credential.expiration());
+                log_credential(
+                    found.step.name(),
+                    &found.source,
+                    found.credential.expiration(),
+                );
                 if found.credential.expiration().is_some() {
                     CredentialSupply::refreshing(found.source, found.credential, fetcher)
                 } else {

@@ -193,7 +193,8 @@ async fn follow_readiness(
 }
 
 async fn set_status(health: &HealthReporter, status: ServingStatus) {
-    let service = <CloudAssistantServiceServer<CloudAssistant> as tonic::server::NamedService>::NAME;
+    let service =
+        <CloudAssistantServiceServer<CloudAssistant> as tonic::server::NamedService>::NAME;
     health.set_service_status(service, status).await;
     health.set_service_status("", status).await;
 }

@@ -51,8 +51,14 @@ impl Metadata {
             if method != "PUT" {
                 return (405, "method not allowed".into());
             }
-            let Some(ttl) = ttl.and_then(|t| t.parse::<u64>().ok()).filter(|t| (1..=21600).contains(t)) else {
-                return (400, "missing or bad X-aliyun-ecs-metadata-token-ttl-seconds".into());
+            let Some(ttl) = ttl
+                .and_then(|t| t.parse::<u64>().ok())
+                .filter(|t| (1..=21600).contains(t))
+            else {
+                return (
+                    400,
+                    "missing or bad X-aliyun-ecs-metadata-token-ttl-seconds".into(),
+                );
             };
             let token = uuid::Uuid::new_v4().simple().to_string();
             tokens.insert(token.clone(), now + Duration::from_secs(ttl));
@@ -73,7 +79,9 @@ impl Metadata {
                 let credential = keyring.issue(&format!("ecs-{role}"), lifetime);
                 let mut body = temporary_json(&credential);
                 body["Code"] = json!("Success");
-                body["LastUpdated"] = json!(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+                body["LastUpdated"] = json!(
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+                );
                 (200, body.to_string())
             }
             _ => (404, "not found".into()),

@@ -254,7 +254,10 @@ impl Simulator {
         if is_form {
             params.extend(form_urlencoded::parse(&body).into_owned());
         }
-        let action = params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.as_str());
+        let action = params
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.as_str());
         if action.is_some_and(|a| sts::ACTIONS.contains(&a)) {
             return Ok(self.sts(&method, &params, down));
         }
@@ -336,17 +339,37 @@ impl Simulator {
     fn sts(&self, method: &str, params: &[(String, String)], down: bool) -> Response<Full<Bytes>> {
         let shared = &*self.shared;
         if down {
-            return respond(503, Some(("ServiceUnavailable", "The request has failed due to a temporary failure of the server.")), None);
+            return respond(
+                503,
+                Some((
+                    "ServiceUnavailable",
+                    "The request has failed due to a temporary failure of the server.",
+                )),
+                None,
+            );
         }
-        let signed = params.iter().any(|(k, v)| k == "Action" && v == "AssumeRole");
+        let signed = params
+            .iter()
+            .any(|(k, v)| k == "Action" && v == "AssumeRole");
         if signed {
-            if let Err(Answer::Error { status, code, message }) = shared.judge.authenticate(method, params, SystemTime::now(), &shared.world) {
+            if let Err(Answer::Error {
+                status,
+                code,
+                message,
+            }) = shared
+                .judge
+                .authenticate(method, params, SystemTime::now(), &shared.world)
+            {
                 return respond(status, Some((code, &message)), None);
             }
         }
         match sts::act(params, &shared.judge.keyring, &shared.sts) {
             Ok(body) => json_response(200, body.to_string()),
-            Err(Answer::Error { status, code, message }) => respond(status, Some((code, &message)), None),
+            Err(Answer::Error {
+                status,
+                code,
+                message,
+            }) => respond(status, Some((code, &message)), None),
             Err(Answer::Ok) => respond(500, Some(("InternalError", "unreachable")), None),
         }
     }
@@ -354,7 +377,8 @@ impl Simulator {
 
 fn plain(status: u16, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
 }
 

@@ -38,7 +38,9 @@ pub fn act(
     let missing = |name: &str| Answer::Error {
         status: 400,
         code: "MissingParameter",
-        message: format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+        message: format!(
+            "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
+        ),
     };
     let action = get("Action").unwrap_or_default();
     let role_arn = get("RoleArn").ok_or_else(|| missing("RoleArn"))?;
@@ -46,7 +48,11 @@ pub fn act(
     if action == "AssumeRoleWithOIDC" {
         get("OIDCProviderArn").ok_or_else(|| missing("OIDCProviderArn"))?;
         let token = get("OIDCToken").ok_or_else(|| missing("OIDCToken"))?;
-        if settings.oidc_token.as_deref().is_some_and(|want| want != token) {
+        if settings
+            .oidc_token
+            .as_deref()
+            .is_some_and(|want| want != token)
+        {
             return Err(Answer::Error {
                 status: 400,
                 code: "AuthenticationFail.OIDCToken.Invalid",
@@ -58,7 +64,11 @@ pub fn act(
         .and_then(|d| d.parse::<u64>().ok())
         .map_or(settings.lifetime, Duration::from_secs);
     let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
-    let kind = if action == "AssumeRole" { "assume" } else { "oidc" };
+    let kind = if action == "AssumeRole" {
+        "assume"
+    } else {
+        "oidc"
+    };
     let credential = keyring.issue(&format!("{kind}-{role}"), requested.min(settings.lifetime));
     Ok(json!({
         "RequestId": uuid::Uuid::new_v4().to_string().to_uppercase(),

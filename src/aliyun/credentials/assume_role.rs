@@ -57,11 +57,7 @@ impl AssumeRole {
         if let Some(token) = base.security_token() {
             params.push(("SecurityToken", token.into()));
         }
-        let signed = signer::sign_query(
-            "GET",
-            &params,
-            &SigningKey::new(base.access_key_secret()),
-        );
+        let signed = signer::sign_query("GET", &params, &SigningKey::new(base.access_key_secret()));
         let mut url = sts::url(fetcher, &self.sts_host)?;
         url.set_query(Some(signed.as_str()));
         let (status, body) = fetcher.send(WHAT, fetcher.http.get(url)).await?;

@@ -44,7 +44,8 @@ struct ConfigFile {
 
 /// `$HOME/.aliyun/config.json`.
 pub fn path(env: &Env) -> Option<PathBuf> {
-    env.home().map(|home| home.join(".aliyun").join("config.json"))
+    env.home()
+        .map(|home| home.join(".aliyun").join("config.json"))
 }
 
 /// The source the CLI profile file describes, or why it describes none.
@@ -91,7 +92,11 @@ fn from_profile(p: Profile, env: &Env) -> Result<Source, String> {
             )?))
         }
         "RamRoleArn" => {
-            let base = static_key(p.access_key_id.as_deref(), p.access_key_secret.as_deref(), None)?;
+            let base = static_key(
+                p.access_key_id.as_deref(),
+                p.access_key_secret.as_deref(),
+                None,
+            )?;
             Ok(Source::AssumeRole(AssumeRole {
                 base: Box::new(Source::Static(base)),
                 role_arn: required("ram_role_arn", p.ram_role_arn)?,

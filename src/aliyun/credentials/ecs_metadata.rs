@@ -87,8 +87,7 @@ impl EcsRamRole {
         if status != 200 {
             return Err(http_failure("metadata service token", status, &body));
         }
-        String::from_utf8(body)
-            .map_err(|_| FetchError("metadata service token: not text".into()))
+        String::from_utf8(body).map_err(|_| FetchError("metadata service token: not text".into()))
     }
 
     async fn get_once(

@@ -41,7 +41,8 @@ impl Env {
 
     /// Whether a variable is `true` (any case), the SDKs' test for their switches.
     pub fn is_true(&self, name: &str) -> bool {
-        self.var(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.var(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// The home directory the SDKs use: `HOME`.

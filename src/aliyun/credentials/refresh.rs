@@ -128,7 +128,9 @@ async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
     let kind = source.kind();
     loop {
         let (obtained, expiration) = {
-            let Some(shared) = shared.upgrade() else { return };
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
             let current = shared.current.load();
             let Some(expiration) = current.credential.expiration() else {
                 return;
@@ -139,7 +141,9 @@ async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
         let mut backoff = MIN_BACKOFF;
         loop {
             let fetched = source.fetch(&fetcher).await;
-            let Some(shared) = shared.upgrade() else { return };
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
             match fetched {
                 Ok(credential) => {
                     tracing::info!(
@@ -163,7 +167,11 @@ async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
                         tracing::warn!(source = kind, %error, retry_in = ?backoff, valid_for = ?left, "credential refresh failed; keeping the current credential until it expires");
                     }
                     drop(shared);
-                    let wait = if left.is_zero() { backoff } else { backoff.min(left) };
+                    let wait = if left.is_zero() {
+                        backoff
+                    } else {
+                        backoff.min(left)
+                    };
                     tokio::time::sleep(wait).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -201,7 +209,10 @@ mod tests {
     fn an_expired_credential_is_not_current() {
         let expired = Credential::new("id", "secret", Some("t".into()))
             .expiring_at(SystemTime::now() - Duration::from_secs(1));
-        assert_eq!(CredentialSupply::fixed(expired).current().err(), Some(Unavailable));
+        assert_eq!(
+            CredentialSupply::fixed(expired).current().err(),
+            Some(Unavailable)
+        );
         let fresh = Credential::new("id", "secret", None);
         assert!(CredentialSupply::fixed(fresh).current().is_ok());
     }

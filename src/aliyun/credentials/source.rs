@@ -132,7 +132,9 @@ impl Temporary {
         let secret = self
             .access_key_secret
             .ok_or_else(|| missing("AccessKeySecret"))?;
-        let token = self.security_token.ok_or_else(|| missing("SecurityToken"))?;
+        let token = self
+            .security_token
+            .ok_or_else(|| missing("SecurityToken"))?;
         let expiration = self.expiration.ok_or_else(|| missing("Expiration"))?;
         let at = humantime::parse_rfc3339(&expiration)
             .map_err(|_| FetchError(format!("{what}: Expiration is not a UTC timestamp")))?;

@@ -40,9 +40,7 @@ pub fn session_name(explicit: Option<&str>, env: &Env) -> String {
         .map(str::to_owned)
         .or_else(|| env.var("ALIBABA_CLOUD_ROLE_SESSION_NAME"))
         .unwrap_or_else(|| {
-            let secs = now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let secs = now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             format!("ecs-gateway-{secs}")
         })
 }
@@ -68,7 +66,11 @@ pub(super) fn url(fetcher: &Fetcher, host: &str) -> Result<Url, FetchError> {
 }
 
 /// The credential in an STS answer.
-pub(super) fn credential_from(what: &str, status: u16, body: &[u8]) -> Result<Credential, FetchError> {
+pub(super) fn credential_from(
+    what: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<Credential, FetchError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Answer {
@@ -92,13 +94,19 @@ mod tests {
     fn the_host_follows_the_sdks_rules() {
         let none = Env::from_pairs::<&str, &str>([]);
         assert_eq!(host(None, None, &none), "sts.aliyuncs.com");
-        assert_eq!(host(Some("cn-shanghai"), None, &none), "sts.cn-shanghai.aliyuncs.com");
+        assert_eq!(
+            host(Some("cn-shanghai"), None, &none),
+            "sts.cn-shanghai.aliyuncs.com"
+        );
         let env = Env::from_pairs([
             ("ALIBABA_CLOUD_STS_REGION", "cn-beijing"),
             ("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "TRUE"),
         ]);
         assert_eq!(host(None, None, &env), "sts-vpc.cn-beijing.aliyuncs.com");
-        assert_eq!(host(Some("cn-hangzhou"), Some(false), &env), "sts.cn-hangzhou.aliyuncs.com");
+        assert_eq!(
+            host(Some("cn-hangzhou"), Some(false), &env),
+            "sts.cn-hangzhou.aliyuncs.com"
+        );
         let vpc_only = Env::from_pairs([("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED", "true")]);
         assert_eq!(host(None, None, &vpc_only), "sts.aliyuncs.com");
     }

@@ -39,6 +39,11 @@ impl CredentialsUri {
 
 impl std::fmt::Debug for CredentialsUri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CredentialsUri({}://{}…)", self.url.scheme(), self.url.host_str().unwrap_or(""))
+        write!(
+            f,
+            "CredentialsUri({}://{}…)",
+            self.url.scheme(),
+            self.url.host_str().unwrap_or("")
+        )
     }
 }
