@@ -32,7 +32,7 @@ use crate::aliyun::credential::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SE
 use crate::aliyun::credentials::chain::{self, NothingFound};
 use crate::aliyun::credentials::ecs_metadata::EcsRamRole;
 use crate::aliyun::credentials::env::Env;
-use crate::aliyun::credentials::refresh::CredentialSupply;
+use crate::aliyun::credentials::refresh::{CredentialSupply, describe_expiration};
 use crate::aliyun::credentials::source::{FetchError, Fetcher, Source};
 use crate::auth::Access;
 use crate::config::{ConfigError, GatewayConfig};
@@ -215,7 +215,7 @@ fn log_credential(from: &str, source: &Source, expiration: Option<std::time::Sys
     tracing::info!(
         source = from,
         provider = source.kind(),
-        expiration = %expiration.map_or_else(|| "never (long-lived AccessKey)".to_owned(), |at| humantime::format_rfc3339_seconds(at).to_string()),
+        expiration = %describe_expiration(expiration),
         "credential found"
     );
 }

@@ -107,7 +107,7 @@ impl Keyring {
         Credential::new(id, secret, Some(token)).expiring_at(expiration)
     }
 
-    /// Notes that `id` signed a request ECS accepted.
+    /// Notes that `id` signed a request ECS authenticated (whatever the action then answered).
     pub fn note_accepted(&self, id: &str) {
         if id != self.base.access_key_id() {
             let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,7 +117,7 @@ impl Keyring {
         }
     }
 
-    /// The temporary AccessKeyIds that signed accepted ECS requests.
+    /// The temporary AccessKeyIds that signed authenticated ECS requests.
     pub fn temporary_ids_accepted(&self) -> HashSet<String> {
         self.accepted
             .lock()

@@ -296,14 +296,10 @@ impl Simulator {
                         message: "Request was denied due to user flow control.".into(),
                     },
                     Injected::None => {
-                        let answer = shared.judge.act(&params, &shared.world);
-                        if answer == Answer::Ok {
-                            let id = params.iter().find(|(k, _)| k == "AccessKeyId");
-                            if let Some((_, id)) = id {
-                                shared.judge.keyring.note_accepted(id);
-                            }
+                        if let Some((_, id)) = params.iter().find(|(k, _)| k == "AccessKeyId") {
+                            shared.judge.keyring.note_accepted(id);
                         }
-                        answer
+                        shared.judge.act(&params, &shared.world)
                     }
                 },
             };

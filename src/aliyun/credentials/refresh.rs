@@ -119,6 +119,14 @@ pub fn refresh_at(obtained: SystemTime, expiration: SystemTime) -> SystemTime {
     (expiration - lead).max(obtained + MIN_INTERVAL)
 }
 
+/// An expiry as logs show it: an RFC 3339 time, or that there is none.
+pub fn describe_expiration(expiration: Option<SystemTime>) -> String {
+    expiration.map_or_else(
+        || "never (long-lived AccessKey)".to_owned(),
+        |at| humantime::format_rfc3339_seconds(at).to_string(),
+    )
+}
+
 fn until(at: SystemTime) -> Duration {
     at.duration_since(SystemTime::now()).unwrap_or_default()
 }
@@ -148,7 +156,7 @@ async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
                 Ok(credential) => {
                     tracing::info!(
                         source = kind,
-                        expiration = ?credential.expiration().map(humantime::format_rfc3339_seconds),
+                        expiration = %describe_expiration(credential.expiration()),
                         "credential refreshed"
                     );
                     shared.current.store(Arc::new(Current::new(credential)));

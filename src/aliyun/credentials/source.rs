@@ -106,7 +106,16 @@ impl Fetcher {
         what: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, Vec<u8>), FetchError> {
-        let failed = |e: reqwest::Error| FetchError(format!("{what}: {}", e.without_url()));
+        let failed = |e: reqwest::Error| {
+            let e = e.without_url();
+            let mut message = format!("{what}: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            FetchError(message)
+        };
         let response = request.send().await.map_err(failed)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(failed)?;

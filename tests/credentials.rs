@@ -1,0 +1,300 @@
+//! Temporary credentials end to end: each source of the chain signs calls the ECS face accepts,
+//! a credential refreshes under load without a failed call, an expired one turns health
+//! NOT_SERVING and calls UNAVAILABLE until a refresh lands, and no secret reaches a log.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use common::log_capture::Capture;
+use common::{error_info, request, start_simulator, test_credential};
+use ecs_gateway::CredentialsFrom;
+use ecs_gateway::aliyun::credentials::env::Env;
+use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+use ecs_gateway::simulator::{DEMO_ECS_ROLE, Simulator, SimulatorConfig};
+use ecs_gateway::telemetry::LogFormat;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const OIDC_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.rrsa-test.token-value";
+
+/// A gateway run by `ecs_gateway::run` with the chain reading `vars`, against `sim_url` for ECS,
+/// STS and the metadata service.
+struct Running {
+    channel: Channel,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Running {
+    async fn start(sim_url: &str, vars: Vec<(&str, String)>) -> Self {
+        let cli = ecs_gateway::config::Cli::try_parse_from([
+            "ecs-gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--endpoint",
+            sim_url,
+            "--sts-endpoint",
+            sim_url,
+            "--metadata-endpoint",
+            sim_url,
+        ])
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let env = Env::from_pairs(vars.into_iter().chain([("HOME", "/nonexistent".to_owned())]));
+        tokio::spawn(async move {
+            let result = ecs_gateway::run(cli.gateway, CredentialsFrom::Chain(env), listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+            if let Err(error) = result {
+                panic!("the gateway did not start: {error}");
+            }
+        });
+        let channel = loop {
+            match Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+                Ok(channel) => break channel,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        Self { channel, _stop: stop }
+    }
+
+    fn client(&self) -> CloudAssistantServiceClient<Channel> {
+        CloudAssistantServiceClient::new(self.channel.clone())
+    }
+
+    async fn health(&self) -> ServingStatus {
+        let answer = HealthClient::new(self.channel.clone())
+            .check(HealthCheckRequest { service: String::new() })
+            .await
+            .unwrap();
+        answer.into_inner().status()
+    }
+}
+
+fn simulator_config(lifetime: Duration) -> SimulatorConfig {
+    SimulatorConfig {
+        sts_lifetime: lifetime,
+        oidc_token: Some(OIDC_TOKEN.to_owned()),
+        ..SimulatorConfig::with_credential(test_credential())
+    }
+}
+
+fn token_file() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("ecs-gateway-oidc-{}", std::process::id()));
+    std::fs::write(&path, OIDC_TOKEN).unwrap();
+    path
+}
+
+/// The temporary ids the ECS face accepted whose source is `prefix`.
+fn accepted(sim: &Simulator, prefix: &str) -> HashSet<String> {
+    sim.keyring()
+        .temporary_ids_accepted()
+        .into_iter()
+        .filter(|id| id.starts_with(prefix))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_temporary_source_signs_calls_that_ecs_accepts() {
+    let base = test_credential();
+    let no_metadata = ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true".to_owned());
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        (
+            "STS.oidc-GatewayRole.",
+            vec![
+                ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/GatewayRole".into()),
+                ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack".into()),
+                ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file().display().to_string()),
+            ],
+        ),
+        ("STS.ecs-EcsGatewayRole.", vec![]),
+        (
+            "STS.ecs-EcsGatewayRole.",
+            vec![
+                ("ALIBABA_CLOUD_CREDENTIALS_URI", "{sim}latest/meta-data/ram/security-credentials/EcsGatewayRole".into()),
+                no_metadata.clone(),
+            ],
+        ),
+    ];
+    for (prefix, vars) in cases {
+        let (sim_url, sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k, v.replace("{sim}", &sim_url)))
+            .collect();
+        let gateway = Running::start(&sim_url, vars).await;
+        gateway
+            .client()
+            .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+            .await
+            .unwrap_or_else(|s| panic!("{prefix}: {s:?}"));
+        assert_eq!(accepted(&sim, prefix).len(), 1, "{prefix}: {:?}", sim.keyring().temporary_ids_accepted());
+    }
+
+    // AssumeRole, signed with a long-lived key from the credentials file.
+    let (sim_url, sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
+    let ini = std::env::temp_dir().join(format!("ecs-gateway-ini-{}", std::process::id()));
+    std::fs::write(
+        &ini,
+        format!(
+            "[default]\ntype = ram_role_arn\naccess_key_id = {}\naccess_key_secret = {}\nrole_arn = acs:ram::1:role/IniRole\n",
+            base.access_key_id(),
+            base.access_key_secret()
+        ),
+    )
+    .unwrap();
+    let gateway = Running::start(
+        &sim_url,
+        vec![("ALIBABA_CLOUD_CREDENTIALS_FILE", ini.display().to_string()), no_metadata],
+    )
+    .await;
+    gateway
+        .client()
+        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+        .await
+        .unwrap();
+    assert_eq!(accepted(&sim, "STS.assume-IniRole.").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_second_credential_refreshes_under_a_minute_of_load_without_a_failed_call() {
+    let logs = Capture::shared(LogFormat::Json, "info");
+    let (sim_url, sim) = start_simulator(simulator_config(Duration::from_secs(20))).await;
+    let gateway = Running::start(
+        &sim_url,
+        vec![
+            ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/LoadRole".into()),
+            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack".into()),
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file().display().to_string()),
+        ],
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let mut client = gateway.client();
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while Instant::now() < until {
+                match client
+                    .stop_invocation(request("cn-hangzhou", &format!("t-load{worker}"), &[]))
+                    .await
+                {
+                    // The invocation is unknown to the simulator: a NOT_FOUND means ECS accepted the
+                    // signature and looked it up, which is what this test is about.
+                    Err(status) if status.code() == tonic::Code::NotFound => ok += 1,
+                    Ok(_) => ok += 1,
+                    Err(status) => failed.push(status),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (ok, failed)
+        }));
+    }
+    let mut total = 0;
+    for worker in workers {
+        let (ok, failed) = worker.await.unwrap();
+        assert!(failed.is_empty(), "{} calls failed, first: {:?}", failed.len(), failed[0]);
+        total += ok;
+    }
+    let ids = accepted(&sim, "STS.oidc-LoadRole.");
+    assert!(total > 1000, "{total} calls");
+    assert!(ids.len() >= 3, "the upstream saw {ids:?}");
+    let text = logs.text();
+    assert!(text.contains("credential refreshed"), "{text}");
+    for secret in [OIDC_TOKEN, "CAIS", test_credential().access_key_secret()] {
+        assert!(!text.contains(secret), "{secret} in the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_credential_turns_health_not_serving_until_a_refresh_lands() {
+    let (sim_url, sim) = start_simulator(simulator_config(Duration::from_secs(6))).await;
+    let gateway = Running::start(&sim_url, vec![]).await;
+    let mut client = gateway.client();
+    client
+        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+        .await
+        .unwrap();
+    assert_eq!(gateway.health().await, ServingStatus::Serving);
+
+    sim.set_credential_faces_down(true);
+    let not_serving = async {
+        while gateway.health().await != ServingStatus::NotServing {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), not_serving)
+        .await
+        .expect("health turns NOT_SERVING once the credential expires");
+    let calls_before = sim.requests_received();
+    let status = client
+        .stop_invocation(request("cn-hangzhou", "t-demo0002", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(error_info(&status), ("CREDENTIALS_UNAVAILABLE".to_owned(), "ecs-gateway".to_owned()));
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    assert!(details.retry_info().is_some(), "{status:?}");
+    assert_eq!(sim.requests_received(), calls_before, "nothing is sent without a credential");
+
+    sim.set_credential_faces_down(false);
+    let serving = async {
+        while gateway.health().await != ServingStatus::Serving {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(40), serving)
+        .await
+        .expect("health recovers by itself");
+    client
+        .stop_invocation(request("cn-hangzhou", "t-demo0003", &[]))
+        .await
+        .unwrap();
+    assert_eq!(accepted(&sim, &format!("STS.ecs-{DEMO_ECS_ROLE}.")).len(), 2);
+}
+
+#[tokio::test]
+async fn the_binary_says_which_source_supplied_the_credential_and_when_it_expires() {
+    use tokio::io::AsyncBufReadExt as _;
+    let (sim_url, _sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
+    common::isolate_credentials(&mut cmd);
+    cmd.env("ECS_GATEWAY_METADATA_ENDPOINT", &sim_url)
+        .env_remove("RUST_LOG")
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--endpoint", &sim_url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if value["message"] == "credential found" {
+                return value;
+            }
+        }
+        panic!("no credential line in {seen:?}")
+    })
+    .await
+    .unwrap();
+    child.kill().await.unwrap();
+    assert_eq!(found["source"], "ECS instance RAM role", "{found}");
+    assert_eq!(found["provider"], "ecs_ram_role", "{found}");
+    let expiration = found["expiration"].as_str().unwrap();
+    let at = humantime::parse_rfc3339(expiration).unwrap();
+    assert!(at > std::time::SystemTime::now() + Duration::from_secs(3000), "{found}");
+    let line = found.to_string();
+    assert!(!line.contains("CAIS") && !line.contains("STS."), "{line}");
+}
