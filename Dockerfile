@@ -15,6 +15,8 @@ RUN apt-get update \
 COPY --from=builder /src/target/release/ecs-gateway /usr/local/bin/ecs-gateway
 USER 10001
 # Inside Alibaba Cloud without internet egress, add ECS_GATEWAY_NETWORK=vpc (VPC endpoints).
+# No AccessKey needs to be baked in or passed: on ACK the RRSA variables, on an ECS instance its RAM
+# role, are found as Alibaba's SDKs find them (README, "Credentials").
 # Secure by default: mutual TLS from a mounted Secret (cert-manager's file names). Behind a mesh
 # sidecar, clear these and set ECS_GATEWAY_AUTH_TOKENS_FILE instead (see README, "Who may call").
 ENV ECS_GATEWAY_LISTEN=0.0.0.0:50051 \

@@ -44,26 +44,39 @@ impl Running {
             sim_url,
         ])
         .unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let env = Env::from_pairs(vars.into_iter().chain([("HOME", "/nonexistent".to_owned())]));
+        let env = Env::from_pairs(
+            vars.into_iter()
+                .chain([("HOME", "/nonexistent".to_owned())]),
+        );
         tokio::spawn(async move {
-            let result = ecs_gateway::run(cli.gateway, CredentialsFrom::Chain(env), listener, async {
-                let _ = stopped.await;
-            })
-            .await;
+            let result =
+                ecs_gateway::run(cli.gateway, CredentialsFrom::Chain(env), listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
             if let Err(error) = result {
                 panic!("the gateway did not start: {error}");
             }
         });
         let channel = loop {
-            match Channel::from_shared(format!("http://{addr}")).unwrap().connect().await {
+            match Channel::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+            {
                 Ok(channel) => break channel,
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        Self { channel, _stop: stop }
+        Self {
+            channel,
+            _stop: stop,
+        }
     }
 
     fn client(&self) -> CloudAssistantServiceClient<Channel> {
@@ -72,7 +85,9 @@ impl Running {
 
     async fn health(&self) -> ServingStatus {
         let answer = HealthClient::new(self.channel.clone())
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .unwrap();
         answer.into_inner().status()
@@ -110,16 +125,28 @@ async fn each_temporary_source_signs_calls_that_ecs_accepts() {
         (
             "STS.oidc-GatewayRole.",
             vec![
-                ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/GatewayRole".into()),
-                ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack".into()),
-                ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file().display().to_string()),
+                (
+                    "ALIBABA_CLOUD_ROLE_ARN",
+                    "acs:ram::1:role/GatewayRole".into(),
+                ),
+                (
+                    "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                    "acs:ram::1:oidc-provider/ack".into(),
+                ),
+                (
+                    "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                    token_file().display().to_string(),
+                ),
             ],
         ),
         ("STS.ecs-EcsGatewayRole.", vec![]),
         (
             "STS.ecs-EcsGatewayRole.",
             vec![
-                ("ALIBABA_CLOUD_CREDENTIALS_URI", "{sim}latest/meta-data/ram/security-credentials/EcsGatewayRole".into()),
+                (
+                    "ALIBABA_CLOUD_CREDENTIALS_URI",
+                    "{sim}latest/meta-data/ram/security-credentials/EcsGatewayRole".into(),
+                ),
                 no_metadata.clone(),
             ],
         ),
@@ -136,7 +163,12 @@ async fn each_temporary_source_signs_calls_that_ecs_accepts() {
             .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
             .await
             .unwrap_or_else(|s| panic!("{prefix}: {s:?}"));
-        assert_eq!(accepted(&sim, prefix).len(), 1, "{prefix}: {:?}", sim.keyring().temporary_ids_accepted());
+        assert_eq!(
+            accepted(&sim, prefix).len(),
+            1,
+            "{prefix}: {:?}",
+            sim.keyring().temporary_ids_accepted()
+        );
     }
 
     // AssumeRole, signed with a long-lived key from the credentials file.
@@ -153,7 +185,10 @@ async fn each_temporary_source_signs_calls_that_ecs_accepts() {
     .unwrap();
     let gateway = Running::start(
         &sim_url,
-        vec![("ALIBABA_CLOUD_CREDENTIALS_FILE", ini.display().to_string()), no_metadata],
+        vec![
+            ("ALIBABA_CLOUD_CREDENTIALS_FILE", ini.display().to_string()),
+            no_metadata,
+        ],
     )
     .await;
     gateway
@@ -172,8 +207,14 @@ async fn a_twenty_second_credential_refreshes_under_a_minute_of_load_without_a_f
         &sim_url,
         vec![
             ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/LoadRole".into()),
-            ("ALIBABA_CLOUD_OIDC_PROVIDER_ARN", "acs:ram::1:oidc-provider/ack".into()),
-            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", token_file().display().to_string()),
+            (
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                "acs:ram::1:oidc-provider/ack".into(),
+            ),
+            (
+                "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+                token_file().display().to_string(),
+            ),
         ],
     )
     .await;
@@ -202,7 +243,12 @@ async fn a_twenty_second_credential_refreshes_under_a_minute_of_load_without_a_f
     let mut total = 0;
     for worker in workers {
         let (ok, failed) = worker.await.unwrap();
-        assert!(failed.is_empty(), "{} calls failed, first: {:?}", failed.len(), failed[0]);
+        assert!(
+            failed.is_empty(),
+            "{} calls failed, first: {:?}",
+            failed.len(),
+            failed[0]
+        );
         total += ok;
     }
     let ids = accepted(&sim, "STS.oidc-LoadRole.");
@@ -241,10 +287,20 @@ async fn an_expired_credential_turns_health_not_serving_until_a_refresh_lands() 
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert_eq!(error_info(&status), ("CREDENTIALS_UNAVAILABLE".to_owned(), "ecs-gateway".to_owned()));
+    assert_eq!(
+        error_info(&status),
+        (
+            "CREDENTIALS_UNAVAILABLE".to_owned(),
+            "ecs-gateway".to_owned()
+        )
+    );
     let details = tonic_types::StatusExt::get_error_details(&status);
     assert!(details.retry_info().is_some(), "{status:?}");
-    assert_eq!(sim.requests_received(), calls_before, "nothing is sent without a credential");
+    assert_eq!(
+        sim.requests_received(),
+        calls_before,
+        "nothing is sent without a credential"
+    );
 
     sim.set_credential_faces_down(false);
     let serving = async {
@@ -259,7 +315,10 @@ async fn an_expired_credential_turns_health_not_serving_until_a_refresh_lands() 
         .stop_invocation(request("cn-hangzhou", "t-demo0003", &[]))
         .await
         .unwrap();
-    assert_eq!(accepted(&sim, &format!("STS.ecs-{DEMO_ECS_ROLE}.")).len(), 2);
+    assert_eq!(
+        accepted(&sim, &format!("STS.ecs-{DEMO_ECS_ROLE}.")).len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -270,7 +329,14 @@ async fn the_binary_says_which_source_supplied_the_credential_and_when_it_expire
     common::isolate_credentials(&mut cmd);
     cmd.env("ECS_GATEWAY_METADATA_ENDPOINT", &sim_url)
         .env_remove("RUST_LOG")
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--endpoint", &sim_url])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--endpoint",
+            &sim_url,
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -294,7 +360,10 @@ async fn the_binary_says_which_source_supplied_the_credential_and_when_it_expire
     assert_eq!(found["provider"], "ecs_ram_role", "{found}");
     let expiration = found["expiration"].as_str().unwrap();
     let at = humantime::parse_rfc3339(expiration).unwrap();
-    assert!(at > std::time::SystemTime::now() + Duration::from_secs(3000), "{found}");
+    assert!(
+        at > std::time::SystemTime::now() + Duration::from_secs(3000),
+        "{found}"
+    );
     let line = found.to_string();
     assert!(!line.contains("CAIS") && !line.contains("STS."), "{line}");
 }

@@ -347,17 +347,21 @@ impl Simulator {
         let signed = params
             .iter()
             .any(|(k, v)| k == "Action" && v == "AssumeRole");
-        if signed {
-            if let Err(Answer::Error {
-                status,
-                code,
-                message,
-            }) = shared
+        // AssumeRole is signed like any RPC call; AssumeRoleWithOIDC carries a token instead.
+        let judged = if signed {
+            shared
                 .judge
                 .authenticate(method, params, SystemTime::now(), &shared.world)
-            {
-                return respond(status, Some((code, &message)), None);
-            }
+        } else {
+            Ok(())
+        };
+        if let Err(Answer::Error {
+            status,
+            code,
+            message,
+        }) = judged
+        {
+            return respond(status, Some((code, &message)), None);
         }
         match sts::act(params, &shared.judge.keyring, &shared.sts) {
             Ok(body) => json_response(200, body.to_string()),

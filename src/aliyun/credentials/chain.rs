@@ -178,3 +178,134 @@ pub async fn resolve(env: &Env, fetcher: &Fetcher) -> Result<Found, NothingFound
     }
     Err(NothingFound { tried })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home_with(files: &[(&str, &str)]) -> std::path::PathBuf {
+        let home = std::env::temp_dir().join(format!(
+            "ecs-gateway-chain-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        for (path, content) in files {
+            let path = home.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        home
+    }
+
+    fn env(home: &std::path::Path, vars: &[(&str, &str)]) -> Env {
+        let home = home.display().to_string();
+        Env::from_pairs(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("HOME".to_owned(), home)]),
+        )
+    }
+
+    #[test]
+    fn an_sts_section_in_the_credentials_file_carries_its_token() {
+        // The Go SDK reads `type = sts`; the Python one (1.0.12) does not, so the oracle cannot.
+        let home = home_with(&[(
+            ".alibabacloud/credentials.ini",
+            "[default]\ntype = sts\naccess_key_id = STS.fileKey\naccess_key_secret = s\nsecurity_token = tok\n",
+        )]);
+        match Step::CredentialsFile.source(&env(&home, &[])) {
+            Ok(Source::Static(c)) => {
+                assert_eq!(c.access_key_id(), "STS.fileKey");
+                assert_eq!(c.security_token(), Some("tok"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unsupported_modes_and_missing_fields_are_named() {
+        let home = home_with(&[
+            (
+                ".aliyun/config.json",
+                r#"{"current": "sso", "profiles": [{"name": "sso", "mode": "CloudSSO"}, {"name": "role", "mode": "RamRoleArn", "access_key_id": "a", "access_key_secret": "b"}]}"#,
+            ),
+            (
+                ".alibabacloud/credentials.ini",
+                "[default]\ntype = rsa_key_pair\n",
+            ),
+        ]);
+        let failed = |step: Step, vars: &[(&str, &str)]| match step.source(&env(&home, vars)) {
+            Err(Skip::Failed(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(failed(Step::CliProfile, &[]).contains("\"CloudSSO\" is not supported"));
+        let role = failed(Step::CliProfile, &[("ALIBABA_CLOUD_PROFILE", "role")]);
+        assert!(role.contains("ram_role_arn is missing"), "{role}");
+        assert!(failed(Step::CredentialsFile, &[]).contains("\"rsa_key_pair\" is not supported"));
+    }
+
+    #[test]
+    fn oidc_needs_all_three_variables() {
+        let home = home_with(&[]);
+        let two = [
+            ("ALIBABA_CLOUD_ROLE_ARN", "acs:ram::1:role/r"),
+            (
+                "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+                "acs:ram::1:oidc-provider/p",
+            ),
+        ];
+        assert!(matches!(
+            Step::OidcRole.source(&env(&home, &two)),
+            Err(Skip::Absent(_))
+        ));
+        let three = [
+            two[0],
+            two[1],
+            ("ALIBABA_CLOUD_OIDC_TOKEN_FILE", "/var/run/token"),
+        ];
+        assert!(matches!(
+            Step::OidcRole.source(&env(&home, &three)),
+            Ok(Source::Oidc(_))
+        ));
+    }
+
+    #[test]
+    fn sources_never_show_a_secret_in_debug() {
+        let home = home_with(&[(
+            ".alibabacloud/credentials.ini",
+            "[default]\ntype = ram_role_arn\naccess_key_id = LTAIbaseKey\naccess_key_secret = base-secret-value\nrole_arn = acs:ram::1:role/r\npolicy = {}\n",
+        )]);
+        let vars = [
+            (
+                "ALIBABA_CLOUD_CREDENTIALS_URI",
+                "http://127.0.0.1:1/creds?token=uri-token-value",
+            ),
+            ("ALIBABA_CLOUD_SECURITY_TOKEN", "env-token-value"),
+        ];
+        let env = env(&home, &vars);
+        let shown = format!(
+            "{:?} {:?}",
+            Step::CredentialsFile.source(&env),
+            Step::CredentialsUri.source(&env)
+        );
+        for secret in ["base-secret-value", "uri-token-value", "LTAIbaseKey"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_environment_key_is_a_failure_not_an_absence() {
+        let home = home_with(&[]);
+        let vars = [
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIkey"),
+            ("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "secret\n"),
+        ];
+        match Step::Environment.source(&env(&home, &vars)) {
+            Err(Skip::Failed(why)) => {
+                assert!(why.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"), "{why}");
+                assert!(!why.contains("secret\n"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

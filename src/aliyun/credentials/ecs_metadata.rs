@@ -44,14 +44,13 @@ impl EcsRamRole {
             Some(role) => role.clone(),
             None => {
                 let body = self.get(fetcher, ROLES_PATH, "role name").await?;
-                let role = String::from_utf8(body)
+                String::from_utf8(body)
                     .ok()
                     .map(|r| r.trim().to_owned())
                     .filter(|r| !r.is_empty() && !r.contains(['/', '?', '#']))
                     .ok_or_else(|| {
                         FetchError("metadata service: the instance has no usable RAM role".into())
-                    })?;
-                role
+                    })?
             }
         };
         let body = self

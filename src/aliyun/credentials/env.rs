@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use super::credential::{Credential, CredentialError};
 
+/// Looks a variable up.
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
 /// Variables the chain reads, looked up through a function so tests need not touch the process.
 #[derive(Clone)]
 pub struct Env {
-    lookup: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Arc<Lookup>,
 }
 
 impl Env {
