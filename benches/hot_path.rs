@@ -3,6 +3,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use ecs_gateway::aliyun::credential::Credential;
+use ecs_gateway::aliyun::credentials::refresh::CredentialSupply;
 use ecs_gateway::aliyun::error::{ApiError, EcsError, parse_body};
 use ecs_gateway::aliyun::request::Param;
 use ecs_gateway::aliyun::signer::{SigningKey, canonicalized_query, sign_query};
@@ -73,6 +75,15 @@ fn hot_path(c: &mut Criterion) {
                 &SigningKey::new(black_box("testsecret")),
             )
         })
+    });
+
+    // What every attempt now pays to sign with the credential current at that moment.
+    let supply = CredentialSupply::fixed(
+        Credential::new("STS.key", "testsecret", Some("token".into()))
+            .expiring_at(std::time::SystemTime::now() + std::time::Duration::from_secs(3600)),
+    );
+    c.bench_function("credential/current", |b| {
+        b.iter(|| black_box(supply.current().is_ok()))
     });
 
     let success = br#"{"RequestId":"473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"}"#;
