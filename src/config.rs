@@ -71,6 +71,9 @@ pub struct GatewayConfig {
     /// Alibaba Cloud network to reach ECS over: public, or vpc (VPC endpoints, from inside Alibaba Cloud).
     #[arg(long, env = "ECS_GATEWAY_NETWORK", value_enum, default_value_t)]
     pub network: Network,
+    /// Serve Prometheus metrics on this address (GET /metrics); off when unset.
+    #[arg(long, env = "ECS_GATEWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Allow a plain http:// endpoint that is not loopback (the signed request travels unencrypted).
     #[arg(long, env = "ECS_GATEWAY_ALLOW_INSECURE_ENDPOINT")]
     pub allow_insecure_endpoint: bool,
@@ -350,6 +353,8 @@ impl GatewayConfig {
             regions: self.regions.clone().unwrap_or_default(),
             // Loaded from files at start, by `run`.
             access: Access::default(),
+            // Set by `run` when --metrics-listen is.
+            metrics: None,
         }
     }
 
@@ -373,6 +378,8 @@ impl GatewayConfig {
             reflection: self.reflection == Switch::On,
             // Follows the credential, by `run`.
             ready: None,
+            // Set by `run` when --metrics-listen is.
+            metrics: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod connection;
 pub mod deadline;
 pub mod health;
 pub mod listener;
+pub mod observe;
 pub mod peer;
 pub mod reload;
 pub mod server;
@@ -69,6 +70,14 @@ pub enum RunError {
     /// A TLS, token or policy file is unusable.
     #[error(transparent)]
     Load(#[from] reload::LoadError),
+    /// The metrics address cannot be listened on.
+    #[error("cannot listen on {addr} (--metrics-listen / ECS_GATEWAY_METRICS_LISTEN): {error}")]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] server::ServeError),
@@ -175,6 +184,9 @@ pub async fn run(
         }
     };
     let ready = credentials.available();
+    let metrics = config
+        .metrics_listen
+        .map(|_| observe::metrics::Metrics::new(Some(credentials.clone())));
     let client = EcsClient::new(credentials, client_settings)?;
     let addr = listener.local_addr()?;
     let files = config.security_files()?;
@@ -182,6 +194,18 @@ pub async fn run(
     let mut service_settings = config.service_settings();
     let mut server_settings = config.server_settings();
     server_settings.ready = Some(ready);
+    server_settings.metrics = metrics.clone();
+    service_settings.metrics = metrics.clone();
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let (Some(addr), Some(metrics)) = (config.metrics_listen, metrics) {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| RunError::MetricsListen { addr, error })?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics listening (GET /metrics)");
+        tokio::spawn(observe::exporter::serve(listener, metrics, async {
+            let _ = metrics_stopped.await;
+        }));
+    }
     service_settings.access =
         Access::load(&files, &service_settings.regions, config.reload_interval).await?;
     if let Some(tls_files) = files.tls.clone() {
@@ -207,6 +231,7 @@ pub async fn run(
         );
     }
     server::serve(listener, service, server_settings, shutdown).await?;
+    drop(metrics_stop);
     Ok(())
 }
 

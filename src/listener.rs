@@ -2,6 +2,7 @@
 //! once), and accept errors such as EMFILE back off instead of spinning, logged at most once a
 //! second.
 
+use crate::observe::metrics::{Metrics, Shed};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub struct Acceptor {
     errors_logged_at: Option<Instant>,
     refusals_logged_at: Option<Instant>,
     refused_since_log: u64,
+    metrics: Option<Metrics>,
 }
 
 impl Acceptor {
@@ -52,7 +54,14 @@ impl Acceptor {
             errors_logged_at: None,
             refusals_logged_at: None,
             refused_since_log: 0,
+            metrics: None,
         }
+    }
+
+    /// Counts connections refused at the limit in `metrics`.
+    pub fn counting_in(mut self, metrics: Option<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The next connection within the limit. Connections past the limit are closed here, and
@@ -64,6 +73,9 @@ impl Acceptor {
                     self.backoff = MIN_BACKOFF;
                     let Ok(slot) = self.slots.clone().try_acquire_owned() else {
                         drop(stream);
+                        if let Some(metrics) = &self.metrics {
+                            metrics.shed(Shed::Connections);
+                        }
                         self.refused_since_log += 1;
                         if due(&mut self.refusals_logged_at) {
                             tracing::warn!(

@@ -16,6 +16,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use crate::connection::{self, ConnectionSettings};
 use crate::health::DrainingHealth;
 use crate::listener::{Accepted, Acceptor};
+use crate::observe::metrics::Metrics;
 use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::pb::cloud_assistant_service_server::CloudAssistantServiceServer;
 use crate::reload::Reloading;
@@ -42,6 +43,8 @@ pub struct ServerSettings {
     /// Whether the gateway can serve (it holds a valid credential); health follows it until
     /// draining. Always ready when `None`.
     pub ready: Option<watch::Receiver<bool>>,
+    /// Where refused connections are counted, when metrics are on.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for ServerSettings {
@@ -55,6 +58,7 @@ impl Default for ServerSettings {
             tls: None,
             reflection: true,
             ready: None,
+            metrics: None,
         }
     }
 }
@@ -112,7 +116,8 @@ pub async fn serve(
     let tls = settings.tls.clone();
 
     let per_connection = Arc::new(settings.connection.clone());
-    let mut acceptor = Acceptor::new(listener, settings.max_connections);
+    let mut acceptor =
+        Acceptor::new(listener, settings.max_connections).counting_in(settings.metrics.clone());
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

@@ -9,10 +9,14 @@ use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
-use crate::aliyun::client::{EcsClient, Failed};
+use crate::aliyun::client::{EcsClient, Failed, Stopped};
 use crate::aliyun::error::EcsError;
 use crate::aliyun::regions::Regions;
+use crate::aliyun::retry::Trail;
 use crate::auth::Access;
+use crate::auth::policy::Denial;
+use crate::observe::metrics::{Metrics, Shed};
+use crate::observe::trace;
 use crate::pb::cloud_assistant_service_server::CloudAssistantService;
 use crate::pb::{StopInvocationRequest, StopInvocationResponse};
 use crate::peer::Peer;
@@ -29,6 +33,8 @@ pub struct ServiceSettings {
     pub regions: Regions,
     /// Who may call, and what each caller may do.
     pub access: Access,
+    /// Where calls are counted, when metrics are on.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for ServiceSettings {
@@ -38,6 +44,7 @@ impl Default for ServiceSettings {
             max_call_duration: Duration::from_secs(25),
             regions: Regions::default(),
             access: Access::default(),
+            metrics: None,
         }
     }
 }
@@ -79,6 +86,7 @@ impl CloudAssistant {
         span.record("caller", caller.name());
         // Refuse at once rather than queue: a queue hides overload until every caller times out.
         let Ok(_permit) = self.permits.try_acquire() else {
+            self.shed(Shed::Concurrency);
             return Err(status::overloaded(settings.max_concurrent_requests));
         };
         let deadline = deadline::for_call(request.metadata(), started, settings.max_call_duration)
@@ -94,8 +102,18 @@ impl CloudAssistant {
         settings
             .access
             .authorize(&caller, &typed.region_id)
-            .map_err(|denial| status::denied(&caller, &typed.region_id, &denial))?;
-        match self.client.stop_invocation(&typed, Some(deadline)).await {
+            .map_err(|denial| {
+                if matches!(denial, Denial::Rate { .. }) {
+                    self.shed(Shed::CallerRate);
+                }
+                status::denied(&caller, &typed.region_id, &denial)
+            })?;
+        let outcome = self.client.stop_invocation(&typed, Some(deadline)).await;
+        if let Some(metrics) = &settings.metrics {
+            let (Ok(Stopped { trail, .. }) | Err(Failed { trail, .. })) = &outcome;
+            count_attempts(metrics, trail);
+        }
+        match outcome {
             Ok(stopped) => {
                 span.record("request_id", stopped.request_id.as_str());
                 span.record("attempts", stopped.attempts);
@@ -106,7 +124,9 @@ impl CloudAssistant {
                     status::request_id_metadata(Some(&response.get_ref().request_id));
                 Ok(response)
             }
-            Err(Failed { error, attempts }) => {
+            Err(Failed {
+                error, attempts, ..
+            }) => {
                 span.record("attempts", attempts);
                 if let Some(id) = error.request_id() {
                     span.record("request_id", id);
@@ -124,17 +144,47 @@ impl CloudAssistant {
     }
 }
 
-/// Logs the end of a call: its gRPC code and latency, at a level that matches who is at fault.
+impl CloudAssistant {
+    fn shed(&self, limit: Shed) {
+        if let Some(metrics) = &self.settings.metrics {
+            metrics.shed(limit);
+        }
+    }
+}
+
+/// Counts each upstream attempt, each retry (by the failure that caused it) and a budget refusal.
+fn count_attempts(metrics: &Metrics, trail: &Trail) {
+    for (i, attempt) in trail.attempts.iter().enumerate() {
+        metrics.upstream_attempt(
+            attempt.http_status,
+            attempt.ecs_code.as_deref(),
+            attempt.took,
+        );
+        if let (Some(class), true) = (attempt.failure, i + 1 < trail.attempts.len()) {
+            metrics.retry(class);
+        }
+    }
+    if trail.budget_refused {
+        metrics.shed(Shed::RetryBudget);
+    }
+}
+
+/// Logs the end of a call: its gRPC code and latency, at a level that matches who is at fault;
+/// counts it.
 fn finish(
     span: &tracing::Span,
     started: Instant,
     result: &Result<Response<StopInvocationResponse>, Status>,
+    metrics: Option<&Metrics>,
 ) {
     let code = match result {
         Ok(_) => Code::Ok,
         Err(status) => status.code(),
     };
     let latency: Duration = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.call_handled(code, latency);
+    }
     span.record("grpc_code", field::debug(code));
     span.record("latency_us", latency.as_micros() as u64);
     match result {
@@ -153,8 +203,11 @@ impl CloudAssistantService for CloudAssistant {
         request: Request<StopInvocationRequest>,
     ) -> Result<Response<StopInvocationResponse>, Status> {
         let started = Instant::now();
+        let metrics = self.settings.metrics.as_ref();
+        let _in_flight = metrics.map(Metrics::call_started);
         let span = tracing::info_span!(
             "StopInvocation",
+            trace_id = field::Empty,
             caller = field::Empty,
             peer = field::Empty,
             region = field::Empty,
@@ -166,8 +219,9 @@ impl CloudAssistantService for CloudAssistant {
             ecs_code = field::Empty,
             latency_us = field::Empty,
         );
+        trace::continue_trace(&span, request.metadata());
         let result = self.handle(request).instrument(span.clone()).await;
-        finish(&span, started, &result);
+        finish(&span, started, &result, metrics);
         result
     }
 }

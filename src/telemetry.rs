@@ -1,7 +1,15 @@
-//! Tracing setup: an `EnvFilter` (`RUST_LOG`, default `info`) and text or JSON lines.
+//! Tracing setup: text or JSON lines filtered by an `EnvFilter` (`RUST_LOG`, default `info`), and
+//! — only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set — the gateway's spans exported over OTLP. Each
+//! output has its own filter, so the per-attempt spans (debug level) cost nothing unless exported.
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer as _, Registry};
+
+use crate::observe::trace;
 
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -13,11 +21,31 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber writing to stdout, filtered by `RUST_LOG`; call once, from `main`.
-pub fn init(format: LogFormat) {
+/// Holds the trace exporter, if any; [`Telemetry::shutdown`] flushes it.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is still batched and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("warning: trace export did not flush: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber writing to stdout, filtered by `RUST_LOG`, with OTLP export when
+/// configured; call once, from `main`, inside the Tokio runtime.
+pub fn init(format: LogFormat) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    install(format, filter, ansi, std::io::stdout);
+    let provider = trace::otlp_provider()?;
+    install(format, filter, ansi, std::io::stdout, provider.as_ref());
+    Ok(Telemetry { provider })
 }
 
 /// Installs the global subscriber with `filter`, writing plain lines to `writer`; tests use it to
@@ -26,25 +54,39 @@ pub fn init_with<W>(format: LogFormat, filter: EnvFilter, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    install(format, filter, false, writer);
+    install(format, filter, false, writer, None);
 }
 
-fn install<W>(format: LogFormat, filter: EnvFilter, ansi: bool, writer: W)
-where
+fn install<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+    provider: Option<&SdkTracerProvider>,
+) where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi)
         .with_target(false);
-    // A second initialisation keeps the first subscriber; that is not worth a panic.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let lines = match format {
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
+    // The call span and the attempt spans are this crate's; nothing else is exported.
+    let spans = provider.map(|provider| {
+        trace::layer(provider).with_filter(
+            Targets::new()
+                .with_target("ecs_gateway", LevelFilter::DEBUG)
+                .with_default(LevelFilter::OFF),
+        )
+    });
+    // A second initialisation keeps the first subscriber; that is not worth a panic.
+    let _ = Registry::default().with(lines).with(spans).try_init();
 }

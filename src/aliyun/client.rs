@@ -14,7 +14,7 @@ use super::dns::{DnsConfig, DnsError, HickoryResolver};
 use super::endpoint::Endpoint;
 use super::error::{ApiError, EcsError, ParsedBody, TransportKind, find_cause, parse_body};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
-use super::retry::{self, RetryPolicy};
+use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::RetryBudget;
 use super::scrub::{self, Scrubber};
 use super::signer;
@@ -97,6 +97,8 @@ pub struct Stopped {
     pub request_id: String,
     /// Attempts made, the successful one included.
     pub attempts: u32,
+    /// Each attempt, for metrics.
+    pub trail: Trail,
 }
 
 /// ECS did not accept the stop, and how many attempts it took to find out.
@@ -106,6 +108,8 @@ pub struct Failed {
     pub error: EcsError,
     /// Attempts made (0 when none started before the deadline).
     pub attempts: u32,
+    /// Each attempt, for metrics.
+    pub trail: Trail,
 }
 
 /// A cheaply clonable ECS client sharing one connection pool.
@@ -211,11 +215,13 @@ impl EcsClient {
     ) -> Result<Stopped, Failed> {
         let settings = &self.inner.settings;
         let mut attempts = 0;
+        let mut trail = Trail::default();
         let outcome = retry::run(
             &settings.retry,
             settings.attempt_timeout,
             deadline,
             &self.inner.budget,
+            &mut trail,
             || {
                 attempts += 1;
                 self.attempt(request)
@@ -223,11 +229,21 @@ impl EcsClient {
         )
         .await;
         match outcome {
-            Ok((request_id, attempts)) => Ok(Stopped {
-                request_id,
+            Ok(((request_id, http_status), attempts)) => {
+                if let Some(last) = trail.attempts.last_mut() {
+                    last.http_status = Some(http_status);
+                }
+                Ok(Stopped {
+                    request_id,
+                    attempts,
+                    trail,
+                })
+            }
+            Err(error) => Err(Failed {
+                error,
                 attempts,
+                trail,
             }),
-            Err(error) => Err(Failed { error, attempts }),
         }
     }
 
@@ -266,8 +282,8 @@ impl EcsClient {
         params
     }
 
-    /// One signed POST; the answer's RequestId, or what went wrong.
-    async fn attempt(&self, request: &StopInvocation) -> Result<String, EcsError> {
+    /// One signed POST; the answer's RequestId and HTTP status, or what went wrong.
+    async fn attempt(&self, request: &StopInvocation) -> Result<(String, u16), EcsError> {
         let inner = &*self.inner;
         // Each attempt signs with the credential current at that moment: a refresh between
         // attempts is picked up, and an expired credential sends nothing.
@@ -283,6 +299,8 @@ impl EcsClient {
             .url_with_query(&request.region_id, signed.as_str());
         let response = inner.http.post(url).send().await.map_err(transport_error)?;
         let http_status = response.status().as_u16();
+        // The attempt's span (see `retry::run`), exported when tracing is on.
+        tracing::Span::current().record("http_status", http_status);
         let retry_after = retry_after(response.headers());
         let header_request_id = response
             .headers()
@@ -303,10 +321,15 @@ impl EcsClient {
             Some(ParsedBody {
                 request_id: Some(request_id),
                 ..
-            }) if success => Ok(checked_id(Some(request_id)).unwrap_or_else(|| {
-                tracing::warn!("ECS accepted the stop but its RequestId is malformed; left out");
-                String::new()
-            })),
+            }) if success => {
+                let id = checked_id(Some(request_id)).unwrap_or_else(|| {
+                    tracing::warn!(
+                        "ECS accepted the stop but its RequestId is malformed; left out"
+                    );
+                    String::new()
+                });
+                Ok((id, http_status))
+            }
             Some(ParsedBody {
                 code: Some(code),
                 message,

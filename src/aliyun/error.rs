@@ -140,6 +140,34 @@ impl ErrorClass {
     ];
 }
 
+impl ErrorClass {
+    /// A stable snake_case name, for metric labels and trace attributes.
+    pub fn name(self) -> &'static str {
+        use ErrorClass::*;
+        match self {
+            InvalidArgument => "invalid_argument",
+            PermissionDenied => "permission_denied",
+            NotFound => "not_found",
+            Throttled => "throttled",
+            CredentialRejected => "credential_rejected",
+            NonceReused => "nonce_reused",
+            RequestBuiltWrong => "request_built_wrong",
+            Transient => "transient",
+            UpstreamInternal => "upstream_internal",
+            Conflict => "conflict",
+            Unknown => "unknown",
+            OutcomeUnknown => "outcome_unknown",
+            Unreachable => "unreachable",
+            AttemptTimedOut => "attempt_timed_out",
+            Interrupted => "interrupted",
+            DeadlineExceeded => "deadline_exceeded",
+            HostNotFound => "host_not_found",
+            UntrustedUpstream => "untrusted_upstream",
+            CredentialsUnavailable => "credentials_unavailable",
+        }
+    }
+}
+
 impl EcsError {
     /// The meaning of this failure.
     pub fn class(&self) -> ErrorClass {
@@ -190,6 +218,47 @@ pub fn find_cause<'a, T: std::error::Error + 'static>(
     }
     None
 }
+
+/// The ECS codes the error table names, with the members of its families that ECS is known to send:
+/// the only values a metric label may take (anything else is `other`).
+pub const KNOWN_CODES: [&str; 36] = [
+    "RegionId.ApiNotSupported",
+    "InstanceIds.ExceedLimit",
+    "Operation.Forbidden",
+    "NoPermission",
+    "InvalidRegionId.NotFound",
+    "InvalidInvokeId.NotFound",
+    "InternalError.Dispatch",
+    "InternalError",
+    "UnknownError",
+    "ServiceUnavailable",
+    "SignatureNonceUsed",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidSignatureMethod",
+    "InvalidAction.NotFound",
+    "InvalidApi.NotFound",
+    "InvalidProduct.NotFound",
+    "UnsupportedHTTPMethod",
+    "Throttling",
+    "Throttling.User",
+    "Throttling.Api",
+    "Throttling.Resource",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "InvalidSecurityToken.Expired",
+    "InvalidSecurityToken.Malformed",
+    "InvalidSecurityToken.MismatchWithAccessKey",
+    "MissingSecurityToken",
+    "InvalidTimeStamp.Expired",
+    "InvalidTimeStamp.Format",
+    "Forbidden",
+    "Forbidden.RAM",
+    "MissingParameter",
+    "InvalidParameter",
+    "InvalidInstance.NotFound",
+    "IncorrectInstanceStatus",
+];
 
 /// Classifies by ECS `Code` first and by HTTP status only for codes not listed
 /// (`reference/error-mapping.md`). Order matters: specific `Invalid…` codes precede `Invalid*`.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::time::Instant;
+use tracing::{Instrument as _, field};
 
 use super::error::{EcsError, ErrorClass, TransportKind};
 use super::retry_budget::RetryBudget;
@@ -112,14 +113,57 @@ impl Backoff {
     }
 }
 
+/// What one attempt came to: what the layers above count and trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// From its start to its answer (or its timeout).
+    pub took: Duration,
+    /// The answer's HTTP status; `None` when there was no answer (the client fills it in on success).
+    pub http_status: Option<u16>,
+    /// ECS's error code, scrubbed.
+    pub ecs_code: Option<String>,
+    /// Why it failed; `None` when it succeeded.
+    pub failure: Option<ErrorClass>,
+}
+
+/// Every attempt of one call, and whether the retry budget cut it short.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trail {
+    /// The attempts, in order.
+    pub attempts: Vec<Attempt>,
+    /// A retry was due and the budget refused it.
+    pub budget_refused: bool,
+}
+
+impl Trail {
+    fn push(&mut self, took: Duration, error: Option<&EcsError>, span: &tracing::Span) {
+        let (http_status, ecs_code) = match error {
+            Some(EcsError::Api(api)) => (Some(api.http_status), Some(api.code.clone())),
+            Some(EcsError::Malformed { http_status, .. }) => (Some(*http_status), None),
+            _ => (None, None),
+        };
+        if let Some(code) = &ecs_code {
+            span.record("ecs_code", code.as_str());
+        }
+        self.attempts.push(Attempt {
+            took,
+            http_status,
+            ecs_code,
+            failure: error.map(EcsError::class),
+        });
+    }
+}
+
 /// Runs `attempt` until it succeeds, fails for good, the caller's deadline arrives, or `budget`
 /// refuses a retry. Each attempt is bounded by `attempt_timeout`; no attempt starts and no backoff
-/// sleeps past `deadline`. Returns the value and the number of attempts made.
+/// sleeps past `deadline`. Returns the value and the number of attempts made; `trail` gets each
+/// attempt, and each runs in an `upstream_attempt` span (for trace export) naming why it was made.
 pub async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     attempt_timeout: Duration,
     deadline: Option<Instant>,
     budget: &RetryBudget,
+    trail: &mut Trail,
     mut attempt: F,
 ) -> Result<(T, u32), EcsError>
 where
@@ -130,26 +174,45 @@ where
     let mut retries = 0;
     let mut fresh_nonce_used = false;
     let mut attempts = 0;
+    let mut retry_reason: Option<ErrorClass> = None;
     budget.record_call();
     loop {
         attempts += 1;
-        let bounded = tokio::time::timeout(attempt_timeout, attempt());
+        let span = tracing::debug_span!(
+            "upstream_attempt",
+            attempt = attempts,
+            retry_reason = retry_reason.map(ErrorClass::name),
+            http_status = field::Empty,
+            ecs_code = field::Empty,
+        );
+        let started = Instant::now();
+        let bounded = tokio::time::timeout(attempt_timeout, attempt().instrument(span.clone()));
         let outcome = match deadline {
             // Dropping the attempt on the deadline drops its HTTP request and connection.
-            Some(deadline) => tokio::time::timeout_at(deadline, bounded)
-                .await
-                .map_err(|_| EcsError::DeadlineExceeded)?,
+            Some(deadline) => match tokio::time::timeout_at(deadline, bounded).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let error = EcsError::DeadlineExceeded;
+                    trail.push(started.elapsed(), Some(&error), &span);
+                    return Err(error);
+                }
+            },
             None => bounded.await,
         };
         let error = match outcome {
-            Ok(Ok(value)) => return Ok((value, attempts)),
+            Ok(Ok(value)) => {
+                trail.push(started.elapsed(), None, &span);
+                return Ok((value, attempts));
+            }
             Ok(Err(error)) => error,
             Err(_) => EcsError::Transport {
                 kind: TransportKind::Timeout,
                 detail: format!("no answer within {attempt_timeout:?}"),
             },
         };
+        trail.push(started.elapsed(), Some(&error), &span);
         let class = error.class();
+        retry_reason = Some(class);
         let delay = match decide(class) {
             Decision::Stop(_) => return Err(error),
             Decision::FreshNonceOnce(reason) if !fresh_nonce_used => {
@@ -160,6 +223,7 @@ where
             Decision::FreshNonceOnce(_) => return Err(error),
             Decision::Backoff(_) if retries >= policy.max_retries => return Err(error),
             Decision::Backoff(_) if !budget.try_retry() => {
+                trail.budget_refused = true;
                 tracing::debug!(
                     attempt = attempts,
                     ?class,
@@ -299,6 +363,7 @@ mod tests {
                 ATTEMPT_TIMEOUT,
                 deadline.map(|d| start + d),
                 &budget,
+                &mut Trail::default(),
                 || {
                     let n = starts.borrow().len();
                     starts.borrow_mut().push(start.elapsed());

@@ -1,0 +1,382 @@
+//! The metric families and their names. The gRPC ones use go-grpc-prometheus' names and label
+//! values, so existing dashboards work; every label value comes from a fixed set, never from a
+//! caller or from the upstream's free text.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tonic::Code;
+
+use super::process::ProcessCollector;
+use crate::aliyun::credentials::refresh::CredentialSupply;
+use crate::aliyun::error::ErrorClass;
+use crate::aliyun::retry::{Decision, decide};
+
+/// The one gRPC service and method the gateway counts (health and reflection are not).
+const SERVICE: &str = "ecsgateway.v1.CloudAssistantService";
+const METHOD: &str = "StopInvocation";
+/// Latency buckets, seconds: go-grpc-prometheus' defaults with sub-5 ms ones added, since most
+/// refusals and many upstream answers take less.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    grpc_type: &'static str,
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandledLabels {
+    grpc_type: &'static str,
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    http_status: &'static str,
+    ecs_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+/// Why a call was refused without work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// The gateway's concurrency limit.
+    Concurrency,
+    /// The connection limit (a connection, not a call, is refused).
+    Connections,
+    /// The caller's rate in the policy.
+    CallerRate,
+    /// The retry budget refused a retry.
+    RetryBudget,
+}
+
+impl Shed {
+    fn label(self) -> &'static str {
+        match self {
+            Shed::Concurrency => "concurrency",
+            Shed::Connections => "connections",
+            Shed::CallerRate => "caller_rate",
+            Shed::RetryBudget => "retry_budget",
+        }
+    }
+}
+
+/// Every metric the gateway keeps; clones share them.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    started: Family<MethodLabels, Counter>,
+    handled: Family<HandledLabels, Counter>,
+    handling: Family<MethodLabels, Histogram>,
+    attempts: Family<AttemptLabels, Counter>,
+    attempt_seconds: Histogram,
+    retries: Family<ReasonLabels, Counter>,
+    shed: Family<ReasonLabels, Counter>,
+    in_flight: Gauge,
+}
+
+const UNARY: MethodLabels = MethodLabels {
+    grpc_type: "unary",
+    grpc_service: SERVICE,
+    grpc_method: METHOD,
+};
+
+impl Metrics {
+    /// The families, registered with the process collector and, when given, the credential's expiry.
+    pub fn new(credentials: Option<CredentialSupply>) -> Self {
+        let mut registry = Registry::default();
+        let histogram = || Histogram::new(BUCKETS);
+        let started = Family::<MethodLabels, Counter>::default();
+        let handled = Family::<HandledLabels, Counter>::default();
+        let handling =
+            Family::<MethodLabels, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        let attempt_seconds = histogram();
+        let retries = Family::<ReasonLabels, Counter>::default();
+        let shed = Family::<ReasonLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        let build = Family::<VersionLabels, Gauge>::default();
+        build
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register(
+            "grpc_server_started",
+            "RPCs started on the server",
+            started.clone(),
+        );
+        registry.register(
+            "grpc_server_handled",
+            "RPCs completed on the server, whatever their code",
+            handled.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Response latency of RPCs handled by the server, seconds",
+            handling.clone(),
+        );
+        registry.register(
+            "ecs_gateway_upstream_attempts",
+            "Requests sent to ECS, by HTTP status and ECS code",
+            attempts.clone(),
+        );
+        registry.register(
+            "ecs_gateway_upstream_attempt_seconds",
+            "Time of one request to ECS, seconds",
+            attempt_seconds.clone(),
+        );
+        registry.register(
+            "ecs_gateway_retries",
+            "Requests to ECS repeated, by the failure that caused it",
+            retries.clone(),
+        );
+        registry.register(
+            "ecs_gateway_shed",
+            "Work refused to protect the gateway or the account, by limit",
+            shed.clone(),
+        );
+        registry.register(
+            "ecs_gateway_in_flight_calls",
+            "StopInvocation calls being handled",
+            in_flight.clone(),
+        );
+        registry.register(
+            "ecs_gateway_build_info",
+            "The running build; always 1",
+            build,
+        );
+        registry.register_collector(Box::new(ProcessCollector::new(credentials)));
+        // Families that are known up front start at zero, so that rate() sees the first event.
+        for reason in [
+            Shed::Concurrency,
+            Shed::Connections,
+            Shed::CallerRate,
+            Shed::RetryBudget,
+        ] {
+            let _ = shed.get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            });
+        }
+        let _ = started.get_or_create(&UNARY);
+        for class in ErrorClass::ALL {
+            if matches!(
+                decide(class),
+                Decision::Backoff(_) | Decision::FreshNonceOnce(_)
+            ) {
+                let _ = retries.get_or_create(&ReasonLabels {
+                    reason: class.name(),
+                });
+            }
+        }
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                started,
+                handled,
+                handling,
+                attempts,
+                attempt_seconds,
+                retries,
+                shed,
+                in_flight,
+            }),
+        }
+    }
+
+    /// A call arrived; the guard counts it in flight until dropped.
+    pub fn call_started(&self) -> InFlight {
+        self.inner.started.get_or_create(&UNARY).inc();
+        self.inner.in_flight.inc();
+        InFlight(self.inner.clone())
+    }
+
+    /// A call finished with `code` after `latency`.
+    pub fn call_handled(&self, code: Code, latency: Duration) {
+        let labels = HandledLabels {
+            grpc_type: UNARY.grpc_type,
+            grpc_service: SERVICE,
+            grpc_method: METHOD,
+            grpc_code: code_name(code),
+        };
+        self.inner.handled.get_or_create(&labels).inc();
+        self.inner
+            .handling
+            .get_or_create(&UNARY)
+            .observe(latency.as_secs_f64());
+    }
+
+    /// One request to ECS: its HTTP status (none for a transport failure), ECS code and time.
+    pub fn upstream_attempt(
+        &self,
+        http_status: Option<u16>,
+        ecs_code: Option<&str>,
+        took: Duration,
+    ) {
+        let labels = AttemptLabels {
+            http_status: status_label(http_status),
+            ecs_code: ecs_code.map_or("none", ecs_code_label),
+        };
+        self.inner.attempts.get_or_create(&labels).inc();
+        self.inner.attempt_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A request to ECS repeated because of `class`.
+    pub fn retry(&self, class: ErrorClass) {
+        self.inner
+            .retries
+            .get_or_create(&ReasonLabels {
+                reason: class.name(),
+            })
+            .inc();
+    }
+
+    /// Work refused by `limit`.
+    pub fn shed(&self, limit: Shed) {
+        self.inner
+            .shed
+            .get_or_create(&ReasonLabels {
+                reason: limit.label(),
+            })
+            .inc();
+    }
+
+    /// The exposition in the Prometheus text format (0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+/// Counts a call in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<Inner>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// grpc-go's names for codes (`codes.Code.String()`), as go-grpc-prometheus writes them.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// An HTTP status as a label: the standard classes' members by number, else `other`; `none` when
+/// there was no answer.
+fn status_label(status: Option<u16>) -> &'static str {
+    const KNOWN: [(u16, &str); 16] = [
+        (200, "200"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (408, "408"),
+        (409, "409"),
+        (413, "413"),
+        (429, "429"),
+        (500, "500"),
+        (501, "501"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (302, "302"),
+        (301, "301"),
+    ];
+    match status {
+        None => "none",
+        Some(s) => KNOWN
+            .iter()
+            .find(|(k, _)| *k == s)
+            .map_or("other", |(_, label)| label),
+    }
+}
+
+/// An ECS code as a label: one of the codes the error table names, else `other`.
+pub fn ecs_code_label(code: &str) -> &'static str {
+    crate::aliyun::error::KNOWN_CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_never_becomes_a_label() {
+        assert_eq!(ecs_code_label("Throttling.User"), "Throttling.User");
+        assert_eq!(ecs_code_label("Evil\"}\ninjected 1"), "other");
+        assert_eq!(status_label(Some(418)), "other");
+        assert_eq!(status_label(None), "none");
+    }
+
+    #[test]
+    fn the_exposition_has_go_grpc_prometheus_names() {
+        let metrics = Metrics::new(None);
+        let guard = metrics.call_started();
+        metrics.call_handled(Code::NotFound, Duration::from_millis(3));
+        drop(guard);
+        let text = metrics.encode();
+        assert!(text.contains(r#"grpc_server_handled_total{grpc_type="unary",grpc_service="ecsgateway.v1.CloudAssistantService",grpc_method="StopInvocation",grpc_code="NotFound"} 1"#), "{text}");
+        assert!(
+            text.contains("grpc_server_handling_seconds_bucket{"),
+            "{text}"
+        );
+        assert!(text.contains("ecs_gateway_in_flight_calls 0"), "{text}");
+        assert!(
+            text.contains(r#"ecs_gateway_shed_total{reason="retry_budget"} 0"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,497 @@
+//! Observability with real parts: the gateway binary exposes metrics that a real Prometheus server
+//! scrapes (Debian's `prometheus`, every second) and that `promtool check metrics` accepts; with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, it exports the call and each upstream attempt over OTLP,
+//! continuing the caller's `traceparent`, and the audit line carries the same trace id.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{request, test_credential};
+use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+use prost::Message as _;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use wiremock::matchers::{method, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn ecs_body(name: &str) -> String {
+    std::fs::read_to_string(format!("tests/data/ecs/{name}")).unwrap()
+}
+
+/// An ECS stand-in: `t-ok*` succeed, `t-missing*` are not found, `t-retry` fails once with 503.
+async fn scripted_ecs() -> MockServer {
+    let ecs = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(query_param("InvokeId", "t-retry"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_string(ecs_body("service-unavailable.json")),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&ecs)
+        .await;
+    for prefix in ["t-missing1", "t-missing2", "t-missing3"] {
+        Mock::given(method("POST"))
+            .and(query_param("InvokeId", prefix))
+            .respond_with(
+                ResponseTemplate::new(404)
+                    .set_body_string(ecs_body("invalid-invoke-id-not-found.json")),
+            )
+            .with_priority(2)
+            .mount(&ecs)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(ecs_body("success.json")))
+        .with_priority(3)
+        .mount(&ecs)
+        .await;
+    ecs
+}
+
+/// The gateway binary against `ecs`, JSON logs collected as they come.
+struct Binary {
+    child: Child,
+    addr: String,
+    metrics: Option<String>,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Binary {
+    async fn start(ecs: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let credential = test_credential();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
+        common::isolate_credentials(&mut cmd);
+        cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id())
+            .env(
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                credential.access_key_secret(),
+            )
+            .env_remove("RUST_LOG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .envs(env.iter().copied())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--endpoint",
+                ecs,
+            ])
+            .args(["--max-retries", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (mut addr, mut metrics) = (None, None);
+        let wants_metrics = extra.contains(&"--metrics-listen");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while addr.is_none() || (wants_metrics && metrics.is_none()) {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("the gateway exited");
+                let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+                match value["message"].as_str() {
+                    Some("ecs-gateway listening") => {
+                        addr = value["addr"].as_str().map(str::to_owned)
+                    }
+                    Some(m) if m.starts_with("metrics listening") => {
+                        metrics = value["addr"].as_str().map(str::to_owned)
+                    }
+                    _ => {}
+                }
+                logs.lock().unwrap().push(value);
+            }
+        })
+        .await
+        .expect("the gateway starts");
+        let collected = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    collected.lock().unwrap().push(value);
+                }
+            }
+        });
+        Self {
+            child,
+            addr: addr.unwrap(),
+            metrics,
+            logs,
+        }
+    }
+
+    async fn client(&self) -> CloudAssistantServiceClient<tonic::transport::Channel> {
+        CloudAssistantServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// SIGTERM, and wait for a clean exit (which flushes the trace exporter).
+    async fn stop(mut self) -> Vec<serde_json::Value> {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+/// Known traffic: 4 OK (one of them after a retry), 3 NOT_FOUND, 2 INVALID_ARGUMENT.
+async fn known_traffic(gateway: &Binary) {
+    let mut client = gateway.client().await;
+    for id in ["t-ok1", "t-ok2", "t-ok3", "t-retry"] {
+        client
+            .stop_invocation(request("cn-hangzhou", id, &[]))
+            .await
+            .unwrap();
+    }
+    for id in ["t-missing1", "t-missing2", "t-missing3"] {
+        let status = client
+            .stop_invocation(request("cn-hangzhou", id, &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+    }
+    for region in ["CN_HANGZHOU", ""] {
+        let status = client
+            .stop_invocation(request(region, "t-ok1", &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `sum by (label) (metric)` from Prometheus' HTTP API, as label value → value.
+async fn query(
+    http: &reqwest::Client,
+    prometheus: &str,
+    promql: &str,
+    label: &str,
+) -> HashMap<String, f64> {
+    let url = format!(
+        "http://{prometheus}/api/v1/query?{}",
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", promql)
+            .finish()
+    );
+    let body = http.get(url).send().await.unwrap().text().await.unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    answer["data"]["result"]
+        .as_array()
+        .map(|results| {
+            results
+                .iter()
+                .map(|r| {
+                    let key = r["metric"][label].as_str().unwrap_or("").to_owned();
+                    let value = r["value"][1].as_str().unwrap().parse().unwrap();
+                    (key, value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_counts_of_known_traffic() {
+    let Ok(prometheus_bin) = which("prometheus") else {
+        assert!(std::env::var_os("CI").is_none(), "CI installs prometheus");
+        eprintln!("SKIPPED: no prometheus on PATH (Debian: apt install prometheus)");
+        return;
+    };
+    let ecs = scripted_ecs().await;
+    let gateway = Binary::start(
+        &format!("{}/", ecs.uri()),
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[],
+    )
+    .await;
+    let metrics_addr = gateway.metrics.clone().unwrap();
+
+    let dir = std::env::temp_dir().join(format!("ecs-gateway-prometheus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: ecs-gateway\n    static_configs:\n      - targets: ['{metrics_addr}']\n"),
+    )
+    .unwrap();
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut prometheus = Command::new(prometheus_bin)
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    known_traffic(&gateway).await;
+
+    let http = reqwest::Client::new();
+    let expected_codes = HashMap::from([
+        ("OK".to_owned(), 4.0),
+        ("NotFound".to_owned(), 3.0),
+        ("InvalidArgument".to_owned(), 2.0),
+    ]);
+    let handled = r#"sum by (grpc_code) (grpc_server_handled_total{job="ecs-gateway",grpc_method="StopInvocation"})"#;
+    let mut seen = HashMap::new();
+    for _ in 0..60 {
+        seen = query(&http, &web, handled, "grpc_code").await;
+        if seen == expected_codes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(seen, expected_codes);
+    let retries = query(
+        &http,
+        &web,
+        r#"sum by (reason) (ecs_gateway_retries_total{job="ecs-gateway"}) > 0"#,
+        "reason",
+    )
+    .await;
+    assert_eq!(retries, HashMap::from([("transient".to_owned(), 1.0)]));
+    let attempts = query(
+        &http,
+        &web,
+        r#"sum by (ecs_code) (ecs_gateway_upstream_attempts_total{job="ecs-gateway"})"#,
+        "ecs_code",
+    )
+    .await;
+    assert_eq!(
+        attempts,
+        HashMap::from([
+            ("none".to_owned(), 4.0),
+            ("InvalidInvokeId.NotFound".to_owned(), 3.0),
+            ("ServiceUnavailable".to_owned(), 1.0),
+        ])
+    );
+    let histogram = query(
+        &http,
+        &web,
+        r#"sum(grpc_server_handling_seconds_count{job="ecs-gateway"})"#,
+        "",
+    )
+    .await;
+    assert_eq!(histogram.get(""), Some(&9.0));
+    let up = query(&http, &web, r#"up{job="ecs-gateway"}"#, "job").await;
+    assert_eq!(up.get("ecs-gateway"), Some(&1.0));
+    let fds = query(
+        &http,
+        &web,
+        r#"process_open_fds{job="ecs-gateway"} > 0"#,
+        "job",
+    )
+    .await;
+    assert!(
+        fds.contains_key("ecs-gateway"),
+        "process metrics are scraped"
+    );
+
+    // The exposition itself passes promtool's checks.
+    let exposition = http
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        !exposition.contains("t-ok1") && !exposition.contains("cn-hangzhou"),
+        "no caller strings in labels"
+    );
+
+    prometheus.kill().await.unwrap();
+    gateway.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn which(program: &str) -> Result<String, ()> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .map(|dir| format!("{dir}/{program}"))
+        .find(|candidate| std::path::Path::new(candidate).is_file())
+        .ok_or(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_go_to_the_otlp_endpoint_continuing_the_callers_trace() {
+    let ecs = scripted_ecs().await;
+    let collector = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path("/v1/traces"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
+    let gateway = Binary::start(
+        &format!("{}/", ecs.uri()),
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.uri()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    )
+    .await;
+    let mut client = gateway.client().await;
+    // The retry budget starts empty and earns 10 retries a second: let it earn one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut call = tonic::Request::new(request("cn-hangzhou", "t-retry", &[]));
+    call.metadata_mut().insert(
+        "traceparent",
+        format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+            .parse()
+            .unwrap(),
+    );
+    client.stop_invocation(call).await.unwrap();
+    client
+        .stop_invocation(request("cn-hangzhou", "t-ok1", &[]))
+        .await
+        .unwrap();
+    let logs = gateway.stop().await;
+
+    // The audit lines: the caller's trace id, and a fresh one for the call that brought none.
+    let finished: Vec<&serde_json::Value> = logs
+        .iter()
+        .filter(|l| l["message"] == "call finished")
+        .collect();
+    assert_eq!(finished.len(), 2, "{logs:?}");
+    assert_eq!(finished[0]["span"]["trace_id"], CALLER_TRACE);
+    let fresh = finished[1]["span"]["trace_id"].as_str().unwrap();
+    assert!(
+        fresh.len() == 32 && fresh != CALLER_TRACE && fresh != "0".repeat(32),
+        "{fresh}"
+    );
+
+    let mut spans = Vec::new();
+    for received in collector.received_requests().await.unwrap() {
+        let export =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                received.body.as_slice(),
+            )
+            .unwrap();
+        for resource in export.resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+    }
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let attribute = |span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+            .map(|v| format!("{v:?}"))
+    };
+    let calls: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "StopInvocation")
+        .collect();
+    assert_eq!(
+        calls.len(),
+        2,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let continued = calls
+        .iter()
+        .find(|s| hex(&s.trace_id) == CALLER_TRACE)
+        .expect("the caller's trace continued");
+    assert_eq!(hex(&continued.parent_span_id), CALLER_SPAN);
+    let other = calls
+        .iter()
+        .find(|s| hex(&s.trace_id) != CALLER_TRACE)
+        .unwrap();
+    assert_eq!(
+        hex(&other.trace_id),
+        fresh,
+        "the log line and the exported span agree"
+    );
+
+    let mut attempts: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "upstream_attempt" && s.parent_span_id == continued.span_id)
+        .collect();
+    attempts.sort_by_key(|s| s.start_time_unix_nano);
+    assert_eq!(attempts.len(), 2, "one span per attempt");
+    assert!(
+        attribute(attempts[0], "http_status")
+            .unwrap()
+            .contains("503")
+    );
+    assert!(
+        attribute(attempts[0], "ecs_code")
+            .unwrap()
+            .contains("ServiceUnavailable")
+    );
+    assert_eq!(attribute(attempts[0], "retry_reason"), None);
+    assert!(
+        attribute(attempts[1], "retry_reason")
+            .unwrap()
+            .contains("transient")
+    );
+    assert!(
+        attribute(attempts[1], "http_status")
+            .unwrap()
+            .contains("200")
+    );
+}
