@@ -1,7 +1,8 @@
 //! Keeping the credential current. Calls read it with one atomic load and never wait; one
-//! background task refreshes a temporary credential before it expires (3 minutes before, or at 80%
-//! of its lifetime when that is shorter), keeps the old one while refreshes fail, and says when
-//! none is valid so that health can turn NOT_SERVING.
+//! background task refreshes a temporary credential before it expires (15 minutes before, as the
+//! SDKs do, or at 80% of its lifetime when that is earlier — so at the latest 3 minutes before for
+//! STS's shortest, 15-minute sessions), keeps the old one while refreshes fail, and says when none
+//! is valid so that health can turn NOT_SERVING.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
@@ -13,8 +14,10 @@ use super::credential::Credential;
 use super::source::{Fetcher, Source};
 use crate::aliyun::signer::SigningKey;
 
-/// Refresh this long before expiry at the latest.
-const LEAD: Duration = Duration::from_secs(3 * 60);
+/// Refresh this long before expiry, unless 80% of the lifetime comes first. The SDKs treat a
+/// credential as stale 15 minutes before expiry, and the credential-expiry alert fires under 15
+/// minutes left for 5 minutes: a healthy gateway refreshes before either.
+const LEAD: Duration = Duration::from_secs(15 * 60);
 /// First wait after a failed refresh; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between failed refreshes.
@@ -111,8 +114,8 @@ impl std::fmt::Debug for CredentialSupply {
     }
 }
 
-/// When to refresh a credential obtained at `obtained` that expires at `expiration`: 3 minutes
-/// before expiry, or at 80% of its lifetime when that is earlier (short-lived credentials).
+/// When to refresh a credential obtained at `obtained` that expires at `expiration`: 15 minutes
+/// before expiry, or at 80% of its lifetime when that is earlier.
 pub fn refresh_at(obtained: SystemTime, expiration: SystemTime) -> SystemTime {
     let lifetime = expiration.duration_since(obtained).unwrap_or_default();
     let lead = LEAD.min(lifetime / 5);
@@ -197,13 +200,16 @@ mod tests {
     }
 
     #[test]
-    fn long_lived_credentials_refresh_three_minutes_before_expiry() {
-        assert_eq!(refresh_at(at(0), at(3600)), at(3600 - 180));
-        assert_eq!(refresh_at(at(0), at(900)), at(720));
+    fn long_sessions_refresh_fifteen_minutes_before_expiry() {
+        assert_eq!(refresh_at(at(0), at(6 * 3600)), at(6 * 3600 - 900));
+        assert_eq!(refresh_at(at(0), at(2 * 3600)), at(2 * 3600 - 900));
     }
 
     #[test]
-    fn short_lived_credentials_refresh_at_eighty_percent() {
+    fn shorter_sessions_refresh_at_eighty_percent_and_never_later_than_three_minutes_before() {
+        assert_eq!(refresh_at(at(0), at(3600)), at(2880));
+        // STS's shortest session: 900 s.
+        assert_eq!(refresh_at(at(0), at(900)), at(900 - 180));
         assert_eq!(refresh_at(at(0), at(20)), at(16));
         assert_eq!(refresh_at(at(100), at(190)), at(172));
     }
