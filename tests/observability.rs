@@ -160,12 +160,18 @@ impl Binary {
 /// Known traffic: 4 OK (one of them after a retry), 3 NOT_FOUND, 2 INVALID_ARGUMENT.
 async fn known_traffic(gateway: &Binary) {
     let mut client = gateway.client().await;
-    for id in ["t-ok1", "t-ok2", "t-ok3", "t-retry"] {
+    for id in ["t-ok1", "t-ok2", "t-ok3"] {
         client
             .stop_invocation(request("cn-hangzhou", id, &[]))
             .await
             .unwrap();
     }
+    // The retry budget starts empty and earns 10 retries a second: let it earn one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client
+        .stop_invocation(request("cn-hangzhou", "t-retry", &[]))
+        .await
+        .unwrap();
     for id in ["t-missing1", "t-missing2", "t-missing3"] {
         let status = client
             .stop_invocation(request("cn-hangzhou", id, &[]))
@@ -322,6 +328,53 @@ async fn a_real_prometheus_scrapes_the_counts_of_known_traffic() {
     assert!(
         fds.contains_key("ecs-gateway"),
         "process metrics are scraped"
+    );
+
+    // Every dashboard query is valid PromQL over these series, and most have data (rates need a
+    // few scrapes).
+    for _ in 0..40 {
+        let scrapes = query(
+            &http,
+            &web,
+            r#"count_over_time(up{job="ecs-gateway"}[1m])"#,
+            "job",
+        )
+        .await;
+        if scrapes.get("ecs-gateway").is_some_and(|n| *n >= 4.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("deploy/observability/dashboard.json").unwrap(),
+    )
+    .unwrap();
+    let mut with_data = 0;
+    let panels = dashboard["panels"].as_array().unwrap();
+    for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
+        let expr = target["expr"]
+            .as_str()
+            .unwrap()
+            .replace("$__rate_interval", "1m")
+            .replace("$job", ".*");
+        let url = format!(
+            "http://{web}/api/v1/query?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("query", &expr)
+                .finish()
+        );
+        let answer: serde_json::Value =
+            serde_json::from_str(&http.get(url).send().await.unwrap().text().await.unwrap())
+                .unwrap();
+        assert_eq!(answer["status"], "success", "{expr}: {answer}");
+        if !answer["data"]["result"].as_array().unwrap().is_empty() {
+            with_data += 1;
+        }
+    }
+    // The credential panels have none: this gateway signs with a long-lived key.
+    assert!(
+        with_data >= 12,
+        "only {with_data} dashboard queries returned data"
     );
 
     // The exposition itself passes promtool's checks.
