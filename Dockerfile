@@ -19,9 +19,12 @@ USER 10001
 # role, are found as Alibaba's SDKs find them (README, "Credentials").
 # Secure by default: mutual TLS from a mounted Secret (cert-manager's file names). Behind a mesh
 # sidecar, clear these and set ECS_GATEWAY_AUTH_TOKENS_FILE instead (see README, "Who may call").
+# Prometheus metrics (plain HTTP, no secrets, no caller data) on 9464; restrict who reaches it with
+# a NetworkPolicy.
 ENV ECS_GATEWAY_LISTEN=0.0.0.0:50051 \
+    ECS_GATEWAY_METRICS_LISTEN=0.0.0.0:9464 \
     ECS_GATEWAY_TLS_CERT=/etc/ecs-gateway/tls/tls.crt \
     ECS_GATEWAY_TLS_KEY=/etc/ecs-gateway/tls/tls.key \
     ECS_GATEWAY_TLS_CLIENT_CA=/etc/ecs-gateway/tls/ca.crt
-EXPOSE 50051
+EXPOSE 50051 9464
 ENTRYPOINT ["/usr/local/bin/ecs-gateway"]

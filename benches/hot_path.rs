@@ -86,6 +86,17 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| black_box(supply.current().is_ok()))
     });
 
+    // What metrics add to one call that makes one upstream attempt.
+    let metrics = ecs_gateway::observe::metrics::Metrics::new(None);
+    c.bench_function("metrics/one_call", |b| {
+        b.iter(|| {
+            let in_flight = metrics.call_started();
+            metrics.upstream_attempt(Some(200), None, std::time::Duration::from_micros(300));
+            metrics.call_handled(tonic::Code::Ok, std::time::Duration::from_micros(400));
+            drop(in_flight);
+        })
+    });
+
     let success = br#"{"RequestId":"473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"}"#;
     let error = include_bytes!("../tests/data/ecs/invalid-invoke-id-not-found.json");
     c.bench_function("parse/success", |b| {
