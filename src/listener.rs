@@ -134,7 +134,8 @@ mod tests {
         use tokio::io::AsyncReadExt as _;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut acceptor = Acceptor::new(listener, 1);
+        let metrics = Metrics::new(None);
+        let mut acceptor = Acceptor::new(listener, 1).counting_in(Some(metrics.clone()));
         let _first_client = TcpStream::connect(addr).await.unwrap();
         let first = acceptor.accept().await;
 
@@ -155,6 +156,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(third, third_client.local_addr().unwrap());
+        let counted = "ecs_gateway_shed_total{reason=\"connections\"} 1\n";
+        assert!(metrics.encode().contains(counted), "{}", metrics.encode());
     }
 
     #[tokio::test(start_paused = true)]

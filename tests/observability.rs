@@ -548,3 +548,121 @@ async fn spans_go_to_the_otlp_endpoint_continuing_the_callers_trace() {
             .contains("200")
     );
 }
+
+/// A value of the exposition, e.g. `ecs_gateway_shed_total{reason="concurrency"}`.
+fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{exposition}"))
+}
+
+/// A gateway counting into `metrics` whose upstream answers 503 after `delay`, taking at most
+/// `max_concurrent_requests` calls at once, with a retry budget that has nothing saved yet.
+async fn failing_gateway(
+    delay: Duration,
+    max_concurrent_requests: usize,
+    metrics: &ecs_gateway::observe::metrics::Metrics,
+) -> (common::Gateway, MockServer) {
+    use ecs_gateway::server::ServerSettings;
+    use ecs_gateway::service::ServiceSettings;
+    let ecs = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(503)
+                .set_body_string(ecs_body("service-unavailable.json"))
+                .set_delay(delay),
+        )
+        .mount(&ecs)
+        .await;
+    let mut settings = common::settings(&format!("{}/", ecs.uri()));
+    settings.retry_budget = 0.0;
+    let client = ecs_gateway::aliyun::client::EcsClient::new(test_credential(), settings).unwrap();
+    let gateway = common::Gateway::start_with(
+        client,
+        ServiceSettings {
+            max_concurrent_requests,
+            metrics: Some(metrics.clone()),
+            ..ServiceSettings::default()
+        },
+        ServerSettings {
+            metrics: Some(metrics.clone()),
+            ..ServerSettings::default()
+        },
+    )
+    .await;
+    (gateway, ecs)
+}
+
+#[tokio::test]
+async fn shed_work_is_counted_by_the_limit_that_refused_it() {
+    use ecs_gateway::observe::metrics::Metrics;
+
+    // One call at a time, the upstream slow: the two calls that arrive meanwhile are shed.
+    let metrics = Metrics::new(None);
+    let (gateway, _ecs) = failing_gateway(Duration::from_millis(500), 1, &metrics).await;
+    let calls = (0..3).map(|i| {
+        let mut client = gateway.client.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(50 * i)).await;
+            client
+                .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+                .await
+                .unwrap_err()
+                .code()
+        }
+    });
+    let mut codes = futures_util::future::join_all(calls).await;
+    codes.sort_by_key(|c| *c as i32);
+    assert_eq!(
+        codes,
+        [
+            tonic::Code::ResourceExhausted,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::Unavailable
+        ]
+    );
+    let exposition = metrics.encode();
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"ecs_gateway_shed_total{reason="concurrency"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"ecs_gateway_shed_total{reason="connections"}"#
+        ),
+        0.0
+    );
+    assert_eq!(sample(&exposition, "ecs_gateway_in_flight_calls"), 0.0);
+
+    // A fast transient failure right after start: the budget (10 retries a second, none saved
+    // yet) refuses the retry.
+    let metrics = Metrics::new(None);
+    let (gateway, _ecs) = failing_gateway(Duration::ZERO, 8, &metrics).await;
+    let status = gateway
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    let exposition = metrics.encode();
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"ecs_gateway_shed_total{reason="retry_budget"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &exposition,
+            r#"ecs_gateway_upstream_attempts_total{http_status="503",ecs_code="ServiceUnavailable"}"#
+        ),
+        1.0
+    );
+}

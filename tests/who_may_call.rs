@@ -411,8 +411,17 @@ rate = 2
 [callers.ops]
 regions = ["*"]
 "#;
-    let gw =
-        gateway_with_access(&url, access(&dir, Some(&tokens), Some(policy), false).await).await;
+    let metrics = ecs_gateway::observe::metrics::Metrics::new(None);
+    let gw = Gateway::start_with(
+        common::ecs_client(&url, common::test_credential()),
+        ServiceSettings {
+            access: access(&dir, Some(&tokens), Some(policy), false).await,
+            metrics: Some(metrics.clone()),
+            ..ServiceSettings::default()
+        },
+        ServerSettings::default(),
+    )
+    .await;
     let mut client = gw.client.clone();
 
     let denied = client
@@ -451,6 +460,11 @@ regions = ["*"]
     }
     // At 2 calls a second, at most one more slot can open while five quick calls are made.
     assert!((2..=3).contains(&admitted), "{admitted}");
+    let shed = format!(
+        "ecs_gateway_shed_total{{reason=\"caller_rate\"}} {}\n",
+        5 - admitted
+    );
+    assert!(metrics.encode().contains(&shed), "{shed}");
     let limited = limited.expect("some calls are over the rate");
     assert_eq!(limited.code(), Code::ResourceExhausted);
     assert_eq!(error_info(&limited).0, "CALLER_RATE_EXCEEDED");
