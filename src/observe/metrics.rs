@@ -379,4 +379,21 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn the_credentials_expiry_is_read_at_scrape_time() {
+        use crate::aliyun::credential::Credential;
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let supply =
+            CredentialSupply::fixed(Credential::new("id", "s", Some("t".into())).expiring_at(at));
+        let text = Metrics::new(Some(supply)).encode();
+        assert!(
+            text.contains("ecs_gateway_credential_expiry_timestamp_seconds 1900000000"),
+            "{text}"
+        );
+        let long_lived = CredentialSupply::fixed(Credential::new("id", "s", None));
+        let text = Metrics::new(Some(long_lived)).encode();
+        assert!(!text.contains("ecs_gateway_credential_expiry"), "{text}");
+        assert!(text.contains("process_open_fds "), "{text}");
+    }
 }
