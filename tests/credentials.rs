@@ -83,6 +83,16 @@ impl Running {
         CloudAssistantServiceClient::new(self.channel.clone())
     }
 
+    /// Waits up to `limit` for health to say `status`.
+    async fn wait_for_health(&self, status: ServingStatus, limit: Duration) -> bool {
+        let reached = async {
+            while self.health().await != status {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(limit, reached).await.is_ok()
+    }
+
     async fn health(&self) -> ServingStatus {
         let answer = HealthClient::new(self.channel.clone())
             .check(HealthCheckRequest {
@@ -273,14 +283,12 @@ async fn an_expired_credential_turns_health_not_serving_until_a_refresh_lands() 
     assert_eq!(gateway.health().await, ServingStatus::Serving);
 
     sim.set_credential_faces_down(true);
-    let not_serving = async {
-        while gateway.health().await != ServingStatus::NotServing {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(15), not_serving)
-        .await
-        .expect("health turns NOT_SERVING once the credential expires");
+    assert!(
+        gateway
+            .wait_for_health(ServingStatus::NotServing, Duration::from_secs(15))
+            .await,
+        "health turns NOT_SERVING once the credential expires"
+    );
     let calls_before = sim.requests_received();
     let status = client
         .stop_invocation(request("cn-hangzhou", "t-demo0002", &[]))
@@ -303,14 +311,12 @@ async fn an_expired_credential_turns_health_not_serving_until_a_refresh_lands() 
     );
 
     sim.set_credential_faces_down(false);
-    let serving = async {
-        while gateway.health().await != ServingStatus::Serving {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(40), serving)
-        .await
-        .expect("health recovers by itself");
+    assert!(
+        gateway
+            .wait_for_health(ServingStatus::Serving, Duration::from_secs(40))
+            .await,
+        "health recovers by itself"
+    );
     client
         .stop_invocation(request("cn-hangzhou", "t-demo0003", &[]))
         .await
@@ -323,39 +329,14 @@ async fn an_expired_credential_turns_health_not_serving_until_a_refresh_lands() 
 
 #[tokio::test]
 async fn the_binary_says_which_source_supplied_the_credential_and_when_it_expires() {
-    use tokio::io::AsyncBufReadExt as _;
     let (sim_url, _sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
-    common::isolate_credentials(&mut cmd);
-    cmd.env("ECS_GATEWAY_METADATA_ENDPOINT", &sim_url)
-        .env_remove("RUST_LOG")
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--endpoint",
-            &sim_url,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push(line.clone());
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if value["message"] == "credential found" {
-                return value;
-            }
-        }
-        panic!("no credential line in {seen:?}")
-    })
-    .await
-    .unwrap();
-    child.kill().await.unwrap();
+    let binary = common::binary::Binary::start(
+        &["--endpoint", &sim_url],
+        &[("ECS_GATEWAY_METADATA_ENDPOINT", &sim_url)],
+    )
+    .await;
+    let found = binary.line("credential found").expect("a credential line");
+    binary.stop().await;
     assert_eq!(found["source"], "ECS instance RAM role", "{found}");
     assert_eq!(found["provider"], "ecs_ram_role", "{found}");
     let expiration = found["expiration"].as_str().unwrap();

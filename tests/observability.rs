@@ -7,14 +7,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::binary::Binary;
 use common::{request, test_credential};
-use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use prost::Message as _;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use wiremock::matchers::{method, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -56,105 +54,18 @@ async fn scripted_ecs() -> MockServer {
     ecs
 }
 
-/// The gateway binary against `ecs`, JSON logs collected as they come.
-struct Binary {
-    child: Child,
-    addr: String,
-    metrics: Option<String>,
-    logs: Arc<Mutex<Vec<serde_json::Value>>>,
-}
-
-impl Binary {
-    async fn start(ecs: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let credential = test_credential();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
-        common::isolate_credentials(&mut cmd);
-        cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id())
-            .env(
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-                credential.access_key_secret(),
-            )
-            .env_remove("RUST_LOG")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .envs(env.iter().copied())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--endpoint",
-                ecs,
-            ])
-            .args(["--max-retries", "2"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (mut addr, mut metrics) = (None, None);
-        let wants_metrics = extra.contains(&"--metrics-listen");
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while addr.is_none() || (wants_metrics && metrics.is_none()) {
-                let line = lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("the gateway exited");
-                let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-                match value["message"].as_str() {
-                    Some("ecs-gateway listening") => {
-                        addr = value["addr"].as_str().map(str::to_owned)
-                    }
-                    Some(m) if m.starts_with("metrics listening") => {
-                        metrics = value["addr"].as_str().map(str::to_owned)
-                    }
-                    _ => {}
-                }
-                logs.lock().unwrap().push(value);
-            }
-        })
-        .await
-        .expect("the gateway starts");
-        let collected = logs.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(value) = serde_json::from_str(&line) {
-                    collected.lock().unwrap().push(value);
-                }
-            }
-        });
-        Self {
-            child,
-            addr: addr.unwrap(),
-            metrics,
-            logs,
-        }
-    }
-
-    async fn client(&self) -> CloudAssistantServiceClient<tonic::transport::Channel> {
-        CloudAssistantServiceClient::connect(format!("http://{}", self.addr))
-            .await
-            .unwrap()
-    }
-
-    /// SIGTERM, and wait for a clean exit (which flushes the trace exporter).
-    async fn stop(mut self) -> Vec<serde_json::Value> {
-        let pid = self.child.id().unwrap().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .unwrap();
-        assert!(exit.success(), "{exit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.logs.lock().unwrap().clone()
-    }
+/// The gateway binary against `ecs`, signing with the test credential.
+async fn gateway_binary(ecs: &str, extra: &[&str], env: &[(&str, &str)]) -> Binary {
+    let credential = test_credential();
+    let mut env = env.to_vec();
+    env.push(("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()));
+    env.push((
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        credential.access_key_secret(),
+    ));
+    let mut args = vec!["--endpoint", ecs, "--max-retries", "2"];
+    args.extend_from_slice(extra);
+    Binary::start(&args, &env).await
 }
 
 /// Known traffic: 4 OK (one of them after a retry), 3 NOT_FOUND, 2 INVALID_ARGUMENT.
@@ -234,7 +145,7 @@ async fn a_real_prometheus_scrapes_the_counts_of_known_traffic() {
         return;
     };
     let ecs = scripted_ecs().await;
-    let gateway = Binary::start(
+    let gateway = gateway_binary(
         &format!("{}/", ecs.uri()),
         &["--metrics-listen", "127.0.0.1:0"],
         &[],
@@ -285,50 +196,44 @@ async fn a_real_prometheus_scrapes_the_counts_of_known_traffic() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(seen, expected_codes);
-    let retries = query(
-        &http,
-        &web,
-        r#"sum by (reason) (ecs_gateway_retries_total{job="ecs-gateway"}) > 0"#,
-        "reason",
-    )
-    .await;
-    assert_eq!(retries, HashMap::from([("transient".to_owned(), 1.0)]));
-    let attempts = query(
-        &http,
-        &web,
-        r#"sum by (ecs_code) (ecs_gateway_upstream_attempts_total{job="ecs-gateway"})"#,
-        "ecs_code",
-    )
-    .await;
-    assert_eq!(
-        attempts,
-        HashMap::from([
-            ("none".to_owned(), 4.0),
-            ("InvalidInvokeId.NotFound".to_owned(), 3.0),
-            ("ServiceUnavailable".to_owned(), 1.0),
-        ])
-    );
-    let histogram = query(
-        &http,
-        &web,
-        r#"sum(grpc_server_handling_seconds_count{job="ecs-gateway"})"#,
-        "",
-    )
-    .await;
-    assert_eq!(histogram.get(""), Some(&9.0));
-    let up = query(&http, &web, r#"up{job="ecs-gateway"}"#, "job").await;
-    assert_eq!(up.get("ecs-gateway"), Some(&1.0));
-    let fds = query(
-        &http,
-        &web,
-        r#"process_open_fds{job="ecs-gateway"} > 0"#,
-        "job",
-    )
-    .await;
-    assert!(
-        fds.contains_key("ecs-gateway"),
-        "process metrics are scraped"
-    );
+    // Each query: the label it groups by, and what it must say.
+    type Check<'a> = (&'a str, &'a str, &'a [(&'a str, f64)]);
+    let checks: [Check; 5] = [
+        (
+            r#"sum by (reason) (ecs_gateway_retries_total{job="ecs-gateway"}) > 0"#,
+            "reason",
+            &[("transient", 1.0)],
+        ),
+        (
+            r#"sum by (ecs_code) (ecs_gateway_upstream_attempts_total{job="ecs-gateway"})"#,
+            "ecs_code",
+            &[
+                ("none", 4.0),
+                ("InvalidInvokeId.NotFound", 3.0),
+                ("ServiceUnavailable", 1.0),
+            ],
+        ),
+        (
+            r#"sum(grpc_server_handling_seconds_count{job="ecs-gateway"})"#,
+            "",
+            &[("", 9.0)],
+        ),
+        (r#"up{job="ecs-gateway"}"#, "job", &[("ecs-gateway", 1.0)]),
+        (
+            r#"count(process_open_fds{job="ecs-gateway"} > 0)"#,
+            "",
+            &[("", 1.0)],
+        ),
+    ];
+    for (promql, label, expected) in checks {
+        let expected: HashMap<String, f64> =
+            expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        assert_eq!(
+            query(&http, &web, promql, label).await,
+            expected,
+            "{promql}"
+        );
+    }
 
     // Every dashboard query is valid PromQL over these series, and most have data (rates need a
     // few scrapes).
@@ -434,7 +339,7 @@ async fn spans_go_to_the_otlp_endpoint_continuing_the_callers_trace() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&collector)
         .await;
-    let gateway = Binary::start(
+    let gateway = gateway_binary(
         &format!("{}/", ecs.uri()),
         &[],
         &[
@@ -526,27 +431,12 @@ async fn spans_go_to_the_otlp_endpoint_continuing_the_callers_trace() {
         .collect();
     attempts.sort_by_key(|s| s.start_time_unix_nano);
     assert_eq!(attempts.len(), 2, "one span per attempt");
-    assert!(
-        attribute(attempts[0], "http_status")
-            .unwrap()
-            .contains("503")
-    );
-    assert!(
-        attribute(attempts[0], "ecs_code")
-            .unwrap()
-            .contains("ServiceUnavailable")
-    );
+    let has = |span, key, value: &str| attribute(span, key).is_some_and(|v| v.contains(value));
+    assert!(has(attempts[0], "http_status", "503"));
+    assert!(has(attempts[0], "ecs_code", "ServiceUnavailable"));
     assert_eq!(attribute(attempts[0], "retry_reason"), None);
-    assert!(
-        attribute(attempts[1], "retry_reason")
-            .unwrap()
-            .contains("transient")
-    );
-    assert!(
-        attribute(attempts[1], "http_status")
-            .unwrap()
-            .contains("200")
-    );
+    assert!(has(attempts[1], "retry_reason", "transient"));
+    assert!(has(attempts[1], "http_status", "200"));
 }
 
 /// A value of the exposition, e.g. `ecs_gateway_shed_total{reason="concurrency"}`.

@@ -1,6 +1,7 @@
 //! Spawns a gateway and an upstream on 127.0.0.1:0 and hands out clients and shutdown handles.
 #![allow(dead_code, missing_docs)]
 
+pub mod binary;
 pub mod dns;
 pub mod echo;
 pub mod log_capture;

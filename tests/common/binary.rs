@@ -1,0 +1,109 @@
+//! The gateway binary as a user runs it: JSON logs collected as they come, the gRPC (and metrics)
+//! address read from them, stopped with SIGTERM.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running gateway process.
+pub struct Binary {
+    child: Child,
+    /// The gRPC address.
+    pub addr: String,
+    /// The metrics address, with `--metrics-listen`.
+    pub metrics: Option<String>,
+    /// Every log line so far.
+    pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Binary {
+    /// Starts `ecs-gateway --listen 127.0.0.1:0 --log-format json <args>` with only `env` for
+    /// credentials (see [`super::isolate_credentials`]) and waits until it listens.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
+        super::isolate_credentials(&mut cmd);
+        cmd.env_remove("RUST_LOG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .envs(env.iter().copied())
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (mut addr, mut metrics) = (None, None);
+        let wants_metrics = args.contains(&"--metrics-listen");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while addr.is_none() || (wants_metrics && metrics.is_none()) {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("the gateway exited");
+                let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+                match value["message"].as_str() {
+                    Some("ecs-gateway listening") => {
+                        addr = value["addr"].as_str().map(str::to_owned)
+                    }
+                    Some(m) if m.starts_with("metrics listening") => {
+                        metrics = value["addr"].as_str().map(str::to_owned)
+                    }
+                    _ => {}
+                }
+                logs.lock().unwrap().push(value);
+            }
+        })
+        .await
+        .expect("the gateway starts");
+        let collected = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(value) = serde_json::from_str(&line) {
+                    collected.lock().unwrap().push(value);
+                }
+            }
+        });
+        Self {
+            child,
+            addr: addr.unwrap(),
+            metrics,
+            logs,
+        }
+    }
+
+    /// A client connected to the gateway.
+    pub async fn client(&self) -> CloudAssistantServiceClient<tonic::transport::Channel> {
+        CloudAssistantServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    /// The first log line with this message.
+    pub fn line(&self, message: &str) -> Option<serde_json::Value> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter().find(|l| l["message"] == message).cloned()
+    }
+
+    /// SIGTERM, and a clean exit (which flushes the trace exporter); every log line.
+    pub async fn stop(mut self) -> Vec<serde_json::Value> {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "{exit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.logs.lock().unwrap().clone()
+    }
+}
