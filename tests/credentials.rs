@@ -262,6 +262,10 @@ async fn a_twenty_second_credential_refreshes_under_a_minute_of_load_without_a_f
         total += ok;
     }
     let ids = accepted(&sim, "STS.oidc-LoadRole.");
+    eprintln!(
+        "{total} calls in 60 s, the upstream saw {} temporary AccessKeyIds: {ids:?}",
+        ids.len()
+    );
     assert!(total > 1000, "{total} calls");
     assert!(ids.len() >= 3, "the upstream saw {ids:?}");
     let text = logs.text();

@@ -330,21 +330,95 @@ fn which(program: &str) -> Result<String, ()> {
         .ok_or(())
 }
 
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+
+/// An OTLP collector on loopback: HTTP (`/v1/traces`, protobuf) or gRPC.
+enum Collector {
+    Http(MockServer),
+    Grpc {
+        endpoint: String,
+        received: std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>,
+    },
+}
+
+struct Receiver(std::sync::Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    async fn start(protocol: &str) -> Self {
+        if protocol == "grpc" {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let received = std::sync::Arc::default();
+            let service = TraceServiceServer::new(Receiver(std::sync::Arc::clone(&received)));
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+            return Collector::Grpc { endpoint, received };
+        }
+        let collector = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::path("/v1/traces"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&collector)
+            .await;
+        Collector::Http(collector)
+    }
+
+    fn endpoint(&self) -> String {
+        match self {
+            Collector::Http(server) => server.uri(),
+            Collector::Grpc { endpoint, .. } => endpoint.clone(),
+        }
+    }
+
+    async fn exports(&self) -> Vec<ExportTraceServiceRequest> {
+        match self {
+            Collector::Http(server) => server
+                .received_requests()
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| ExportTraceServiceRequest::decode(r.body.as_slice()).unwrap())
+                .collect(),
+            Collector::Grpc { received, .. } => received.lock().unwrap().clone(),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_go_to_the_otlp_endpoint_continuing_the_callers_trace() {
+    for protocol in ["http/protobuf", "grpc"] {
+        otlp_export_over(protocol).await;
+    }
+}
+
+async fn otlp_export_over(protocol: &str) {
     let ecs = scripted_ecs().await;
-    let collector = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(wiremock::matchers::path("/v1/traces"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&collector)
-        .await;
+    let collector = Collector::start(protocol).await;
     let gateway = gateway_binary(
         &format!("{}/", ecs.uri()),
         &[],
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.uri()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         ],
     )
     .await;
@@ -379,12 +453,7 @@ async fn spans_go_to_the_otlp_endpoint_continuing_the_callers_trace() {
     );
 
     let mut spans = Vec::new();
-    for received in collector.received_requests().await.unwrap() {
-        let export =
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-                received.body.as_slice(),
-            )
-            .unwrap();
+    for export in collector.exports().await {
         for resource in export.resource_spans {
             for scope in resource.scope_spans {
                 spans.extend(scope.spans);

@@ -440,11 +440,30 @@ async fn an_unverifiable_certificate_is_logged_at_error_with_its_cause() {
 }
 
 #[tokio::test]
-async fn without_credentials_the_gateway_refuses_to_start_and_names_the_variable() {
+async fn without_credentials_the_gateway_refuses_to_start_and_lists_where_it_looked() {
     let output = gateway_command().output().await.unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ALIBABA_CLOUD_ACCESS_KEY_ID"), "{stderr}");
+    // One line naming every place the chain looked, in the SDKs' order.
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let steps = [
+        "1. environment",
+        "2. OIDC role",
+        "3. CLI profile file",
+        "4. credentials file",
+        "5. ECS instance RAM role",
+        "6. credentials URI",
+    ];
+    let at: Vec<usize> = steps
+        .iter()
+        .map(|step| {
+            stderr
+                .find(step)
+                .unwrap_or_else(|| panic!("{step}: {stderr}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{stderr}");
 
     let output = gateway_command()
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIsomething")
