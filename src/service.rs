@@ -10,7 +10,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
 use crate::aliyun::client::{EcsClient, Failed, Stopped};
-use crate::aliyun::error::EcsError;
+use crate::aliyun::error::{EcsError, ErrorClass};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::Trail;
 use crate::auth::Access;
@@ -68,6 +68,12 @@ impl CloudAssistant {
         }
     }
 
+    fn shed(&self, limit: Shed) {
+        if let Some(metrics) = &self.settings.metrics {
+            metrics.shed(limit);
+        }
+    }
+
     async fn handle(
         &self,
         request: Request<StopInvocationRequest>,
@@ -116,7 +122,7 @@ impl CloudAssistant {
         match outcome {
             Ok(stopped) => {
                 span.record("request_id", stopped.request_id.as_str());
-                span.record("attempts", stopped.attempts);
+                span.record("attempts", stopped.trail.attempts.len());
                 let mut response = Response::new(StopInvocationResponse {
                     request_id: stopped.request_id,
                 });
@@ -124,10 +130,8 @@ impl CloudAssistant {
                     status::request_id_metadata(Some(&response.get_ref().request_id));
                 Ok(response)
             }
-            Err(Failed {
-                error, attempts, ..
-            }) => {
-                span.record("attempts", attempts);
+            Err(Failed { error, trail }) => {
+                span.record("attempts", trail.attempts.len());
                 if let Some(id) = error.request_id() {
                     span.record("request_id", id);
                 }
@@ -144,17 +148,13 @@ impl CloudAssistant {
     }
 }
 
-impl CloudAssistant {
-    fn shed(&self, limit: Shed) {
-        if let Some(metrics) = &self.settings.metrics {
-            metrics.shed(limit);
-        }
-    }
-}
-
 /// Counts each upstream attempt, each retry (by the failure that caused it) and a budget refusal.
+/// An attempt without a valid credential sent nothing, so it is not an upstream attempt.
 fn count_attempts(metrics: &Metrics, trail: &Trail) {
     for (i, attempt) in trail.attempts.iter().enumerate() {
+        if attempt.failure == Some(ErrorClass::CredentialsUnavailable) {
+            continue;
+        }
         metrics.upstream_attempt(
             attempt.http_status,
             attempt.ecs_code.as_deref(),

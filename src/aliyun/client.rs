@@ -95,9 +95,7 @@ impl Default for ClientSettings {
 pub struct Stopped {
     /// ECS's RequestId.
     pub request_id: String,
-    /// Attempts made, the successful one included.
-    pub attempts: u32,
-    /// Each attempt, for metrics.
+    /// Each attempt, the successful one last.
     pub trail: Trail,
 }
 
@@ -106,9 +104,7 @@ pub struct Stopped {
 pub struct Failed {
     /// The last attempt's failure.
     pub error: EcsError,
-    /// Attempts made (0 when none started before the deadline).
-    pub attempts: u32,
-    /// Each attempt, for metrics.
+    /// Each attempt (none when none started before the deadline).
     pub trail: Trail,
 }
 
@@ -214,7 +210,6 @@ impl EcsClient {
         deadline: Option<Instant>,
     ) -> Result<Stopped, Failed> {
         let settings = &self.inner.settings;
-        let mut attempts = 0;
         let mut trail = Trail::default();
         let outcome = retry::run(
             &settings.retry,
@@ -222,28 +217,17 @@ impl EcsClient {
             deadline,
             &self.inner.budget,
             &mut trail,
-            || {
-                attempts += 1;
-                self.attempt(request)
-            },
+            || self.attempt(request),
         )
         .await;
         match outcome {
-            Ok(((request_id, http_status), attempts)) => {
+            Ok(((request_id, http_status), _)) => {
                 if let Some(last) = trail.attempts.last_mut() {
                     last.http_status = Some(http_status);
                 }
-                Ok(Stopped {
-                    request_id,
-                    attempts,
-                    trail,
-                })
+                Ok(Stopped { request_id, trail })
             }
-            Err(error) => Err(Failed {
-                error,
-                attempts,
-                trail,
-            }),
+            Err(error) => Err(Failed { error, trail }),
         }
     }
 
