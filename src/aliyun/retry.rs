@@ -347,6 +347,66 @@ mod tests {
 
         const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
+        #[tokio::test(start_paused = true)]
+        async fn the_trail_has_every_attempt_and_says_when_the_budget_refused() {
+            let outcomes = std::cell::RefCell::new(vec![
+                Err(api("ServiceUnavailable", 503, None)),
+                Err(transport(TransportKind::Connect)),
+                Ok("id"),
+            ]);
+            let mut trail = Trail::default();
+            let next = || {
+                let outcome = outcomes.borrow_mut().remove(0);
+                async move { outcome }
+            };
+            let budget = RetryBudget::new(100.0);
+            let result = run(
+                &RetryPolicy::default(),
+                ATTEMPT_TIMEOUT,
+                None,
+                &budget,
+                &mut trail,
+                next,
+            )
+            .await;
+            assert_eq!(result.unwrap(), ("id", 3));
+            let seen: Vec<_> = trail
+                .attempts
+                .iter()
+                .map(|a| (a.http_status, a.ecs_code.as_deref(), a.failure))
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    (
+                        Some(503),
+                        Some("ServiceUnavailable"),
+                        Some(ErrorClass::Transient)
+                    ),
+                    (None, None, Some(ErrorClass::Unreachable)),
+                    (None, None, None),
+                ]
+            );
+            assert!(!trail.budget_refused);
+
+            // An empty budget: the first failure is the last.
+            let mut trail = Trail::default();
+            let empty = RetryBudget::new(0.0);
+            let once = || async { Err::<&str, _>(api("ServiceUnavailable", 503, None)) };
+            let result = run(
+                &RetryPolicy::default(),
+                ATTEMPT_TIMEOUT,
+                None,
+                &empty,
+                &mut trail,
+                once,
+            )
+            .await;
+            assert!(result.is_err());
+            assert_eq!(trail.attempts.len(), 1);
+            assert!(trail.budget_refused);
+        }
+
         /// Runs the loop over a script of outcomes (the last one repeats), recording when each
         /// attempt started. `None` in the script is an attempt that never answers.
         async fn script(
