@@ -128,23 +128,7 @@ pub async fn run(
         tracing::info!(simulator = %sim_addr, "dev mode: forwarding to the in-process ECS simulator with demo credentials");
         match config.dev_credential_lifetime {
             None => CredentialSupply::fixed(demo),
-            Some(_) => {
-                // The whole refresh path, against the simulator's metadata service.
-                let metadata = url::Url::parse(&format!("http://{sim_addr}/"))
-                    .map_err(|e| FetchError(e.to_string()))?;
-                let fetcher = Fetcher::new(None, metadata)?;
-                let source = Source::EcsRamRole(EcsRamRole {
-                    role_name: None,
-                    imdsv1_disabled: true,
-                });
-                let first = source.fetch(&fetcher).await?;
-                log_credential(
-                    "dev simulator's instance metadata service",
-                    &source,
-                    first.expiration(),
-                );
-                CredentialSupply::refreshing(source, first, fetcher)
-            }
+            Some(_) => dev_refreshing(sim_addr).await?,
         }
     } else {
         client_settings
@@ -161,26 +145,7 @@ pub async fn run(
         }
         match credentials {
             CredentialsFrom::Given(supply) => supply,
-            CredentialsFrom::Chain(env) => {
-                let fetcher = Fetcher::new(
-                    config.sts_endpoint.clone(),
-                    config.metadata_endpoint.clone(),
-                )?;
-                let found = chain::resolve(&env, &fetcher).await?;
-                for (step, why) in &found.passed_over {
-                    tracing::warn!(source = step.name(), reason = %why, "credential source configured but passed over");
-                }
-                log_credential(
-                    found.step.name(),
-                    &found.source,
-                    found.credential.expiration(),
-                );
-                if found.credential.expiration().is_some() {
-                    CredentialSupply::refreshing(found.source, found.credential, fetcher)
-                } else {
-                    CredentialSupply::fixed(found.credential)
-                }
-            }
+            CredentialsFrom::Chain(env) => from_chain(&config, &env).await?,
         }
     };
     let ready = credentials.available();
@@ -233,6 +198,46 @@ pub async fn run(
     server::serve(listener, service, server_settings, shutdown).await?;
     drop(metrics_stop);
     Ok(())
+}
+
+/// The first credential the default chain finds, refreshed in the background when it expires.
+async fn from_chain(config: &GatewayConfig, env: &Env) -> Result<CredentialSupply, RunError> {
+    let fetcher = Fetcher::new(
+        config.sts_endpoint.clone(),
+        config.metadata_endpoint.clone(),
+    )?;
+    let found = chain::resolve(env, &fetcher).await?;
+    for (step, why) in &found.passed_over {
+        tracing::warn!(source = step.name(), reason = %why, "credential source configured but passed over");
+    }
+    log_credential(
+        found.step.name(),
+        &found.source,
+        found.credential.expiration(),
+    );
+    Ok(if found.credential.expiration().is_some() {
+        CredentialSupply::refreshing(found.source, found.credential, fetcher)
+    } else {
+        CredentialSupply::fixed(found.credential)
+    })
+}
+
+/// `--dev-credential-lifetime`: the whole refresh path, against the simulator's metadata service.
+async fn dev_refreshing(sim_addr: std::net::SocketAddr) -> Result<CredentialSupply, RunError> {
+    let metadata =
+        url::Url::parse(&format!("http://{sim_addr}/")).map_err(|e| FetchError(e.to_string()))?;
+    let fetcher = Fetcher::new(None, metadata)?;
+    let source = Source::EcsRamRole(EcsRamRole {
+        role_name: None,
+        imdsv1_disabled: true,
+    });
+    let first = source.fetch(&fetcher).await?;
+    log_credential(
+        "dev simulator's instance metadata service",
+        &source,
+        first.expiration(),
+    );
+    Ok(CredentialSupply::refreshing(source, first, fetcher))
 }
 
 /// Says where the credential came from and when it expires; never any part of it.
