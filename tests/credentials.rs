@@ -352,3 +352,23 @@ async fn the_binary_says_which_source_supplied_the_credential_and_when_it_expire
     let line = found.to_string();
     assert!(!line.contains("CAIS") && !line.contains("STS."), "{line}");
 }
+
+#[tokio::test]
+async fn dev_mode_can_show_a_refreshing_credential() {
+    let binary =
+        common::binary::Binary::start(&["--dev", "--dev-credential-lifetime", "5s"], &[]).await;
+    let found = binary.line("credential found").expect("a credential line");
+    assert_eq!(found["provider"], "ecs_ram_role", "{found}");
+    let refreshed = common::eventually(Duration::from_secs(10), || {
+        binary.line("credential refreshed").is_some()
+    })
+    .await;
+    assert!(refreshed, "{:?}", binary.logs.lock().unwrap());
+    binary
+        .client()
+        .await
+        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+        .await
+        .expect("calls signed with the refreshed credential succeed");
+    binary.stop().await;
+}
