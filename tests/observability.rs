@@ -602,12 +602,7 @@ async fn shed_work_is_counted_by_the_limit_that_refused_it() {
     // yet) refuses the retry.
     let metrics = Metrics::new(None);
     let (gateway, _ecs) = failing_gateway(Duration::ZERO, 8, &metrics).await;
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await
-        .unwrap_err();
+    let status = gateway.refused_t1().await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
     let exposition = metrics.encode();
     assert_eq!(

@@ -123,12 +123,7 @@ async fn calls_past_the_concurrency_limit_are_refused_at_once_while_admitted_one
     // Both admitted calls are waiting on the upstream before the third is made.
     assert!(upstream_received(&ecs, 2).await);
 
-    let refused = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await
-        .unwrap_err();
+    let refused = gateway.refused_t1().await;
 
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     // Refused without queueing: the admitted calls are still waiting on the upstream.

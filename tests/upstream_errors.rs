@@ -338,12 +338,7 @@ async fn every_upstream_answer_maps_to_its_contract_status() {
 async fn rendered_error(http_status: u16, body: &str) -> String {
     let ecs = ecs_answering(http_status, body).await;
     let gateway = gateway_for(&ecs).await;
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await
-        .unwrap_err();
+    let status = gateway.refused_t1().await;
     format!("{status:?} {:?}", status.get_error_details())
 }
 
@@ -399,12 +394,7 @@ async fn throttled_with(headers: &[(&str, &str)]) -> (tonic::Status, usize, std:
         .await;
     let gateway = gateway_for(&ecs).await;
     let started = std::time::Instant::now();
-    let status = gateway
-        .client
-        .clone()
-        .stop_invocation(request("cn-hangzhou", "t-1", &[]))
-        .await
-        .unwrap_err();
+    let status = gateway.refused_t1().await;
     let elapsed = started.elapsed();
     (
         status,

@@ -109,6 +109,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Stops `t-1` in `cn-hangzhou`, which must fail; the status.
+    pub async fn refused_t1(&self) -> tonic::Status {
+        self.client
+            .clone()
+            .stop_invocation(request("cn-hangzhou", "t-1", &[]))
+            .await
+            .unwrap_err()
+    }
+
     /// Serves `ecs` with default limits.
     pub async fn start(ecs: EcsClient) -> Self {
         Self::start_with(ecs, ServiceSettings::default(), ServerSettings::default()).await
