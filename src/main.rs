@@ -67,15 +67,17 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
+    // First, so that a SIGTERM during start-up is a shutdown request, not the default death.
+    let shutdown = shutdown_signal();
     match cli.command {
-        Some(Command::Simulator(args)) => simulator::run(args, shutdown_signal()).await?,
+        Some(Command::Simulator(args)) => simulator::run(args, shutdown).await?,
         None => {
             let addr = cli.gateway.listen;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} (--listen / ECS_GATEWAY_LISTEN)")
             })?;
             let credentials = ecs_gateway::CredentialsFrom::Chain(Env::process());
-            ecs_gateway::run(cli.gateway, credentials, listener, shutdown_signal()).await?;
+            ecs_gateway::run(cli.gateway, credentials, listener, shutdown).await?;
         }
     }
     Ok(())

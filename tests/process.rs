@@ -775,3 +775,28 @@ async fn out_of_file_descriptors_the_gateway_backs_off_and_recovers() {
         .count();
     assert!(warnings <= 4, "logged at most once a second: {warnings}");
 }
+
+#[tokio::test]
+async fn sigterm_right_after_start_is_a_clean_shutdown_not_a_kill() {
+    // The handlers are installed before anything else: a signal racing the first poll of the
+    // shutdown future used to take the default action (death by SIGTERM, exit status 143).
+    let credential = test_credential();
+    for _ in 0..10 {
+        let binary = common::binary::Binary::start(
+            &["--endpoint", "http://127.0.0.1:9/"],
+            &[
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
+                (
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                    credential.access_key_secret(),
+                ),
+            ],
+        )
+        .await;
+        let logs = binary.stop().await;
+        assert!(
+            logs.iter().any(|l| l["message"] == "server stopped"),
+            "{logs:?}"
+        );
+    }
+}
