@@ -5,14 +5,13 @@
 mod common;
 
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::binary::{Logs, follow_logs};
 use common::{request, start_simulator, test_credential};
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::SimulatorConfig;
 use ecs_gateway::simulator::faults::Faults;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
@@ -33,33 +32,10 @@ async fn listening_addr(child: &mut Child) -> String {
     listening(child).await.0
 }
 
-/// Reads JSON log lines until the "listening" one; returns the address and every log line so far
-/// and from then on (the lines keep being collected so the child never blocks on a full pipe).
-async fn listening(child: &mut Child) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let addr = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            seen.lock().unwrap().push(v.clone());
-            if v["message"] == "ecs-gateway listening" {
-                return v["addr"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("the gateway exited before listening");
-    })
-    .await
-    .expect("the gateway starts");
-    let collected = seen.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(v) = serde_json::from_str(&line) {
-                collected.lock().unwrap().push(v);
-            }
-        }
-    });
-    (addr, seen)
+/// Reads JSON log lines until the "listening" one; returns the address and every log line.
+async fn listening(child: &mut Child) -> (String, Logs) {
+    let (addr, _, logs) = follow_logs(child, false).await;
+    (addr, logs)
 }
 
 /// Makes one StopInvocation call to the gateway at `addr` over a fresh connection.
@@ -74,7 +50,7 @@ async fn call_once(
 }
 
 /// Waits up to 5 s for a log line whose message is `message`.
-async fn logged_within(logs: &Arc<Mutex<Vec<serde_json::Value>>>, message: &str) -> bool {
+async fn logged_within(logs: &Logs, message: &str) -> bool {
     common::eventually(Duration::from_secs(5), || {
         logs.lock().unwrap().iter().any(|l| l["message"] == message)
     })

@@ -17,7 +17,7 @@ pub struct Binary {
     /// The metrics address, with `--metrics-listen`.
     pub metrics: Option<String>,
     /// Every log line so far.
-    pub logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    pub logs: Logs,
 }
 
 impl Binary {
@@ -35,43 +35,11 @@ impl Binary {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (mut addr, mut metrics) = (None, None);
         let wants_metrics = args.contains(&"--metrics-listen");
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while addr.is_none() || (wants_metrics && metrics.is_none()) {
-                let line = lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("the gateway exited");
-                let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-                match value["message"].as_str() {
-                    Some("ecs-gateway listening") => {
-                        addr = value["addr"].as_str().map(str::to_owned)
-                    }
-                    Some(m) if m.starts_with("metrics listening") => {
-                        metrics = value["addr"].as_str().map(str::to_owned)
-                    }
-                    _ => {}
-                }
-                logs.lock().unwrap().push(value);
-            }
-        })
-        .await
-        .expect("the gateway starts");
-        let collected = logs.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(value) = serde_json::from_str(&line) {
-                    collected.lock().unwrap().push(value);
-                }
-            }
-        });
+        let (addr, metrics, logs) = follow_logs(&mut child, wants_metrics).await;
         Self {
             child,
-            addr: addr.unwrap(),
+            addr,
             metrics,
             logs,
         }
@@ -106,4 +74,45 @@ impl Binary {
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.logs.lock().unwrap().clone()
     }
+}
+
+/// Every JSON log line of a gateway process, collected as it comes.
+pub type Logs = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// Reads `child`'s JSON log lines until it listens (and, with `wants_metrics`, serves metrics);
+/// returns the gRPC address, the metrics address and every line so far and from then on (lines keep
+/// being collected, so the child never blocks on a full pipe).
+pub async fn follow_logs(child: &mut Child, wants_metrics: bool) -> (String, Option<String>, Logs) {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (mut addr, mut metrics) = (None, None);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while addr.is_none() || (wants_metrics && metrics.is_none()) {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the gateway exited before listening");
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            match value["message"].as_str() {
+                Some("ecs-gateway listening") => addr = value["addr"].as_str().map(str::to_owned),
+                Some(m) if m.starts_with("metrics listening") => {
+                    metrics = value["addr"].as_str().map(str::to_owned)
+                }
+                _ => {}
+            }
+            logs.lock().unwrap().push(value);
+        }
+    })
+    .await
+    .expect("the gateway starts");
+    let collected = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(value) = serde_json::from_str(&line) {
+                collected.lock().unwrap().push(value);
+            }
+        }
+    });
+    (addr.unwrap(), metrics, logs)
 }
