@@ -15,6 +15,8 @@ use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::RetryPolicy;
 use crate::auth::Access;
 use crate::connection::ConnectionSettings;
+use crate::limit::fleet::{RedisSettings, RedisUrl};
+use crate::limit::rate::Rate;
 use crate::server::ServerSettings;
 use crate::service::ServiceSettings;
 use crate::simulator::SimulatorArgs;
@@ -74,6 +76,10 @@ pub struct GatewayConfig {
     /// Serve Prometheus metrics on this address (GET /metrics); off when unset.
     #[arg(long, env = "ECS_GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Also serve grpc.health.v1 alone, in plaintext, on this address: for probes that cannot
+    /// speak TLS, such as the kubelet's gRPC probes. Off when unset.
+    #[arg(long, env = "ECS_GATEWAY_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     /// Allow a plain http:// endpoint that is not loopback (the signed request travels unencrypted).
     #[arg(long, env = "ECS_GATEWAY_ALLOW_INSECURE_ENDPOINT")]
     pub allow_insecure_endpoint: bool,
@@ -162,6 +168,21 @@ pub struct GatewayConfig {
     /// Serve gRPC server reflection (v1 and v1alpha).
     #[arg(long, env = "ECS_GATEWAY_REFLECTION", value_enum, default_value_t = Switch::On)]
     pub reflection: Switch,
+    /// Redis shared by the replicas, which makes --fleet-rate and the policy's caller rates
+    /// fleet-wide: redis://[:PASSWORD@]HOST[:PORT][/DB].
+    #[arg(long, env = "ECS_GATEWAY_REDIS_URL", value_parser = concealed())]
+    pub redis_url: Option<Concealed>,
+    /// A file holding the Redis password (a mounted Secret), instead of one in --redis-url;
+    /// re-read whenever the gateway reconnects.
+    #[arg(long, env = "ECS_GATEWAY_REDIS_PASSWORD_FILE", value_parser = path_or_empty())]
+    pub redis_password_file: Option<PathBuf>,
+    /// Calls per second to ECS for the whole fleet, per credential and region (burst: as many);
+    /// retries count. Needs --redis-url.
+    #[arg(long, env = "ECS_GATEWAY_FLEET_RATE")]
+    pub fleet_rate: Option<Rate>,
+    /// Longest a call waits on Redis for a rate decision before this replica decides alone.
+    #[arg(long, env = "ECS_GATEWAY_REDIS_TIMEOUT", default_value = "5ms", value_parser = positive_duration)]
+    pub redis_timeout: Duration,
     /// How often the TLS, token and policy files are checked for changes.
     #[arg(long, env = "ECS_GATEWAY_RELOAD_INTERVAL", default_value = "5s", value_parser = positive_duration)]
     pub reload_interval: Duration,
@@ -250,6 +271,14 @@ pub enum ConfigError {
         "--policy / ECS_GATEWAY_POLICY names callers, so it needs --auth-tokens-file or --tls-client-ca"
     )]
     PolicyWithoutAuthentication,
+    /// The Redis URL is unusable (the URL itself is not repeated: it may hold a password).
+    #[error("--redis-url / ECS_GATEWAY_REDIS_URL {0}")]
+    RedisUrl(String),
+    /// A fleet setting without the Redis that shares it.
+    #[error(
+        "{0} needs --redis-url / ECS_GATEWAY_REDIS_URL: fleet-wide limits are kept in Redis, and one replica's own would not be fleet-wide"
+    )]
+    WithoutRedis(&'static str),
     /// Serving a reachable address to anyone.
     #[error(
         "refusing to serve {addr} without authentication (anyone who can reach it could stop commands): set --auth-tokens-file or --tls-client-ca, listen on a loopback address, or set --allow-unauthenticated / ECS_GATEWAY_ALLOW_UNAUTHENTICATED=true"
@@ -258,6 +287,21 @@ pub enum ConfigError {
         /// The address that is not loopback.
         addr: SocketAddr,
     },
+}
+
+/// A value that may hold a secret (a password in a URL): `Debug` hides it, and since it is parsed
+/// after clap, no usage error echoes it.
+#[derive(Clone)]
+pub struct Concealed(String);
+
+impl std::fmt::Debug for Concealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Concealed(..)")
+    }
+}
+
+fn concealed() -> impl clap::builder::TypedValueParser<Value = Concealed> {
+    clap::builder::StringValueParser::new().map(Concealed)
 }
 
 /// A path, where an empty value is accepted (and then means unset, see [`path_setting`]).
@@ -299,7 +343,31 @@ impl GatewayConfig {
             pool_max_idle_per_host: max_concurrent.min(1024),
             dns: DnsConfig::System,
             retry_budget: self.retry_budget,
+            admission: None,
         })
+    }
+
+    /// Where the fleet's rates are kept, when --redis-url is set.
+    pub fn redis_settings(&self) -> Result<Option<RedisSettings>, ConfigError> {
+        let password_file = path_setting(&self.redis_password_file);
+        let url = self.redis_url.as_ref().filter(|u| !u.0.trim().is_empty());
+        let Some(url) = url else {
+            return match (self.fleet_rate, password_file) {
+                (None, None) => Ok(None),
+                (Some(_), _) => Err(ConfigError::WithoutRedis(
+                    "--fleet-rate / ECS_GATEWAY_FLEET_RATE",
+                )),
+                (None, Some(_)) => Err(ConfigError::WithoutRedis(
+                    "--redis-password-file / ECS_GATEWAY_REDIS_PASSWORD_FILE",
+                )),
+            };
+        };
+        let url: RedisUrl = url.0.parse().map_err(ConfigError::RedisUrl)?;
+        Ok(Some(RedisSettings {
+            url,
+            password_file,
+            timeout: self.redis_timeout,
+        }))
     }
 
     /// The TLS, token and policy files, checked for settings that cannot work together.
@@ -380,6 +448,7 @@ impl GatewayConfig {
             ready: None,
             // Set by `run` when --metrics-listen is.
             metrics: None,
+            health_listen: self.health_listen,
         }
     }
 }
@@ -410,6 +479,36 @@ mod tests {
         assert!(!g.allow_insecure_endpoint);
         assert_eq!(g.endpoint().unwrap(), Endpoint::default());
         assert_eq!(g.service_settings().regions, Regions::public());
+    }
+
+    #[test]
+    fn the_redis_password_shows_in_no_debug_output_and_no_error() {
+        let parse = |url: &str| {
+            Cli::try_parse_from(["ecs-gateway", "--redis-url", url, "--fleet-rate", "20"])
+                .unwrap()
+                .gateway
+        };
+        let good = parse("redis://:hunter2@redis.internal:6380/1");
+        assert!(!format!("{good:?}").contains("hunter2"), "{good:?}");
+        let settings = good.redis_settings().unwrap().unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert_eq!(settings.url.to_string(), "redis://redis.internal:6380/1");
+        assert_eq!(settings.timeout, Duration::from_millis(5));
+        assert_eq!(good.fleet_rate.unwrap().per_second(), 20.0);
+        for bad in [
+            "rediss://:hunter2@redis.internal",
+            "hunter2",
+            "redis://:hunter2@",
+        ] {
+            let error = parse(bad).redis_settings().unwrap_err().to_string();
+            assert!(
+                error.starts_with("--redis-url / ECS_GATEWAY_REDIS_URL must be"),
+                "{error}"
+            );
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+        let unset = Cli::try_parse_from(["ecs-gateway"]).unwrap().gateway;
+        assert!(unset.redis_settings().unwrap().is_none());
     }
 
     #[test]

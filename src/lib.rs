@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod deadline;
 pub mod health;
+pub mod limit;
 pub mod listener;
 pub mod observe;
 pub mod peer;
@@ -24,6 +25,7 @@ pub mod tls;
 pub mod validate;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -37,6 +39,8 @@ use crate::aliyun::credentials::refresh::{CredentialSupply, describe_expiration}
 use crate::aliyun::credentials::source::{FetchError, Fetcher, Source};
 use crate::auth::Access;
 use crate::config::{ConfigError, GatewayConfig};
+use crate::limit::fleet::FleetStore;
+use crate::limit::upstream::UpstreamQuota;
 use crate::service::CloudAssistant;
 
 /// Generated protobuf types and the descriptor set served by reflection.
@@ -78,6 +82,9 @@ pub enum RunError {
         /// Why.
         error: std::io::Error,
     },
+    /// The Redis URL is unusable.
+    #[error(transparent)]
+    Fleet(#[from] limit::fleet::StoreError),
     /// The gRPC server failed.
     #[error(transparent)]
     Serve(#[from] server::ServeError),
@@ -152,6 +159,14 @@ pub async fn run(
     let metrics = config
         .metrics_listen
         .map(|_| observe::metrics::Metrics::new(Some(credentials.clone())));
+    let redis = config.redis_settings()?;
+    let fleet = match &redis {
+        None => None,
+        Some(redis) => Some(FleetStore::connect(redis.clone(), metrics.clone()).await?),
+    };
+    if let (Some(rate), Some(store)) = (config.fleet_rate, &fleet) {
+        client_settings.admission = Some(Arc::new(UpstreamQuota::new(rate, store.clone())));
+    }
     let client = EcsClient::new(credentials, client_settings)?;
     let addr = listener.local_addr()?;
     let files = config.security_files()?;
@@ -173,6 +188,7 @@ pub async fn run(
     }
     service_settings.access =
         Access::load(&files, &service_settings.regions, config.reload_interval).await?;
+    service_settings.access.fleet = fleet.clone();
     if let Some(tls_files) = files.tls.clone() {
         server_settings.tls = Some(tls::watch(tls_files, config.reload_interval).await?);
     }
@@ -188,6 +204,8 @@ pub async fn run(
         policy = files.policy.is_some(),
         network = ?config.network,
         endpoint_override = config.endpoint_override().is_some() || config.dev,
+        redis = redis.as_ref().map(|r| tracing::field::display(&r.url)),
+        fleet_rate = config.fleet_rate.map(|r| r.per_second()),
         "ecs-gateway listening"
     );
     if config.dev && files.tls.is_none() && !files.authenticates() {

@@ -2,6 +2,7 @@
 //! loop and connection handling, and a shutdown that lets go of everything that is not a call.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -45,6 +47,9 @@ pub struct ServerSettings {
     pub ready: Option<watch::Receiver<bool>>,
     /// Where refused connections are counted, when metrics are on.
     pub metrics: Option<Metrics>,
+    /// A second, plaintext address serving only `grpc.health.v1`, for probes that cannot speak
+    /// TLS (the kubelet's gRPC probes); none when unset.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +64,7 @@ impl Default for ServerSettings {
             reflection: true,
             ready: None,
             metrics: None,
+            health_listen: None,
         }
     }
 }
@@ -69,6 +75,14 @@ pub enum ServeError {
     /// Reflection could not load the descriptor set.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The health address cannot be listened on.
+    #[error("cannot listen on {addr} (--health-listen / ECS_GATEWAY_HEALTH_LISTEN): {error}")]
+    HealthListen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
 }
 
 /// Reflection over the gateway's API, health, and `google.rpc` error details — the last so that
@@ -99,13 +113,31 @@ pub async fn serve(
         tokio::spawn(follow_readiness(ready, health.clone(), draining_rx.clone()));
     }
     let (closing_tx, closing_rx) = watch::channel(false);
-    let health_service = HealthServer::new(DrainingHealth::new(
-        HealthService::from_health_reporter(health.clone()),
-        draining_rx,
-    ));
+    let health_service = || {
+        HealthServer::new(DrainingHealth::new(
+            HealthService::from_health_reporter(health.clone()),
+            draining_rx.clone(),
+        ))
+    };
+    if let Some(addr) = settings.health_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|error| ServeError::HealthListen { addr, error })?;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
+        }
+        let mut closing = closing_rx.clone();
+        let closed = async move {
+            let _ = closing.wait_for(|closed| *closed).await;
+        };
+        let probes = tonic::transport::Server::builder()
+            .add_service(health_service())
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), closed);
+        tokio::spawn(probes);
+    }
     let gateway = CloudAssistantServiceServer::new(service)
         .max_decoding_message_size(settings.max_request_bytes);
-    let mut routes = Routes::new(health_service).add_service(gateway);
+    let mut routes = Routes::new(health_service()).add_service(gateway);
     if settings.reflection {
         routes = routes
             .add_service(reflection().build_v1()?)

@@ -108,6 +108,7 @@ impl CloudAssistant {
         settings
             .access
             .authorize(&caller, &typed.region_id)
+            .await
             .map_err(|denial| {
                 if matches!(denial, Denial::Rate { .. }) {
                     self.shed(Shed::CallerRate);
@@ -148,11 +149,21 @@ impl CloudAssistant {
     }
 }
 
-/// Counts each upstream attempt, each retry (by the failure that caused it) and a budget refusal.
-/// An attempt without a valid credential sent nothing, so it is not an upstream attempt.
+/// Counts each upstream attempt, each retry (by the failure that caused it), a budget refusal and
+/// a refusal by the fleet's quota. An attempt without a valid credential or without a slot in the
+/// quota sent nothing, so it is not an upstream attempt, nor is it a retry.
 fn count_attempts(metrics: &Metrics, trail: &Trail) {
+    let sent = |failure: Option<ErrorClass>| {
+        !matches!(
+            failure,
+            Some(ErrorClass::CredentialsUnavailable | ErrorClass::FleetQuota)
+        )
+    };
     for (i, attempt) in trail.attempts.iter().enumerate() {
-        if attempt.failure == Some(ErrorClass::CredentialsUnavailable) {
+        if attempt.failure == Some(ErrorClass::FleetQuota) {
+            metrics.shed(Shed::FleetRate);
+        }
+        if !sent(attempt.failure) {
             continue;
         }
         metrics.upstream_attempt(
@@ -160,7 +171,8 @@ fn count_attempts(metrics: &Metrics, trail: &Trail) {
             attempt.ecs_code.as_deref(),
             attempt.took,
         );
-        if let (Some(class), true) = (attempt.failure, i + 1 < trail.attempts.len()) {
+        let next_sent = trail.attempts.get(i + 1).is_some_and(|n| sent(n.failure));
+        if let (Some(class), true) = (attempt.failure, next_sent) {
             metrics.retry(class);
         }
     }

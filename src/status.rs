@@ -30,7 +30,7 @@ pub fn grpc_code(class: ErrorClass) -> Code {
         InvalidArgument => Code::InvalidArgument,
         PermissionDenied => Code::PermissionDenied,
         NotFound | HostNotFound => Code::NotFound,
-        Throttled => Code::ResourceExhausted,
+        Throttled | FleetQuota => Code::ResourceExhausted,
         // Rule 2: the gateway owns the credential, so a rejection is the gateway's fault.
         CredentialRejected | NonceReused | RequestBuiltWrong | UpstreamInternal
         | UntrustedUpstream => Code::Internal,
@@ -144,6 +144,18 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
             "the gateway holds no valid Alibaba Cloud credential right now (it expired and refreshing it fails); nothing was sent to ECS; retry shortly"
                 .to_owned(),
         ),
+        EcsError::NotAdmitted(refused) => {
+            metadata.insert("rate".to_owned(), refused.per_second.to_string());
+            retry_after = Some(refused.retry_after);
+            (
+                "FLEET_RATE_EXCEEDED".to_owned(),
+                GATEWAY_DOMAIN,
+                format!(
+                    "the gateways' shared quota of {} calls per second to ECS for this account and region is spent; nothing more was sent; retry in {:?}",
+                    refused.per_second, refused.retry_after
+                ),
+            )
+        }
         EcsError::DeadlineExceeded => (
             "DEADLINE_EXCEEDED".to_owned(),
             GATEWAY_DOMAIN,
@@ -337,11 +349,15 @@ mod tests {
         // AIP-194: UNAVAILABLE and RESOURCE_EXHAUSTED are the codes clients retry; the gateway's own
         // retry policy must agree with the codes it reports.
         // Except an expired credential: the code says retry, and the caller should, on another
-        // replica (this one turns NOT_SERVING); retrying here would only wait.
-        for class in ErrorClass::ALL
-            .into_iter()
-            .filter(|c| *c != ErrorClass::CredentialsUnavailable)
-        {
+        // replica (this one turns NOT_SERVING); retrying here would only wait. And the fleet's
+        // quota: the caller retries after RetryInfo's delay; waiting here would hold its call and
+        // a concurrency slot for the same outcome.
+        for class in ErrorClass::ALL.into_iter().filter(|c| {
+            !matches!(
+                c,
+                ErrorClass::CredentialsUnavailable | ErrorClass::FleetQuota
+            )
+        }) {
             let retried = matches!(decide(class), Decision::Backoff(_));
             let retryable_code = matches!(
                 grpc_code(class),

@@ -244,6 +244,32 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
             &["--endpoint", "--allow-insecure-endpoint"],
             &[],
         ),
+        (flags(&["--fleet-rate", "20"]), &["--redis-url"], &[]),
+        (
+            flags(&[
+                "--redis-url",
+                "redis://127.0.0.1:6379/",
+                "--fleet-rate",
+                "0",
+            ]),
+            &["--fleet-rate", "above 0"],
+            &[],
+        ),
+        (
+            flags(&["--redis-url", "rediss://:hunter2@cache.internal/"]),
+            &["--redis-url", "TLS"],
+            &["hunter2"],
+        ),
+        (
+            flags(&[
+                "--redis-url",
+                "redis://:hunter2@127.0.0.1:9/",
+                "--redis-password-file",
+                "/nonexistent/redis-password",
+            ]),
+            &["--redis-password-file", "/nonexistent/redis-password"],
+            &["hunter2"],
+        ),
         (
             {
                 let mut cmd = with_credential();
@@ -775,4 +801,106 @@ async fn sigterm_right_after_start_is_a_clean_shutdown_not_a_kill() {
             "{logs:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_plaintext_health_port_answers_probes_while_the_grpc_port_requires_mutual_tls() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let dir = common::pki::TempDir::new();
+    let ca = common::pki::Ca::new("probe test ca");
+    let leaf = ca.server("gateway");
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let cert = path(dir.write("tls.crt", &leaf.cert_pem));
+    let key = path(dir.write("tls.key", &leaf.key_pem));
+    let client_ca = path(dir.write("ca.crt", &ca.pem()));
+    let credential = test_credential();
+    let binary = common::binary::Binary::start(
+        &[
+            "--endpoint",
+            "http://127.0.0.1:9/",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            &client_ca,
+            "--health-listen",
+            "127.0.0.1:0",
+            "--drain-delay",
+            "3s",
+        ],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
+            (
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                credential.access_key_secret(),
+            ),
+        ],
+    )
+    .await;
+    let message = "health listening (plaintext, grpc.health.v1 only)";
+    assert!(
+        common::eventually(Duration::from_secs(5), || binary.line(message).is_some()).await,
+        "the health port is logged"
+    );
+    let health_addr = binary.line(message).unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{health_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let check = |service: &str| {
+        let mut health = HealthClient::new(channel.clone());
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        async move { health.check(request).await.map(|r| r.into_inner().status) }
+    };
+    assert_eq!(check("").await.unwrap(), ServingStatus::Serving as i32);
+    assert_eq!(
+        check("ecsgateway.v1.CloudAssistantService").await.unwrap(),
+        ServingStatus::Serving as i32
+    );
+    // Only health: the API is not reachable around mutual TLS through the probe port...
+    let refused = CloudAssistantServiceClient::new(channel.clone())
+        .stop_invocation(request("cn-hangzhou", "t-probe1", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    // ...and the gRPC port itself does not speak plaintext.
+    let plaintext = tonic::transport::Channel::from_shared(format!("http://{}", binary.addr))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(plaintext) = plaintext {
+        let answer = HealthClient::new(plaintext)
+            .check(HealthCheckRequest::default())
+            .await;
+        assert!(answer.is_err(), "{answer:?}");
+    }
+    // Draining is visible on the probe port, so the kubelet takes the pod out of its endpoints.
+    sigterm_pid(binary.pid());
+    let mut draining = false;
+    for _ in 0..100 {
+        if check("").await.ok() == Some(ServingStatus::NotServing as i32) {
+            draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(draining, "NOT_SERVING during the drain delay");
+    binary.stop().await;
+}
+
+fn sigterm_pid(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }

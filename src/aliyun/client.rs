@@ -12,7 +12,9 @@ use super::credential::Credential;
 use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, DnsError, HickoryResolver};
 use super::endpoint::Endpoint;
-use super::error::{ApiError, EcsError, ParsedBody, TransportKind, find_cause, parse_body};
+use super::error::{
+    ApiError, EcsError, NotAdmitted, ParsedBody, TransportKind, find_cause, parse_body,
+};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::RetryBudget;
@@ -57,6 +59,16 @@ impl NonceSource for UuidNonce {
     }
 }
 
+/// Whether an attempt may go to ECS now: the fleet's quota, kept above this module.
+pub trait Admission: Send + Sync + std::fmt::Debug {
+    /// Takes one slot for an attempt signed with `access_key_id` to `region`.
+    fn admit<'a>(
+        &'a self,
+        access_key_id: &'a str,
+        region: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), NotAdmitted>>;
+}
+
 /// Timeouts and retry settings of the client.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -74,6 +86,8 @@ pub struct ClientSettings {
     pub dns: DnsConfig,
     /// The share of calls that retries may add, process-wide (0.2 = 20%).
     pub retry_budget: f64,
+    /// The quota every attempt, retries included, must get a slot from; none when unset.
+    pub admission: Option<Arc<dyn Admission>>,
 }
 
 impl Default for ClientSettings {
@@ -86,6 +100,7 @@ impl Default for ClientSettings {
             pool_max_idle_per_host: 256,
             dns: DnsConfig::System,
             retry_budget: 0.2,
+            admission: None,
         }
     }
 }
@@ -276,6 +291,12 @@ impl EcsClient {
             .current()
             .map_err(|_| EcsError::CredentialsUnavailable)?;
         let credential = &current.credential;
+        if let Some(admission) = &inner.settings.admission {
+            admission
+                .admit(credential.access_key_id(), request.region_id.as_str())
+                .await
+                .map_err(EcsError::NotAdmitted)?;
+        }
         let signed = signer::sign_query("POST", &self.params(request, credential), &current.key);
         let url = inner
             .settings

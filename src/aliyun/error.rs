@@ -69,7 +69,22 @@ pub enum EcsError {
     /// The gateway holds no valid credential (it expired and refreshing it fails); nothing was sent.
     #[error("the gateway holds no valid Alibaba Cloud credential")]
     CredentialsUnavailable,
+    /// The fleet's quota toward ECS had no slot for this attempt; nothing was sent.
+    #[error("the fleet's quota of {} calls per second to ECS is spent", .0.per_second)]
+    NotAdmitted(NotAdmitted),
 }
+
+/// An attempt the quota refused; nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NotAdmitted {
+    /// The quota, in calls per second.
+    pub per_second: f64,
+    /// When the next slot opens.
+    pub retry_after: Duration,
+}
+
+// `per_second` comes from a validated rate, never NaN, so equality is total.
+impl Eq for NotAdmitted {}
 
 /// What a failure means, independent of how it is reported: the one table both retry policy and
 /// gRPC status mapping read.
@@ -113,11 +128,13 @@ pub enum ErrorClass {
     UntrustedUpstream,
     /// The gateway's credential expired and could not be refreshed.
     CredentialsUnavailable,
+    /// The fleet's quota toward ECS is spent.
+    FleetQuota,
 }
 
 impl ErrorClass {
     /// Every class, for exhaustive checks.
-    pub const ALL: [ErrorClass; 19] = [
+    pub const ALL: [ErrorClass; 20] = [
         ErrorClass::InvalidArgument,
         ErrorClass::PermissionDenied,
         ErrorClass::NotFound,
@@ -137,6 +154,7 @@ impl ErrorClass {
         ErrorClass::HostNotFound,
         ErrorClass::UntrustedUpstream,
         ErrorClass::CredentialsUnavailable,
+        ErrorClass::FleetQuota,
     ];
 }
 
@@ -164,6 +182,7 @@ impl ErrorClass {
             HostNotFound => "host_not_found",
             UntrustedUpstream => "untrusted_upstream",
             CredentialsUnavailable => "credentials_unavailable",
+            FleetQuota => "fleet_quota",
         }
     }
 }
@@ -187,6 +206,7 @@ impl EcsError {
             },
             EcsError::DeadlineExceeded => ErrorClass::DeadlineExceeded,
             EcsError::CredentialsUnavailable => ErrorClass::CredentialsUnavailable,
+            EcsError::NotAdmitted(_) => ErrorClass::FleetQuota,
         }
     }
 

@@ -70,6 +70,7 @@ pub fn decide(class: ErrorClass) -> Decision {
         CredentialsUnavailable => Stop(
             "no credential is valid; this replica is NOT_SERVING, so the caller retries elsewhere",
         ),
+        FleetQuota => Stop("the fleet's quota toward ECS is spent; RetryInfo says when it refills"),
         NonceReused => {
             FreshNonceOnce("a nonce collision executed nothing; re-sign with a new nonce")
         }

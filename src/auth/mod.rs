@@ -12,6 +12,7 @@ use tonic::metadata::MetadataMap;
 use crate::aliyun::regions::Regions;
 use crate::aliyun::request::RegionId;
 use crate::config::SecurityFiles;
+use crate::limit::fleet::FleetStore;
 use crate::peer::Peer;
 use crate::reload::{self, LoadError, Reloading};
 use policy::{Denial, Policy};
@@ -70,6 +71,8 @@ pub struct Access {
     pub certificates: bool,
     /// What each caller may do; without it, any identified caller may do everything.
     pub policy: Option<Reloading<Policy>>,
+    /// Where callers' rates are kept for the whole fleet; without it, each replica keeps its own.
+    pub fleet: Option<FleetStore>,
 }
 
 impl Access {
@@ -108,6 +111,7 @@ impl Access {
             tokens,
             certificates: files.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
             policy,
+            fleet: None,
         })
     }
 
@@ -152,10 +156,15 @@ impl Access {
     }
 
     /// Whether `caller` may stop a command in `region` now (taking one call from its rate).
-    pub fn authorize(&self, caller: &Caller, region: &RegionId) -> Result<(), Denial> {
-        match &self.policy {
+    pub async fn authorize(&self, caller: &Caller, region: &RegionId) -> Result<(), Denial> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        // Released before the rate is taken, which may wait on Redis.
+        let limit = policy.current().check(caller.name(), region)?;
+        match limit {
+            Some(limit) => limit.take(caller.name(), self.fleet.as_ref()).await,
             None => Ok(()),
-            Some(policy) => policy.current().check(caller.name(), region),
         }
     }
 }

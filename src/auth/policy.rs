@@ -2,19 +2,16 @@
 //! what rate. A caller not in the file may do nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::DefaultDirectRateLimiter;
 use serde::Deserialize;
 
 use crate::aliyun::regions::Regions;
 use crate::aliyun::request::RegionId;
-
-/// The highest `rate` accepted, in calls per second.
-pub const MAX_RATE: f64 = 1_000_000.0;
+use crate::limit::fleet::{Bucket, FleetStore};
+use crate::limit::rate::{Rate, local_wait};
 
 /// The file as written.
 #[derive(Deserialize)]
@@ -41,17 +38,39 @@ pub struct Policy {
 struct CallerRules {
     /// `None`: every region the gateway serves.
     regions: Option<HashSet<String>>,
-    rate: Option<Rate>,
+    rate: Option<CallerLimit>,
 }
 
-struct Rate {
-    per_second: f64,
-    limiter: Arc<DefaultDirectRateLimiter>,
+/// A caller's rate, with this replica's own limiter for it (used alone without Redis, and while
+/// Redis does not answer); cheap to clone.
+#[derive(Clone)]
+pub struct CallerLimit {
+    rate: Rate,
+    local: Arc<DefaultDirectRateLimiter>,
 }
 
-impl std::fmt::Debug for Rate {
+impl std::fmt::Debug for CallerLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/s", self.per_second)
+        write!(f, "{}", self.rate)
+    }
+}
+
+impl CallerLimit {
+    /// Takes one call from `caller`'s rate: fleet-wide in `fleet` when given, else locally.
+    pub async fn take(&self, caller: &str, fleet: Option<&FleetStore>) -> Result<(), Denial> {
+        let local = || self.local.check().map_err(local_wait);
+        let outcome = match fleet {
+            Some(fleet) => {
+                fleet
+                    .acquire(&Bucket::caller(caller), self.rate, local)
+                    .await
+            }
+            None => local(),
+        };
+        outcome.map_err(|retry_after| Denial::Rate {
+            per_second: self.rate.per_second(),
+            retry_after,
+        })
     }
 }
 
@@ -113,18 +132,17 @@ impl Policy {
             let rate = match entry.rate {
                 None => None,
                 Some(per_second) => {
+                    let rate = Rate::new(per_second).map_err(|e| rule(format!("rate: {e}")))?;
                     let kept = previous
                         .and_then(|p| p.callers.get(&caller))
                         .and_then(|c| c.rate.as_ref())
-                        .filter(|r| r.per_second == per_second)
-                        .map(|r| r.limiter.clone());
-                    let limiter = match kept {
-                        Some(limiter) => limiter,
-                        None => Arc::new(limiter(per_second).map_err(|e| rule(e.to_owned()))?),
-                    };
-                    Some(Rate {
-                        per_second,
-                        limiter,
+                        .filter(|limit| limit.rate == rate)
+                        .map(|limit| limit.local.clone());
+                    Some(CallerLimit {
+                        rate,
+                        local: kept.unwrap_or_else(|| {
+                            Arc::new(DefaultDirectRateLimiter::direct(rate.quota()))
+                        }),
                     })
                 }
             };
@@ -133,23 +151,15 @@ impl Policy {
         Ok(Self { callers })
     }
 
-    /// Whether `caller` may stop a command in `region` now; takes one call from its rate.
-    pub fn check(&self, caller: &str, region: &RegionId) -> Result<(), Denial> {
+    /// Whether `caller` may stop a command in `region`; its rate, if it has one, is left to take.
+    pub fn check(&self, caller: &str, region: &RegionId) -> Result<Option<CallerLimit>, Denial> {
         let rules = self.callers.get(caller).ok_or(Denial::UnknownCaller)?;
         if let Some(allowed) = &rules.regions
             && !allowed.contains(region.as_str())
         {
             return Err(Denial::Region);
         }
-        if let Some(rate) = &rules.rate
-            && let Err(not_until) = rate.limiter.check()
-        {
-            return Err(Denial::Rate {
-                per_second: rate.per_second,
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            });
-        }
-        Ok(())
+        Ok(rules.rate.clone())
     }
 
     /// Number of callers named.
@@ -190,19 +200,6 @@ fn parse_regions(regions: &[String], served: &Regions) -> Result<Option<HashSet<
         .map(Some)
 }
 
-/// A limiter admitting `per_second` calls a second with a burst of as many (at least one).
-fn limiter(per_second: f64) -> Result<DefaultDirectRateLimiter, &'static str> {
-    const RULE: &str = "rate: must be a number of calls per second above 0 and at most 1000000";
-    if !per_second.is_finite() || per_second <= 0.0 || per_second > MAX_RATE {
-        return Err(RULE);
-    }
-    let period = Duration::from_secs_f64(1.0 / per_second);
-    // A burst of `rate` calls, as the issue promises; truncation is exact within MAX_RATE.
-    let burst = NonZeroU32::new(per_second.floor() as u32).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(period).ok_or(RULE)?.allow_burst(burst);
-    Ok(DefaultDirectRateLimiter::direct(quota))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,31 +216,45 @@ rate = 3
 regions = ["*"]
 "#;
 
-    #[test]
-    fn the_example_of_the_readme_means_what_it_says() {
+    /// The region checks, then one call from the rate, decided locally.
+    async fn admit(policy: &Policy, caller: &str, region: &RegionId) -> Result<(), Denial> {
+        match policy.check(caller, region)? {
+            Some(limit) => limit.take(caller, None).await,
+            None => Ok(()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_example_of_the_readme_means_what_it_says() {
         let policy = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), None).unwrap();
         assert_eq!(policy.len(), 2);
         let runner = "spiffe://prod.example/ns/ops/sa/runner";
-        assert_eq!(policy.check(runner, &region("eu-central-1")), Ok(()));
-        assert_eq!(policy.check("billing", &region("cn-hangzhou")), Ok(()));
         assert_eq!(
-            policy.check("billing", &region("cn-beijing")),
+            admit(&policy, runner, &region("eu-central-1")).await,
+            Ok(())
+        );
+        assert_eq!(
+            admit(&policy, "billing", &region("cn-hangzhou")).await,
+            Ok(())
+        );
+        assert_eq!(
+            admit(&policy, "billing", &region("cn-beijing")).await,
             Err(Denial::Region)
         );
         assert_eq!(
-            policy.check("payroll", &region("cn-hangzhou")),
+            admit(&policy, "payroll", &region("cn-hangzhou")).await,
             Err(Denial::UnknownCaller)
         );
     }
 
-    #[test]
-    fn a_rate_admits_its_burst_then_says_how_long_to_wait() {
+    #[tokio::test]
+    async fn a_rate_admits_its_burst_then_says_how_long_to_wait() {
         let policy = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), None).unwrap();
         let hz = region("cn-hangzhou");
         for _ in 0..3 {
-            assert_eq!(policy.check("billing", &hz), Ok(()));
+            assert_eq!(admit(&policy, "billing", &hz).await, Ok(()));
         }
-        match policy.check("billing", &hz) {
+        match admit(&policy, "billing", &hz).await {
             Err(Denial::Rate {
                 per_second,
                 retry_after,
@@ -259,12 +270,12 @@ regions = ["*"]
         // A reload with the same rate keeps the exhausted bucket; a new rate starts afresh.
         let same = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), Some(&policy)).unwrap();
         assert!(matches!(
-            same.check("billing", &hz),
+            admit(&same, "billing", &hz).await,
             Err(Denial::Rate { .. })
         ));
         let faster = EXAMPLE.replace("rate = 3", "rate = 4");
         let faster = Policy::parse(faster.as_bytes(), &Regions::public(), Some(&same)).unwrap();
-        assert_eq!(faster.check("billing", &hz), Ok(()));
+        assert_eq!(admit(&faster, "billing", &hz).await, Ok(()));
     }
 
     #[test]
@@ -317,9 +328,9 @@ regions = ["*"]
     fn an_empty_file_allows_nobody() {
         let policy = Policy::parse(b"", &Regions::public(), None).unwrap();
         assert!(policy.is_empty());
-        assert_eq!(
+        assert!(matches!(
             policy.check("billing", &region("cn-hangzhou")),
             Err(Denial::UnknownCaller)
-        );
+        ));
     }
 }

@@ -69,6 +69,8 @@ pub enum Shed {
     CallerRate,
     /// The retry budget refused a retry.
     RetryBudget,
+    /// The fleet's quota toward ECS (`--fleet-rate`) had no slot for an attempt.
+    FleetRate,
 }
 
 impl Shed {
@@ -78,6 +80,7 @@ impl Shed {
             Shed::Connections => "connections",
             Shed::CallerRate => "caller_rate",
             Shed::RetryBudget => "retry_budget",
+            Shed::FleetRate => "fleet_rate",
         }
     }
 }
@@ -99,6 +102,8 @@ struct Inner {
     retries: Family<ReasonLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
+    fleet_local: Counter,
+    fleet_connected: Gauge,
 }
 
 const UNARY: MethodLabels = MethodLabels {
@@ -121,6 +126,8 @@ impl Metrics {
         let retries = Family::<ReasonLabels, Counter>::default();
         let shed = Family::<ReasonLabels, Counter>::default();
         let in_flight = Gauge::default();
+        let fleet_local = Counter::default();
+        let fleet_connected = Gauge::default();
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -168,6 +175,16 @@ impl Metrics {
             in_flight.clone(),
         );
         registry.register(
+            "ecs_gateway_fleet_limiter_local_decisions",
+            "Rate decisions this replica made alone because Redis did not answer in time",
+            fleet_local.clone(),
+        );
+        registry.register(
+            "ecs_gateway_fleet_limiter_redis_connected",
+            "1 while rate decisions are made in Redis, fleet-wide; 0 otherwise (also without --redis-url)",
+            fleet_connected.clone(),
+        );
+        registry.register(
             "ecs_gateway_build_info",
             "The running build; always 1",
             build,
@@ -179,6 +196,7 @@ impl Metrics {
             Shed::Connections,
             Shed::CallerRate,
             Shed::RetryBudget,
+            Shed::FleetRate,
         ] {
             let _ = shed.get_or_create(&ReasonLabels {
                 reason: reason.label(),
@@ -206,6 +224,8 @@ impl Metrics {
                 retries,
                 shed,
                 in_flight,
+                fleet_local,
+                fleet_connected,
             }),
         }
     }
@@ -265,6 +285,16 @@ impl Metrics {
                 reason: limit.label(),
             })
             .inc();
+    }
+
+    /// A rate decided by this replica alone, because Redis did not answer in time.
+    pub fn fleet_local_decision(&self) {
+        self.inner.fleet_local.inc();
+    }
+
+    /// Whether rate decisions are being made in Redis.
+    pub fn fleet_store_connected(&self, connected: bool) {
+        self.inner.fleet_connected.set(i64::from(connected));
     }
 
     /// The exposition in the Prometheus text format (0.0.4).

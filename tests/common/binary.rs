@@ -52,6 +52,11 @@ impl Binary {
             .unwrap()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     /// The first log line with this message.
     pub fn line(&self, message: &str) -> Option<serde_json::Value> {
         let logs = self.logs.lock().unwrap();

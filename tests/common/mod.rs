@@ -7,6 +7,7 @@ pub mod echo;
 pub mod log_capture;
 pub mod pki;
 pub mod raw;
+pub mod redis;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -82,6 +83,7 @@ pub fn settings(endpoint: &str) -> ClientSettings {
         dns: Default::default(),
         // Every retry made: the retry budget has tests of its own.
         retry_budget: 100.0,
+        admission: None,
     }
 }
 

@@ -1,0 +1,356 @@
+//! Rates shared by every replica: one GCRA bucket per key in Redis, one atomic script call per
+//! decision. When Redis does not answer within a few milliseconds, each replica decides alone with
+//! its local limiter (at the same rate) until Redis answers again: a slow or dead Redis costs the
+//! fleet its shared limit, never its availability.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::IntoConnectionInfo as _;
+use redis::aio::MultiplexedConnection;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Notify;
+
+use super::rate::Rate;
+use crate::observe::metrics::Metrics;
+
+/// How long a connection attempt to Redis may take, at start and when reconnecting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The pause between reconnection attempts while Redis is down.
+const RECONNECT_EVERY: Duration = Duration::from_millis(500);
+/// Every key the gateway writes starts with this, so that a shared Redis stays tidy.
+const KEY_PREFIX: &str = "ecs-gateway:v1:";
+
+/// A `redis://` URL; its `Debug` and `Display` leave out the user name and password.
+#[derive(Clone)]
+pub struct RedisUrl {
+    url: url::Url,
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        const RULE: &str = "must be a redis://[:PASSWORD@]HOST[:PORT][/DB] URL";
+        let url = url::Url::parse(value.trim()).map_err(|_| RULE.to_owned())?;
+        match url.scheme() {
+            "redis" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(Self { url }),
+            "rediss" => Err(format!(
+                "{RULE}: TLS to Redis (rediss://) is not built in; reach Redis over the pod network or a local TLS proxy"
+            )),
+            _ => Err(RULE.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.url.host_str().unwrap_or_default();
+        let port = self.url.port().unwrap_or(6379);
+        write!(f, "redis://{host}:{port}{}", self.url.path())
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// What a bucket limits; its Redis key holds a hash, never the AccessKeyId or caller name itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Bucket(String);
+
+impl Bucket {
+    /// Calls to ECS with one credential in one region.
+    pub fn upstream(access_key_id: &str, region: &str) -> Self {
+        Self(format!(
+            "{KEY_PREFIX}upstream:{}:{region}",
+            digest(access_key_id)
+        ))
+    }
+
+    /// One caller's calls (its policy rate).
+    pub fn caller(name: &str) -> Self {
+        Self(format!("{KEY_PREFIX}caller:{}", digest(name)))
+    }
+
+    /// The Redis key.
+    pub fn key(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The first 16 bytes of SHA-256, in hex: enough to keep buckets apart, nothing to recover.
+fn digest(value: &str) -> String {
+    let hash = Sha256::digest(value.as_bytes());
+    hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Redis store could not be set up (a bad URL or password file; an unreachable Redis is not an
+/// error).
+#[derive(Debug, thiserror::Error)]
+#[error("{setting} ({url}): {reason}")]
+pub struct StoreError {
+    setting: &'static str,
+    /// The URL as `Display` shows it: without its password.
+    url: String,
+    reason: String,
+}
+
+/// Where the Redis password comes from, besides the URL.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// The server.
+    pub url: RedisUrl,
+    /// A file holding the password (a mounted Secret), re-read at every reconnection so that a
+    /// rotated password is picked up; it replaces a password in the URL.
+    pub password_file: Option<PathBuf>,
+    /// The longest a decision waits for Redis.
+    pub timeout: Duration,
+}
+
+impl RedisSettings {
+    /// The connection settings, with the password file read now.
+    fn client(&self) -> Result<redis::Client, StoreError> {
+        let url_error = |reason: String| StoreError {
+            setting: "--redis-url / ECS_GATEWAY_REDIS_URL",
+            url: self.url.to_string(),
+            reason,
+        };
+        let mut info = self
+            .url
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| url_error(e.to_string()))?;
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| StoreError {
+                setting: "--redis-password-file / ECS_GATEWAY_REDIS_PASSWORD_FILE",
+                url: self.url.to_string(),
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            let settings = info.redis_settings().clone().set_password(text.trim());
+            info = info.set_redis_settings(settings);
+        }
+        redis::Client::open(info).map_err(|e| url_error(e.to_string()))
+    }
+}
+
+/// The shared rate store; clones share one connection.
+#[derive(Clone)]
+pub struct FleetStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: RedisSettings,
+    /// `None` while Redis is unreachable: decisions are local, and the supervisor reconnects.
+    connection: ArcSwapOption<MultiplexedConnection>,
+    lost: Arc<Notify>,
+    script: redis::Script,
+    metrics: Option<Metrics>,
+}
+
+impl std::fmt::Debug for FleetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetStore")
+            .field("url", &self.inner.settings.url)
+            .field("timeout", &self.inner.settings.timeout)
+            .field("connected", &self.inner.connection.load().is_some())
+            .finish()
+    }
+}
+
+impl FleetStore {
+    /// Connects to Redis (waiting at most a second) and keeps reconnecting in the background
+    /// whenever it is lost. Fails only on settings that can never work.
+    pub async fn connect(
+        settings: RedisSettings,
+        metrics: Option<Metrics>,
+    ) -> Result<Self, StoreError> {
+        settings.client()?;
+        let inner = Arc::new(Inner {
+            settings,
+            connection: ArcSwapOption::empty(),
+            lost: Arc::new(Notify::new()),
+            script: redis::Script::new(include_str!("gcra.lua")),
+            metrics,
+        });
+        if let Some(metrics) = &inner.metrics {
+            metrics.fleet_store_connected(false);
+        }
+        // The first attempt is awaited, so a replica that can reach Redis starts fleet-wide.
+        let reachable = match inner.reconnect().await {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::warn!(redis = %inner.settings.url, %reason, "fleet limiter: Redis does not answer; this replica applies the fleet-wide rates on its own until it does");
+                false
+            }
+        };
+        tokio::spawn(supervise(Arc::downgrade(&inner), reachable));
+        Ok(Self { inner })
+    }
+
+    /// Whether decisions are being made in Redis now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.connection.load().is_some()
+    }
+
+    /// Takes one call from `bucket` at `rate`, fleet-wide; `Err` is the wait until the next slot.
+    /// Without an answer from Redis in time, `local` decides (and the call is counted as such).
+    pub async fn acquire(
+        &self,
+        bucket: &Bucket,
+        rate: Rate,
+        local: impl FnOnce() -> Result<(), Duration>,
+    ) -> Result<(), Duration> {
+        let inner = &*self.inner;
+        let Some(connection) = inner.connection.load_full() else {
+            return inner.decide_locally(local);
+        };
+        let mut connection = MultiplexedConnection::clone(&connection);
+        let interval_us = 1e6 / rate.per_second();
+        let tolerance_us = interval_us * f64::from(rate.burst().get());
+        let mut call = inner.script.key(bucket.key());
+        call.arg(interval_us).arg(tolerance_us);
+        let timeout = inner.settings.timeout;
+        let answer = tokio::time::timeout(timeout, call.invoke_async::<i64>(&mut connection));
+        match answer.await {
+            Ok(Ok(wait_us)) if wait_us <= 0 => Ok(()),
+            Ok(Ok(wait_us)) => Err(Duration::from_micros(wait_us.unsigned_abs())),
+            Ok(Err(error)) => {
+                inner.lose(&error.to_string());
+                inner.decide_locally(local)
+            }
+            Err(_) => {
+                inner.lose(&format!("no answer within {timeout:?}"));
+                inner.decide_locally(local)
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn decide_locally(&self, local: impl FnOnce() -> Result<(), Duration>) -> Result<(), Duration> {
+        if let Some(metrics) = &self.metrics {
+            metrics.fleet_local_decision();
+        }
+        local()
+    }
+
+    /// Drops the connection once, however many calls saw it fail, and wakes the supervisor.
+    fn lose(&self, why: &str) {
+        if self.connection.swap(None).is_some() {
+            tracing::warn!(redis = %self.settings.url, reason = why, "fleet limiter: lost Redis; this replica applies the fleet-wide rates on its own until it answers again");
+            if let Some(metrics) = &self.metrics {
+                metrics.fleet_store_connected(false);
+            }
+            self.lost.notify_one();
+        }
+    }
+
+    /// One connection attempt; on success, decisions go to Redis again. The error says why not.
+    async fn reconnect(&self) -> Result<(), String> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(CONNECT_TIMEOUT));
+        let client = self.settings.client().map_err(|e| e.to_string())?;
+        let attempt = client.get_multiplexed_async_connection_with_config(&config);
+        let mut connection = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+            .await
+            .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        // Load the script now, so the first decision is one EVALSHA round trip.
+        let invocation = self.script.prepare_invoke();
+        tokio::time::timeout(CONNECT_TIMEOUT, invocation.load_async(&mut connection))
+            .await
+            .map_err(|_| format!("SCRIPT LOAD unanswered within {CONNECT_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        self.connection.store(Some(Arc::new(connection)));
+        if let Some(metrics) = &self.metrics {
+            metrics.fleet_store_connected(true);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.lost.notify_one();
+    }
+}
+
+/// Reconnects whenever the connection is lost, until the store is dropped.
+async fn supervise(inner: Weak<Inner>, mut connected: bool) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if connected {
+            // Wait for a lost connection without keeping the store alive (dropping it wakes us).
+            let lost = strong.lost.clone();
+            drop(strong);
+            lost.notified().await;
+            connected = false;
+            continue;
+        }
+        match strong.reconnect().await {
+            Ok(()) => {
+                tracing::info!(redis = %strong.settings.url, "fleet limiter: Redis answers; rates are fleet-wide again");
+                connected = true;
+                continue;
+            }
+            Err(reason) => {
+                tracing::debug!(redis = %strong.settings.url, %reason, "fleet limiter: Redis still does not answer");
+            }
+        }
+        drop(strong);
+        tokio::time::sleep(RECONNECT_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_never_shows_its_password() {
+        let url: RedisUrl = "redis://:hunter2@redis.default.svc:6380/2".parse().unwrap();
+        assert_eq!(url.to_string(), "redis://redis.default.svc:6380/2");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        let user: RedisUrl = "redis://gateway:hunter2@10.0.0.7".parse().unwrap();
+        assert_eq!(user.to_string(), "redis://10.0.0.7:6379");
+        assert!(
+            "rediss://x"
+                .parse::<RedisUrl>()
+                .unwrap_err()
+                .contains("TLS")
+        );
+        assert!("http://x".parse::<RedisUrl>().is_err());
+        assert!("redis://".parse::<RedisUrl>().is_err());
+    }
+
+    #[test]
+    fn keys_hold_a_hash_of_the_access_key_id_and_caller_never_the_value() {
+        let id = "LTAI5tExampleKeyId";
+        let upstream = Bucket::upstream(id, "cn-hangzhou");
+        assert!(!upstream.key().contains(id));
+        assert!(upstream.key().starts_with("ecs-gateway:v1:upstream:"));
+        assert!(upstream.key().ends_with(":cn-hangzhou"));
+        // sha256("LTAI5tExampleKeyId"), first 16 bytes, from `sha256sum`.
+        assert!(
+            upstream
+                .key()
+                .contains(":2fdf35c08e8e3086b2c6d99c6a9c073c:"),
+            "{}",
+            upstream.key()
+        );
+        assert_ne!(upstream, Bucket::upstream(id, "cn-shanghai"));
+        let caller = Bucket::caller("billing");
+        assert!(!caller.key().contains("billing"));
+        assert_ne!(caller.key(), Bucket::caller("payroll").key());
+    }
+}
