@@ -7,19 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-5000}"
-command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx; }
 command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }
-cargo build --release --locked --bins
-BIN=target/release
-export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIdemoGatewayKey
-export ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret-not-for-production
-export ECS_GATEWAY_METADATA_ENDPOINT=http://127.0.0.1:9
-
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; nginx -c "$PWD/bench/nginx.conf" -s stop 2>/dev/null || true; }
-trap cleanup EXIT
-
-nginx -c "$PWD/bench/nginx.conf"
+# shellcheck source=bench/static-upstream.sh
+source bench/static-upstream.sh
 redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null & pids+=($!)
 $BIN/ecs-gateway-load bare --listen 127.0.0.1:50061 & pids+=($!); BARE=$!
 $BIN/ecs-gateway --listen 127.0.0.1:50052 --endpoint http://127.0.0.1:18080/ >/dev/null & pids+=($!); OFF=$!
