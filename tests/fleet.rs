@@ -190,6 +190,8 @@ async fn gateway(simulator_url: &str, redis: &RedisServer, rate: &str) -> Binary
     let redis_url = redis.url();
     Binary::start(
         &[
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--endpoint",
             simulator_url,
             "--redis-url",
@@ -211,6 +213,17 @@ async fn gateway(simulator_url: &str, redis: &RedisServer, rate: &str) -> Binary
         ],
     )
     .await
+}
+
+/// The value of the metric line that starts with `series`, from `gateway`'s /metrics.
+async fn metric(gateway: &Binary, series: &str) -> f64 {
+    let url = format!("http://{}/metrics", gateway.metrics.as_deref().unwrap());
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {series} in {text}"));
+    line[series.len()..].trim().parse().unwrap()
 }
 
 fn phase(simulator: &Simulator, since: &mut u64) -> u64 {
@@ -249,6 +262,22 @@ async fn three_gateways_send_at_most_the_fleet_rate_and_keep_serving_without_red
         "{tally:?}"
     );
     assert_eq!(tally.other.load(Ordering::Relaxed), 0);
+    let refused: f64 = {
+        let mut sum = 0.0;
+        for g in &gateways {
+            assert_eq!(
+                metric(g, "ecs_gateway_fleet_limiter_redis_connected").await,
+                1.0
+            );
+            assert_eq!(
+                metric(g, "ecs_gateway_fleet_limiter_local_decisions_total").await,
+                0.0
+            );
+            sum += metric(g, "ecs_gateway_shed_total{reason=\"fleet_rate\"}").await;
+        }
+        sum
+    };
+    assert_eq!(refused as u64, tally.fleet_limited.load(Ordering::Relaxed));
 
     // 2. Redis gone: calls keep flowing, each replica at the fleet rate on its own.
     redis.stop().await;
@@ -271,6 +300,11 @@ async fn three_gateways_send_at_most_the_fleet_rate_and_keep_serving_without_red
             })
             .count();
         assert_eq!(lost, 1, "logged once per replica");
+        assert_eq!(
+            metric(g, "ecs_gateway_fleet_limiter_redis_connected").await,
+            0.0
+        );
+        assert!(metric(g, "ecs_gateway_fleet_limiter_local_decisions_total").await > 0.0);
     }
 
     // 3. Redis back (empty): the fleet limit holds again once every replica has reconnected.
@@ -407,4 +441,43 @@ async fn a_replica_starts_without_redis_and_joins_the_fleet_when_it_comes_up() {
         fleet.acquire(&bucket, rate, must_not_decide_locally).await,
         Ok(())
     );
+}
+
+#[tokio::test]
+async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing() {
+    use ecs_gateway::aliyun::client::{ClientSettings, EcsClient};
+    use ecs_gateway::limit::upstream::UpstreamQuota;
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let body = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ecs/service-unavailable.json"
+    ))
+    .unwrap();
+    let ecs = common::ecs_answering(503, &body).await;
+    let fleet = store(&redis, Duration::from_millis(200), None).await;
+    let settings = ClientSettings {
+        admission: Some(Arc::new(UpstreamQuota::new(Rate::new(3.0).unwrap(), fleet))),
+        ..common::settings(&format!("{}/", ecs.uri()))
+    };
+    let client = EcsClient::new(common::test_credential(), settings).unwrap();
+    let gateway = common::Gateway::start(client).await;
+    // The first call: one attempt and its two retries (503 is transient) spend the burst of 3.
+    let first = gateway.refused_t1().await;
+    assert_eq!(first.code(), Code::Unavailable, "{first:?}");
+    assert_eq!(ecs.received_requests().await.unwrap().len(), 3);
+    // The second call's first attempt finds no slot: refused with the wait, nothing sent.
+    let second = gateway.refused_t1().await;
+    assert_eq!(second.code(), Code::ResourceExhausted, "{second:?}");
+    assert_eq!(common::error_info(&second).0, "FLEET_RATE_EXCEEDED");
+    let delay = second
+        .get_error_details()
+        .retry_info()
+        .and_then(|r| r.retry_delay);
+    assert!(
+        delay.is_some_and(|d| d > Duration::ZERO && d <= Duration::from_millis(334)),
+        "{delay:?}"
+    );
+    assert_eq!(ecs.received_requests().await.unwrap().len(), 3);
 }
