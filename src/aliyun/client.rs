@@ -61,10 +61,11 @@ impl NonceSource for UuidNonce {
 
 /// Whether an attempt may go to ECS now: the fleet's quota, kept above this module.
 pub trait Admission: Send + Sync + std::fmt::Debug {
-    /// Takes one slot for an attempt signed with `access_key_id` to `region`.
+    /// Takes one slot for an attempt by `principal` (see `CredentialSupply::principal`) to
+    /// `region`.
     fn admit<'a>(
         &'a self,
-        access_key_id: &'a str,
+        principal: &'a str,
         region: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<(), NotAdmitted>>;
 }
@@ -293,7 +294,7 @@ impl EcsClient {
         let credential = &current.credential;
         if let Some(admission) = &inner.settings.admission {
             admission
-                .admit(credential.access_key_id(), request.region_id.as_str())
+                .admit(inner.credentials.principal(), request.region_id.as_str())
                 .await
                 .map_err(EcsError::NotAdmitted)?;
         }

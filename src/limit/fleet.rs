@@ -59,7 +59,7 @@ impl std::fmt::Debug for RedisUrl {
     }
 }
 
-/// What a bucket limits; its Redis key holds a hash, never the AccessKeyId or caller name itself.
+/// What a bucket limits; its Redis key holds a hash, never the AccessKeyId, role or caller name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bucket(String);
 
@@ -295,6 +295,9 @@ async fn supervise(inner: Weak<Inner>, mut connected: bool) {
             drop(strong);
             lost.notified().await;
             connected = false;
+            // A moment on local limits before trying again: a Redis that answers slowly under
+            // load then costs at most two log lines per pause, not two per call.
+            tokio::time::sleep(RECONNECT_EVERY).await;
             continue;
         }
         match strong.reconnect().await {

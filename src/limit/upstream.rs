@@ -1,5 +1,8 @@
 //! The fleet's quota toward ECS: every attempt, retries included, takes a slot from the bucket of
-//! its credential and region, because Alibaba throttles the account, not the replica.
+//! its credential's principal and region, because Alibaba throttles the account, not the replica.
+//! The principal is the AccessKeyId of a long-lived key but the role of temporary credentials:
+//! every replica's STS session (RRSA, RAM roles) has an AccessKeyId of its own, and keying by it
+//! would give each replica its own bucket.
 
 use std::time::Duration;
 
@@ -10,6 +13,9 @@ use super::fleet::{Bucket, FleetStore};
 use super::rate::{Rate, local_wait};
 use crate::aliyun::client::Admission;
 use crate::aliyun::error::NotAdmitted;
+
+/// More local buckets than this, and the full (idle) ones are dropped.
+const MAX_LOCAL_BUCKETS: usize = 1024;
 
 /// `--fleet-rate`: upstream calls per second for the whole fleet, per credential and region.
 #[derive(Debug)]
@@ -30,9 +36,15 @@ impl UpstreamQuota {
         }
     }
 
-    async fn take(&self, access_key_id: &str, region: &str) -> Result<(), Duration> {
-        let bucket = Bucket::upstream(access_key_id, region);
-        let local = || self.local.check_key(&bucket).map_err(local_wait);
+    async fn take(&self, principal: &str, region: &str) -> Result<(), Duration> {
+        let bucket = Bucket::upstream(principal, region);
+        let local = || {
+            // Buckets are few (principals × regions); forget idle ones should that ever change.
+            if self.local.len() > MAX_LOCAL_BUCKETS {
+                self.local.retain_recent();
+            }
+            self.local.check_key(&bucket).map_err(local_wait)
+        };
         self.store.acquire(&bucket, self.rate, local).await
     }
 }
@@ -40,11 +52,11 @@ impl UpstreamQuota {
 impl Admission for UpstreamQuota {
     fn admit<'a>(
         &'a self,
-        access_key_id: &'a str,
+        principal: &'a str,
         region: &'a str,
     ) -> BoxFuture<'a, Result<(), NotAdmitted>> {
         Box::pin(async move {
-            self.take(access_key_id, region)
+            self.take(principal, region)
                 .await
                 .map_err(|retry_after| NotAdmitted {
                     per_second: self.rate.per_second(),

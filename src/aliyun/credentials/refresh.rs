@@ -58,23 +58,31 @@ pub struct CredentialSupply {
 struct Shared {
     current: ArcSwap<Current>,
     available: watch::Sender<bool>,
+    principal: String,
 }
 
 impl CredentialSupply {
     /// A credential used as it is, never refreshed.
     pub fn fixed(credential: Credential) -> Self {
+        let principal = credential.access_key_id().to_owned();
+        Self::acting_as(credential, principal)
+    }
+
+    fn acting_as(credential: Credential, principal: String) -> Self {
         let (available, _) = watch::channel(true);
         Self {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(Current::new(credential)),
                 available,
+                principal,
             }),
         }
     }
 
     /// `first`, refreshed from `source` in the background while the supply lives (when it expires).
     pub fn refreshing(source: Source, first: Credential, fetcher: Fetcher) -> Self {
-        let supply = Self::fixed(first);
+        let principal = source.principal(&first);
+        let supply = Self::acting_as(first, principal);
         tokio::spawn(refresher(Arc::downgrade(&supply.shared), source, fetcher));
         supply
     }
@@ -87,6 +95,11 @@ impl CredentialSupply {
         } else {
             Err(Unavailable)
         }
+    }
+
+    /// Who the credential acts as, the same across refreshes and replicas ([`Source::principal`]).
+    pub fn principal(&self) -> &str {
+        &self.shared.principal
     }
 
     /// Whether a valid credential is held; changes as it expires and refreshes.

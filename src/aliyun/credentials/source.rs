@@ -45,6 +45,23 @@ impl Source {
         }
     }
 
+    /// Who the credentials of this source act as, stably across refreshes and replicas: the
+    /// AccessKeyId of a key used as it is, the role of temporary credentials (each STS session,
+    /// so each replica and each refresh, has an AccessKeyId of its own). What a quota is kept for.
+    pub fn principal(&self, first: &Credential) -> String {
+        match self {
+            Source::Static(_) => first.access_key_id().to_owned(),
+            Source::AssumeRole(role) => role.role_arn.clone(),
+            Source::Oidc(role) => role.role_arn.clone(),
+            Source::EcsRamRole(role) => format!(
+                "ecs_ram_role:{}",
+                role.role_name.as_deref().unwrap_or("(the instance's)")
+            ),
+            // The URL may carry a token; one deployment uses one credentials service.
+            Source::Uri(_) => "credentials_uri".to_owned(),
+        }
+    }
+
     /// The STS host the SDKs would call for this source, if it calls STS.
     pub fn sts_host(&self) -> Option<&str> {
         match self {
@@ -217,4 +234,45 @@ pub(super) fn static_key(
         .map(|t| clean("security token", Some(t)))
         .transpose()?;
     Ok(Credential::new(id, secret, token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_credentials_act_as_their_role_and_keys_as_themselves() {
+        let session = |id: &str| Credential::new(id, "secret", Some("token".into()));
+        let role = Source::Oidc(OidcRole {
+            role_arn: "acs:ram::1234567890123456:role/ecs-gateway".into(),
+            provider_arn: "acs:ram::1234567890123456:oidc-provider/ack".into(),
+            token_file: "/var/run/secrets/tokens/oidc-token".into(),
+            session_name: "ecs-gateway".into(),
+            duration_seconds: 3600,
+            policy: None,
+            sts_host: "sts.aliyuncs.com".into(),
+        });
+        // Two replicas (or two refreshes) hold different session keys for the same role.
+        assert_eq!(
+            role.principal(&session("STS.replica-a")),
+            role.principal(&session("STS.replica-b"))
+        );
+        assert_eq!(
+            role.principal(&session("STS.replica-a")),
+            "acs:ram::1234567890123456:role/ecs-gateway"
+        );
+        let key = Credential::new("LTAI5tLongLived", "secret", None);
+        assert_eq!(
+            Source::Static(key.clone()).principal(&key),
+            "LTAI5tLongLived"
+        );
+        let instance = Source::EcsRamRole(EcsRamRole {
+            role_name: Some("gateway-role".into()),
+            imdsv1_disabled: true,
+        });
+        assert_eq!(
+            instance.principal(&session("STS.x")),
+            "ecs_ram_role:gateway-role"
+        );
+    }
 }
