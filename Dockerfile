@@ -25,7 +25,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin gateway
+    && groupadd --system --gid 10001 gateway \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin gateway
 COPY --from=builder /src/target/release/ecs-gateway /usr/local/bin/ecs-gateway
 USER 10001:10001
 # Inside Alibaba Cloud without internet egress, add ECS_GATEWAY_NETWORK=vpc (VPC endpoints).
