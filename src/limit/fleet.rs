@@ -208,10 +208,11 @@ impl FleetStore {
         local: impl FnOnce() -> Result<(), Duration>,
     ) -> Result<(), Duration> {
         let inner = &*self.inner;
-        let Some(connection) = inner.connection.load_full() else {
+        let current = inner.connection.load_full();
+        let Some(shared) = &current else {
             return inner.decide_locally(local);
         };
-        let mut connection = MultiplexedConnection::clone(&connection);
+        let mut connection = MultiplexedConnection::clone(shared);
         let interval_us = 1e6 / rate.per_second();
         let tolerance_us = interval_us * f64::from(rate.burst().get());
         let mut call = inner.script.key(bucket.key());
@@ -222,11 +223,11 @@ impl FleetStore {
             Ok(Ok(wait_us)) if wait_us <= 0 => Ok(()),
             Ok(Ok(wait_us)) => Err(Duration::from_micros(wait_us.unsigned_abs())),
             Ok(Err(error)) => {
-                inner.lose(&error.to_string());
+                inner.lose(&current, &error.to_string());
                 inner.decide_locally(local)
             }
             Err(_) => {
-                inner.lose(&format!("no answer within {timeout:?}"));
+                inner.lose(&current, &format!("no answer within {timeout:?}"));
                 inner.decide_locally(local)
             }
         }
@@ -241,9 +242,12 @@ impl Inner {
         local()
     }
 
-    /// Drops the connection once, however many calls saw it fail, and wakes the supervisor.
-    fn lose(&self, why: &str) {
-        if self.connection.swap(None).is_some() {
+    /// Drops the connection `failed` once, however many calls saw it fail (and never a newer one),
+    /// and wakes the supervisor.
+    fn lose(&self, failed: &Option<Arc<MultiplexedConnection>>, why: &str) {
+        let previous = self.connection.compare_and_swap(failed, None);
+        let dropped = matches!((&*previous, failed), (Some(p), Some(f)) if Arc::ptr_eq(p, f));
+        if dropped {
             tracing::warn!(redis = %self.settings.url, reason = why, "fleet limiter: lost Redis; this replica applies the fleet-wide rates on its own until it answers again");
             if let Some(metrics) = &self.metrics {
                 metrics.fleet_store_connected(false);
