@@ -64,11 +64,12 @@ impl std::fmt::Debug for RedisUrl {
 pub struct Bucket(String);
 
 impl Bucket {
-    /// Calls to ECS with one credential in one region.
-    pub fn upstream(access_key_id: &str, region: &str) -> Self {
+    /// Calls to ECS by one principal (an AccessKeyId, or a role; see
+    /// `CredentialSupply::principal`) in one region.
+    pub fn upstream(principal: &str, region: &str) -> Self {
         Self(format!(
             "{KEY_PREFIX}upstream:{}:{region}",
-            digest(access_key_id)
+            digest(principal)
         ))
     }
 
@@ -85,8 +86,14 @@ impl Bucket {
 
 /// The first 16 bytes of SHA-256, in hex: enough to keep buckets apart, nothing to recover.
 fn digest(value: &str) -> String {
+    use std::fmt::Write as _;
     let hash = Sha256::digest(value.as_bytes());
-    hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(32);
+    for byte in &hash[..16] {
+        // Writing into a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// The Redis store could not be set up (a bad URL or password file; an unreachable Redis is not an
