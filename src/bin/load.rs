@@ -249,7 +249,8 @@ fn report(load: &Load, mut outcome: Outcome) {
     if let (Some((t0, _)), Some((t1, hwm))) = (outcome.server_before, outcome.server_after) {
         let cpu_s = (t1 - t0) as f64 / user_hz();
         line["server_cpu_s"] = serde_json::json!(cpu_s);
-        line["server_cpu_us_per_call"] = serde_json::json!((cpu_s * 1e6 / n.max(1) as f64).round());
+        line["server_cpu_us_per_call"] =
+            serde_json::json!((cpu_s * 1e7 / n.max(1) as f64).round() / 10.0);
         line["server_peak_rss_mib"] =
             serde_json::json!((hwm as f64 / 1024.0 * 10.0).round() / 10.0);
     }

@@ -1,0 +1,73 @@
+"""Reads one bench/run.sh results file and prints the issue-12 targets, each measured and pass/fail.
+
+Usage: python3 bench/targets.py RESULTS.jsonl N_C1 N_C50 ROUNDS N_GHZ
+Medians are over the rounds of one run; every ratio compares rows of the same run.
+"""
+
+import json
+import statistics
+import sys
+
+WARMUP = 200  # calls ecs-gateway-load sends before it measures (its --warmup default)
+
+
+def main():
+    path, n1, n50, rounds, nghz = sys.argv[1], *map(int, sys.argv[2:])
+    rows = [json.loads(line) for line in open(path)]
+    by = {}
+    for row in rows:
+        by.setdefault(row.get("label"), []).append(row)
+
+    def med(label, key):
+        return statistics.median(r[key] for r in by[label])
+
+    failed_calls = [
+        r["label"] for r in rows if "codes" in r and set(r["codes"]) - {"Ok", "OK"}
+    ]
+    checks = []
+
+    def check(name, measured, limit, ok):
+        checks.append({"target": name, "measured": measured, "limit": limit, "pass": ok})
+
+    bare_cpu = med("bare-c50", "server_cpu_us_per_call")
+    for up in ("http", "tls", "tls-h1"):
+        cpu = med(f"{up}-c50", "server_cpu_us_per_call")
+        ratio = round(cpu / bare_cpu, 2)
+        check(f"cpu/call c=50 {up} vs bare ({cpu} / {bare_cpu} us)", ratio, 2.0, ratio <= 2.0)
+    bare_p50, nginx_p50 = med("bare-c1", "p50_us"), med("nginx-c1", "p50_us")
+    for up in ("http", "tls"):
+        p50 = med(f"{up}-c1", "p50_us")
+        limit = bare_p50 + nginx_p50 + 100
+        check(f"c=1 p50 {up} (us; bare {bare_p50} + nginx {nginx_p50} + 100)", p50, limit, p50 <= limit)
+        p99 = med(f"{up}-c1", "p99_us")
+        check(f"c=1 p99 {up} (us)", p99, 999, p99 < 1000)
+    if "ghz-bare" in by:
+        bare_rps = by["ghz-bare"][0]["rps"]
+        for up in ("http", "tls"):
+            rps = by[f"ghz-{up}"][0]["rps"]
+            ratio = round(rps / bare_rps, 3)
+            check(f"ghz c=50 calls/s {up} vs bare ({rps} / {bare_rps})", ratio, 0.85, ratio >= 0.85)
+    for up in ("http", "tls"):
+        label = f"ghz-{up}" if f"ghz-{up}" in by else f"{up}-c50"
+        rss = max(r["server_peak_rss_mib"] for r in by[label])
+        check(f"peak RSS {up} (MiB, whole run)", rss, 20, rss <= 20)
+    start = by[None][0]["start_to_serving_ms"] if None in by else None
+    check("start to SERVING (ms)", round(start, 1), 50, start is not None and start <= 50)
+    per_gateway = rounds * (n1 + WARMUP + n50 + WARMUP)
+    for up in ("http", "tls", "tls-h1"):
+        audit = by[f"audit-{up}"][0]
+        want = per_gateway + (nghz if up != "tls-h1" and "ghz-bare" in by else 0)
+        ok = audit["finished"] == want and audit["ends_with_newline"]
+        check(f"audit lines {up} (one per call)", audit["finished"], want, ok)
+    warn = med("warn-c50", "server_cpu_us_per_call")
+    print(json.dumps({
+        "summary": "issue 12 targets",
+        "all_pass": all(c["pass"] for c in checks) and not failed_calls,
+        "calls_not_ok_in": failed_calls,
+        "log_cost_us_per_call_c50": round(med("http-c50", "server_cpu_us_per_call") - warn, 1),
+        "checks": checks,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
