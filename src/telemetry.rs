@@ -1,6 +1,7 @@
 //! Tracing setup: text or JSON lines filtered by an `EnvFilter` (`RUST_LOG`, default `info`), and
 //! — only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set — the gateway's spans exported over OTLP. Each
 //! output has its own filter, so the per-attempt spans (debug level) cost nothing unless exported.
+//! Lines reach stdout through a [`BatchedWriter`], which [`Telemetry::shutdown`] flushes.
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
@@ -9,6 +10,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, Registry};
 
+use crate::log_writer::BatchedWriter;
 use crate::observe::trace;
 
 /// The log line format.
@@ -21,19 +23,23 @@ pub enum LogFormat {
     Json,
 }
 
-/// Holds the trace exporter, if any; [`Telemetry::shutdown`] flushes it.
+/// Holds the log writer and the trace exporter, if any; [`Telemetry::shutdown`] flushes both.
 #[derive(Debug, Default)]
 pub struct Telemetry {
+    lines: Option<BatchedWriter>,
     provider: Option<SdkTracerProvider>,
 }
 
 impl Telemetry {
-    /// Exports what is still batched and stops the exporter.
+    /// Exports what is still batched, stops the exporter, then writes out the last log lines.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(error) = provider.shutdown()
         {
-            eprintln!("warning: trace export did not flush: {error}");
+            tracing::warn!(%error, "trace export did not flush");
+        }
+        if let Some(lines) = self.lines {
+            lines.flush();
         }
     }
 }
@@ -44,8 +50,12 @@ pub fn init(format: LogFormat) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let provider = trace::otlp_provider()?;
-    install(format, filter, ansi, std::io::stdout, provider.as_ref());
-    Ok(Telemetry { provider })
+    let lines = BatchedWriter::stdout().map_err(|e| format!("cannot start the log writer: {e}"))?;
+    install(format, filter, ansi, lines.handle(), provider.as_ref());
+    Ok(Telemetry {
+        lines: Some(lines),
+        provider,
+    })
 }
 
 /// Installs the global subscriber with `filter`, writing plain lines to `writer`; tests use it to

@@ -904,3 +904,123 @@ fn sigterm_pid(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Runs the gateway with stdout to a file, as a container runtime takes it, makes `calls` calls
+/// (20 at a time), sends SIGTERM right after the last answer, and returns what the file holds.
+async fn log_file_of_calls_then_sigterm(format: &str, calls: usize) -> String {
+    let credential = test_credential();
+    let (url, _simulator) =
+        start_simulator(SimulatorConfig::with_credential(credential.clone())).await;
+    let path = std::env::temp_dir().join(format!(
+        "ecs-gateway-audit-{}-{format}.log",
+        std::process::id()
+    ));
+    let file = std::fs::File::create(&path).unwrap();
+    let mut child = Command::new(BIN);
+    common::isolate_credentials(&mut child);
+    let mut child = child
+        .env_remove("RUST_LOG")
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id())
+        .env(
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            credential.access_key_secret(),
+        )
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            format,
+            "--endpoint",
+            &url,
+        ])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut addr = None;
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(&path).unwrap();
+        addr = text
+            .lines()
+            .find(|l| l.contains("listening"))
+            .and_then(|l| l.split_once("127.0.0.1:"))
+            .map(|(_, rest)| {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                format!("127.0.0.1:{port}")
+            });
+        if addr.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let addr = addr.expect("a listening line in the log file");
+    let client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for _ in 0..calls / 20 {
+        let batch: Vec<_> = (0..20)
+            .map(|_| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+                        .await
+                })
+            })
+            .collect();
+        for call in batch {
+            call.await.unwrap().expect("the call succeeds");
+        }
+    }
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    text
+}
+
+#[tokio::test]
+async fn every_call_s_audit_line_is_in_the_log_file_whole_when_the_process_exits() {
+    const CALLS: usize = 400;
+    let json = log_file_of_calls_then_sigterm("json", CALLS).await;
+    assert!(json.ends_with('\n'), "the last line is complete");
+    let mut finished = 0;
+    for line in json.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a whole JSON object per line ({e}): {line}"));
+        if value["message"] == "call finished" {
+            assert_eq!(value["span"]["invoke_id"], "t-demo0001", "{line}");
+            assert_eq!(value["span"]["grpc_code"], "Ok", "{line}");
+            finished += 1;
+        }
+    }
+    assert_eq!(finished, CALLS, "one line per call, none lost at exit");
+    // Logged a moment before the process exits: only a flush at exit gets it out.
+    assert!(json.lines().last().unwrap().contains("server stopped"), "{json}");
+
+    let text = log_file_of_calls_then_sigterm("text", CALLS).await;
+    assert!(text.ends_with('\n'), "the last line is complete");
+    let finished: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("call finished"))
+        .collect();
+    assert_eq!(
+        finished.len(),
+        CALLS,
+        "one line per call, none lost at exit"
+    );
+    for line in finished {
+        // A whole line: the timestamp first, the call's fields, the message last.
+        assert!(line.starts_with("20"), "{line}");
+        assert!(
+            line.contains("invoke_id=\"t-demo0001\"") && line.contains("grpc_code=Ok"),
+            "{line}"
+        );
+        assert!(line.ends_with("call finished"), "{line}");
+    }
+}

@@ -1,5 +1,5 @@
 //! Metrics read at scrape time: the standard `process_*` ones (from `/proc/self`, as the Go and
-//! Python clients export them) and when the gateway's credential expires.
+//! Python clients export them), when the gateway's credential expires, and log lines dropped.
 //!
 //! Written here rather than taken from a crate: `prometheus-client` has no process collector, and
 //! the ones that exist belong to other metrics libraries; `procfs` does the reading.
@@ -54,6 +54,13 @@ impl Collector for ProcessCollector {
                 seconds,
             )?;
         }
+        let metric = encoder.encode_descriptor(
+            "ecs_gateway_log_lines_dropped",
+            "Log lines dropped because the log output fell seconds behind or failed",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(crate::log_writer::dropped_lines()).encode(metric)?;
         // A process that cannot read its own /proc reports none of these rather than failing the scrape.
         let Ok(me) = procfs::process::Process::myself() else {
             return Ok(());
