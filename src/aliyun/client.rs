@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 use tokio::time::Instant;
 
+use super::base_urls::BaseUrls;
 use super::credential::Credential;
 use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, DnsError, HickoryResolver};
@@ -132,6 +133,7 @@ pub struct EcsClient {
 
 struct Inner {
     http: reqwest::Client,
+    urls: BaseUrls,
     settings: ClientSettings,
     credentials: CredentialSupply,
     clock: Arc<dyn Clock>,
@@ -210,6 +212,7 @@ impl EcsClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 budget,
+                urls: BaseUrls::new(settings.endpoint.clone()),
                 http,
                 settings,
                 credentials,
@@ -300,9 +303,12 @@ impl EcsClient {
         }
         let signed = signer::sign_query("POST", &self.params(request, credential), &current.key);
         let url = inner
-            .settings
-            .endpoint
-            .url_with_query(&request.region_id, signed.as_str());
+            .urls
+            .with_query(&request.region_id, signed.as_str())
+            .map_err(|error| EcsError::Transport {
+                kind: TransportKind::Build,
+                detail: format!("the endpoint URL for this region does not parse: {error}"),
+            })?;
         let response = inner.http.post(url).send().await.map_err(transport_error)?;
         let http_status = response.status().as_u16();
         // The attempt's span (see `retry::run`), exported when tracing is on.

@@ -1,6 +1,7 @@
 //! Everything Alibaba-specific: credential, request model, regions, endpoint, signer, DNS, TLS,
 //! client and retry policy.
 
+pub mod base_urls;
 pub mod catalog;
 pub mod client;
 pub mod credentials;
