@@ -1001,7 +1001,10 @@ async fn every_call_s_audit_line_is_in_the_log_file_whole_when_the_process_exits
     }
     assert_eq!(finished, CALLS, "one line per call, none lost at exit");
     // Logged a moment before the process exits: only a flush at exit gets it out.
-    assert!(json.lines().last().unwrap().contains("server stopped"), "{json}");
+    assert!(
+        json.lines().last().unwrap().contains("server stopped"),
+        "{json}"
+    );
 
     let text = log_file_of_calls_then_sigterm("text", CALLS).await;
     assert!(text.ends_with('\n'), "the last line is complete");
