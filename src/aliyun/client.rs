@@ -5,23 +5,21 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
+use http::HeaderMap;
 use tokio::time::Instant;
 
-use super::base_urls::BaseUrls;
 use super::credential::Credential;
 use super::credentials::refresh::CredentialSupply;
-use super::dns::{DnsConfig, DnsError, HickoryResolver};
+use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
-use super::error::{
-    ApiError, EcsError, NotAdmitted, ParsedBody, TransportKind, find_cause, parse_body,
-};
+use super::error::{ApiError, EcsError, NotAdmitted, ParsedBody, parse_body};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::RetryBudget;
 use super::scrub::{self, Scrubber};
 use super::signer;
 use super::tls::{self, EmptyTrustStore};
+use super::transport::{self, Transport, TransportSettings};
 
 /// The `User-Agent` the gateway sends.
 pub const USER_AGENT_VALUE: &str = concat!("ecs-gateway/", env!("CARGO_PKG_VERSION"));
@@ -132,8 +130,7 @@ pub struct EcsClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
-    urls: BaseUrls,
+    http: Transport,
     settings: ClientSettings,
     credentials: CredentialSupply,
     clock: Arc<dyn Clock>,
@@ -159,9 +156,6 @@ pub enum BuildError {
     /// The system's DNS configuration could not be read.
     #[error("cannot set up DNS resolution (is /etc/resolv.conf readable?): {0}")]
     Dns(String),
-    /// reqwest refused the configuration.
-    #[error("cannot build the HTTP client: {0}")]
-    Http(String),
 }
 
 impl EcsClient {
@@ -185,8 +179,6 @@ impl EcsClient {
         clock: Arc<dyn Clock>,
         nonces: Arc<dyn NonceSource>,
     ) -> Result<Self, BuildError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         // Plain-HTTP endpoints (the simulator, loopback tests) need no trust store; HTTPS ones do.
         let roots = match tls::native_roots() {
             Ok(roots) => roots,
@@ -195,24 +187,21 @@ impl EcsClient {
         };
         let resolver =
             HickoryResolver::new(&settings.dns).map_err(|e| BuildError::Dns(e.to_string()))?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls::client_config(roots))
-            .dns_resolver(Arc::new(resolver))
-            .default_headers(headers)
-            .connect_timeout(settings.connect_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .tcp_nodelay(true)
-            // A redirect would resend the signed query to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| BuildError::Http(e.without_url().to_string()))?;
+        let http = Transport::new(
+            roots,
+            resolver,
+            &TransportSettings {
+                connect_timeout: settings.connect_timeout,
+                pool_max_idle_per_host: settings.pool_max_idle_per_host,
+                pool_idle_timeout: Duration::from_secs(50),
+                user_agent: USER_AGENT_VALUE,
+            },
+        );
         let budget = RetryBudget::new(settings.retry_budget);
         let credentials = credentials.into();
         Ok(Self {
             inner: Arc::new(Inner {
                 budget,
-                urls: BaseUrls::new(settings.endpoint.clone()),
                 http,
                 settings,
                 credentials,
@@ -303,13 +292,10 @@ impl EcsClient {
         }
         let signed = signer::sign_query("POST", &self.params(request, credential), &current.key);
         let url = inner
-            .urls
-            .with_query(&request.region_id, signed.as_str())
-            .map_err(|error| EcsError::Transport {
-                kind: TransportKind::Build,
-                detail: format!("the endpoint URL for this region does not parse: {error}"),
-            })?;
-        let response = inner.http.post(url).send().await.map_err(transport_error)?;
+            .settings
+            .endpoint
+            .url_with_query(&request.region_id, signed.as_str());
+        let response = inner.http.post(url).await?;
         let http_status = response.status().as_u16();
         // The attempt's span (see `retry::run`), exported when tracing is on.
         tracing::Span::current().record("http_status", http_status);
@@ -319,7 +305,7 @@ impl EcsClient {
             .get("x-acs-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = read_capped(response).await?;
+        let body = transport::read_capped(response, MAX_BODY_BYTES).await?;
         let success = (200..300).contains(&http_status);
         // Everything below comes from the upstream: checked or scrubbed before it goes anywhere.
         let secrets = [
@@ -370,18 +356,6 @@ impl EcsClient {
     }
 }
 
-/// Reads at most `MAX_BODY_BYTES`; `None` for a larger body, which is not an ECS answer.
-async fn read_capped(mut response: reqwest::Response) -> Result<Option<Vec<u8>>, EcsError> {
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(512).min(4096) as usize);
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body))
-}
-
 /// The wait ECS asked for: `x-acs-retry-after` in **milliseconds**, as Alibaba's Tea SDKs read it
 /// (a positive integer; anything else is ignored), else HTTP `Retry-After` in seconds; capped.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -393,38 +367,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|delay| delay.min(scrub::MAX_RETRY_DELAY))
 }
 
-/// Classifies a reqwest failure by whether it can have reached ECS and whether it can pass (after
-/// object_store's `RetryError`); the URL, which carries the signed query, is stripped first.
-fn transport_error(error: reqwest::Error) -> EcsError {
-    let error = error.without_url();
-    let dns = find_cause::<DnsError>(&error);
-    let kind = if error.is_builder() {
-        TransportKind::Build
-    } else if let Some(DnsError::NoSuchHost(_)) = dns {
-        TransportKind::NoSuchHost
-    } else if dns.is_some() || error.is_connect() {
-        if tls::is_certificate_error(&error) {
-            TransportKind::UntrustedCertificate
-        } else {
-            TransportKind::Connect
-        }
-    } else if error.is_timeout() {
-        TransportKind::Timeout
-    } else {
-        TransportKind::Interrupted
-    };
-    let mut detail = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        detail.push_str(": ");
-        detail.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    EcsError::Transport { kind, detail }
-}
-
 #[cfg(test)]
 mod tests {
+    use http::HeaderValue;
+
     use super::*;
 
     #[test]

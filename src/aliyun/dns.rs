@@ -4,13 +4,16 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
 
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::{ResolveError, TokioResolver};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use hyper_util::client::legacy::connect::dns::Name;
 
 /// Where upstream host names are looked up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +41,7 @@ pub enum DnsError {
     },
 }
 
-/// A reqwest resolver backed by hickory.
+/// A resolver for hyper's connector, backed by hickory.
 #[derive(Clone)]
 pub struct HickoryResolver {
     resolver: Arc<TokioResolver>,
@@ -100,19 +103,26 @@ fn classify(host: &str, error: &ResolveError) -> DnsError {
     }
 }
 
-impl Resolve for HickoryResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+impl tower::Service<Name> for HickoryResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = DnsError;
+    type Future = BoxFuture<'static, Result<Self::Response, DnsError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), DnsError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let resolver = self.resolver.clone();
         Box::pin(async move {
             let host = name.as_str();
             match resolver.lookup_ip(host).await {
-                Ok(lookup) => {
-                    let addrs: Vec<SocketAddr> =
-                        lookup.iter().map(|ip| SocketAddr::new(ip, 0)).collect();
-                    let addrs: Addrs = Box::new(addrs.into_iter());
-                    Ok(addrs)
-                }
-                Err(error) => Err(classify(host, &error).into()),
+                Ok(lookup) => Ok(lookup
+                    .iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter()),
+                Err(error) => Err(classify(host, &error)),
             }
         })
     }

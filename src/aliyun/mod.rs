@@ -1,7 +1,6 @@
 //! Everything Alibaba-specific: credential, request model, regions, endpoint, signer, DNS, TLS,
 //! client and retry policy.
 
-pub mod base_urls;
 pub mod catalog;
 pub mod client;
 pub mod credentials;
@@ -15,6 +14,7 @@ pub mod retry_budget;
 pub mod scrub;
 pub mod signer;
 pub mod tls;
+pub mod transport;
 
 /// The credential value type, where it always lived.
 pub use credentials::credential;
