@@ -2,16 +2,28 @@
 //! ALPN (one multiplexed connection) and HTTP/1.1 keep-alive otherwise, TLS sessions resumed from
 //! rustls' in-memory cache, names resolved by hickory.
 //!
+//! hyper's pool learns HTTP/2 only once a connection's handshake is done, so a burst of calls with
+//! no connection open (the first calls, or every call in flight when ECS retires a connection)
+//! starts one TLS handshake per call and keeps one of them. So the first request goes alone and
+//! tells which protocol the endpoint speaks; once it is HTTP/2, requests go through a client that
+//! knows it, whose pool opens one connection and lets the others wait for it. This is learned per
+//! host (regions have hosts of their own).
+//!
 //! hyper directly rather than through reqwest (which the credential sources still use): reqwest
 //! 0.12 turns each request's URI back into a `Url` twice (its redirect policy and its response
 //! URL), even with redirects off — a full parse of the signed URL, IDNA included, per request.
 //! Here the URI is parsed once, by `http`, and nothing else is added per request.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, USER_AGENT};
-use http::{Method, Request, Response, Uri};
+use http::{Method, Request, Response, Uri, Version};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -42,10 +54,33 @@ pub struct TransportSettings {
     pub user_agent: &'static str,
 }
 
+/// What a host has been seen to speak.
+const UNKNOWN: u8 = 0;
+const HTTP1: u8 = 1;
+const HTTP2: u8 = 2;
+
+/// Hosts whose protocol is remembered; past this, requests to new hosts simply use `any`.
+const MAX_HOSTS: usize = 128;
+
+/// The longest a request waits for another one to find out its host's protocol before it goes
+/// ahead on its own (an endpoint that does not answer must not queue calls behind one another).
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+/// One host's protocol, and the lock held by the request finding it out.
+#[derive(Debug, Default)]
+struct Host {
+    protocol: AtomicU8,
+    probing: tokio::sync::Mutex<()>,
+}
+
 /// A pooled HTTP client that only POSTs to ECS.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    client: Client<Connector, Empty<Bytes>>,
+    /// Offers h2 and http/1.1 by ALPN; plain HTTP is HTTP/1.1.
+    any: Client<Connector, Empty<Bytes>>,
+    /// Offers only h2, for an endpoint known to speak it.
+    h2: Client<Connector, Empty<Bytes>>,
+    hosts: Arc<ArcSwap<HashMap<http::uri::Authority, Arc<Host>>>>,
     user_agent: HeaderValue,
 }
 
@@ -60,25 +95,39 @@ impl Transport {
         http.enforce_http(false);
         http.set_nodelay(true);
         let mut config = tls::client_config(roots);
-        // The connector sets the ALPN list from the versions it enables: h2, then http/1.1.
+        // The connectors set the ALPN list from the versions they enable.
         config.alpn_protocols.clear();
-        let https = HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let connector = ConnectWithin {
+        let connector = |https: HttpsConnector<_>| ConnectWithin {
             inner: https,
             limit: settings.connect_timeout,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .build(connector);
+        let any = connector(
+            HttpsConnectorBuilder::new()
+                .with_tls_config(config.clone())
+                .https_or_http()
+                .enable_all_versions()
+                .wrap_connector(http.clone()),
+        );
+        let h2 = connector(
+            HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .enable_http2()
+                .wrap_connector(http),
+        );
+        let client = |http2_only: bool, connector| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_max_idle_per_host(settings.pool_max_idle_per_host)
+                .pool_idle_timeout(settings.pool_idle_timeout)
+                .http2_only(http2_only)
+                .build(connector)
+        };
         Self {
-            client,
+            any: client(false, any),
+            h2: client(true, h2),
+            hosts: Arc::default(),
             user_agent: HeaderValue::from_static(settings.user_agent),
         }
     }
@@ -96,7 +145,66 @@ impl Transport {
         request
             .headers_mut()
             .insert(USER_AGENT, self.user_agent.clone());
-        self.client.request(request).await.map_err(classify)
+        let Some(host) = self.host(request.uri()) else {
+            return self.any.request(request).await.map_err(classify);
+        };
+        let _probe = match host.protocol.load(Ordering::Acquire) {
+            HTTP2 => return self.send_h2(&host, request).await,
+            HTTP1 => return self.any.request(request).await.map_err(classify),
+            _ => tokio::time::timeout(PROBE_WAIT, host.probing.lock())
+                .await
+                .ok(),
+        };
+        match host.protocol.load(Ordering::Acquire) {
+            HTTP2 => self.send_h2(&host, request).await,
+            HTTP1 => self.any.request(request).await.map_err(classify),
+            _ => {
+                let response = self.any.request(request).await.map_err(classify)?;
+                let seen = if response.version() == Version::HTTP_2 {
+                    HTTP2
+                } else {
+                    HTTP1
+                };
+                host.protocol.store(seen, Ordering::Release);
+                Ok(response)
+            }
+        }
+    }
+
+    /// The protocol state of an `https` URI's host; `None` for plain HTTP (always HTTP/1.1 here)
+    /// and past `MAX_HOSTS`.
+    fn host(&self, uri: &Uri) -> Option<Arc<Host>> {
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return None;
+        }
+        let authority = uri.authority()?;
+        if let Some(host) = self.hosts.load().get(authority) {
+            return Some(Arc::clone(host));
+        }
+        let mut found = None;
+        self.hosts.rcu(|hosts| {
+            let mut hosts = HashMap::clone(hosts);
+            if hosts.len() < MAX_HOSTS || hosts.contains_key(authority) {
+                found = Some(Arc::clone(hosts.entry(authority.clone()).or_default()));
+            }
+            Arc::new(hosts)
+        });
+        found
+    }
+
+    /// Sends over the HTTP/2-only client; if it cannot connect (the endpoint no longer offers h2,
+    /// say), the next request finds out the protocol again.
+    async fn send_h2(
+        &self,
+        host: &Host,
+        request: Request<Empty<Bytes>>,
+    ) -> Result<Response<Incoming>, EcsError> {
+        self.h2.request(request).await.map_err(|error| {
+            if error.is_connect() {
+                host.protocol.store(UNKNOWN, Ordering::Release);
+            }
+            classify(error)
+        })
     }
 }
 
