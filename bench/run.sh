@@ -92,13 +92,23 @@ gateway 50055 http://127.0.0.1:18080/ warn RUST_LOG=warn; GW_WARN=$!
 sleep 1
 
 load() { $BIN/ecs-gateway-load "$@" | tee -a "$OUT"; }
+# Upstream connections the gateway holds in the middle of a c=50 run: one for HTTP/2 by ALPN, a
+# pool of about 50 for HTTP/1.1.
+connections() {  # label port pid
+    ( sleep 0.7
+      n=$(ss -Htnp state established "( dport = :$2 )" | grep -c "pid=$3," || true)
+      echo "{\"label\": \"connections-$1\", \"upstream_connections\": $n}" >> "$OUT" ) &
+}
 for round in $(seq "$ROUNDS"); do
     for c in 1 50; do
         n=$([ "$c" = 1 ] && echo "$N1" || echo "$N50")
         [ "$c" = 1 ] && load http --url http://127.0.0.1:18080/ -c 1 -n "$n" --label "nginx-c1"
         load grpc --target 127.0.0.1:50061 -c "$c" -n "$n" --pid "$BARE" --label "bare-c$c"
+        connections "http-c$c" 18080 "$GW_HTTP"
         load grpc --target 127.0.0.1:50052 -c "$c" -n "$n" --pid "$GW_HTTP" --label "http-c$c"
+        connections "tls-c$c" 18443 "$GW_TLS"
         load grpc --target 127.0.0.1:50053 -c "$c" -n "$n" --pid "$GW_TLS" --label "tls-c$c"
+        connections "tls-h1-c$c" 18444 "$GW_TLS_H1"
         load grpc --target 127.0.0.1:50054 -c "$c" -n "$n" --pid "$GW_TLS_H1" --label "tls-h1-c$c"
         load grpc --target 127.0.0.1:50055 -c "$c" -n "$n" --pid "$GW_WARN" --label "warn-c$c"
     done
@@ -138,5 +148,5 @@ print(json.dumps({"label": f"audit-{label}", "lines": len(lines) - 1,
                   "ends_with_newline": data.endswith(b"\n")}))
 PY
 done
-python3 bench/targets.py "$OUT" "$N1" "$N50" "$ROUNDS" "$NGHZ" | tee -a "$OUT"
+python3 bench/targets.py "$OUT" "$N1" "$N50" "$ROUNDS" "$NGHZ"
 echo "results: $OUT"

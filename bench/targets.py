@@ -60,13 +60,25 @@ def main():
         ok = audit["finished"] == want and audit["ends_with_newline"]
         check(f"audit lines {up} (one per call)", audit["finished"], want, ok)
     warn = med("warn-c50", "server_cpu_us_per_call")
-    print(json.dumps({
+    summary = {
         "summary": "issue 12 targets",
         "all_pass": all(c["pass"] for c in checks) and not failed_calls,
         "calls_not_ok_in": failed_calls,
         "log_cost_us_per_call_c50": round(med("http-c50", "server_cpu_us_per_call") - warn, 1),
         "checks": checks,
-    }, indent=1))
+        "upstream_connections": {
+            label[len("connections-"):]: [r["upstream_connections"] for r in rows_]
+            for label, rows_ in by.items()
+            if label and label.startswith("connections-")
+        },
+    }
+    with open(path, "a") as out:
+        out.write(json.dumps(summary) + "\n")
+    for c in checks:
+        print(f"{'PASS' if c['pass'] else 'FAIL'}  {c['target']}: {c['measured']} (limit {c['limit']})")
+    print(f"upstream connections mid-run: {summary['upstream_connections']}")
+    print(f"per-call log line at c=50: {summary['log_cost_us_per_call_c50']} us of CPU")
+    print("all targets met" if summary["all_pass"] else "some targets missed")
 
 
 if __name__ == "__main__":
