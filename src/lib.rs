@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod health;
 pub mod limit;
 pub mod listener;
+pub mod log_json;
 pub mod log_writer;
 pub mod observe;
 pub mod peer;

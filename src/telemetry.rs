@@ -10,6 +10,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, Registry};
 
+use crate::log_json::AppendingJsonFields;
 use crate::log_writer::BatchedWriter;
 use crate::observe::trace;
 
@@ -86,6 +87,7 @@ fn install<W>(
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .fmt_fields(AppendingJsonFields)
             .with_filter(filter)
             .boxed(),
     };
