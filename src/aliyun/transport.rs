@@ -306,3 +306,54 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     }
     detail
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aliyun::dns::DnsConfig;
+
+    fn transport() -> Transport {
+        Transport::new(
+            rustls::RootCertStore::empty(),
+            HickoryResolver::new(&DnsConfig::Servers(vec![])).unwrap(),
+            &TransportSettings {
+                connect_timeout: Duration::from_secs(2),
+                pool_max_idle_per_host: 4,
+                pool_idle_timeout: Duration::from_secs(5),
+                user_agent: "test",
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error_that_never_shows_the_signed_url() {
+        // A port nothing listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for scheme in ["http", "https"] {
+            let url =
+                format!("{scheme}://127.0.0.1:{port}/?AccessKeyId=LTAIkey&Signature=SecretSig%3D");
+            let Err(EcsError::Transport { kind, detail }) = transport().post(url).await else {
+                panic!("nothing listens there");
+            };
+            assert_eq!(kind, TransportKind::Connect, "{detail}");
+            assert!(
+                !detail.contains("SecretSig") && !detail.contains("LTAIkey"),
+                "{detail}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_url_that_does_not_parse_is_a_build_error() {
+        let Err(EcsError::Transport { kind, .. }) =
+            transport().post("http://exa mple/".into()).await
+        else {
+            panic!("refused");
+        };
+        assert_eq!(kind, TransportKind::Build);
+    }
+}
