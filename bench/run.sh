@@ -2,13 +2,16 @@
 # The performance targets (issue 12), measured in one run on this machine and reported pass/fail.
 # Servers: the bare tonic server (the same RPC, no upstream) and the gateway against a static nginx
 # upstream over plain HTTP, over TLS with HTTP/2 offered by ALPN, over TLS with HTTP/1.1 only, and
-# over plain HTTP at RUST_LOG=warn (what the per-call line costs). Every gateway writes its log to a
+# over plain HTTP at RUST_LOG=warn (what the per-call line costs) and with JSON lines (the
+# container's format). Every gateway writes its log to a
 # file, as a container runtime's stdout pipe takes it; the run checks that each file holds exactly
 # one complete line per call. The TLS upstreams use a CA made here, passed by SSL_CERT_FILE.
 # Loads: ecs-gateway-load (a tonic client, one connection) at c=1 and c=50, ROUNDS times in
-# alternation (medians reported), then ghz c=50 over one connection (bench/ghz.json), then
+# alternation with ghz c=50 over one connection (bench/ghz.json), medians reported; then
 # start-to-SERVING. Rows go to bench/results/<time>.jsonl; the summary is the last line.
-# Usage: bench/run.sh [TOTAL_C1] [TOTAL_C50] [ROUNDS]     Traffic goes to 127.0.0.1 only.
+# With BASELINE=<another ecs-gateway binary> (an older build, say), that binary is measured too,
+# in the same rounds (rows baseline-http, baseline-tls, baseline-json), and compared.
+# Usage: [BASELINE=path] bench/run.sh [TOTAL_C1] [TOTAL_C50] [ROUNDS]   Traffic goes to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1="${1:-5000}"
@@ -81,7 +84,7 @@ nginx -c "$work/nginx-tls.conf"
 $BIN/ecs-gateway-load bare --listen 127.0.0.1:50061 & pids+=($!); BARE=$!
 gateway() {  # port endpoint log [env...]
     local port=$1 endpoint=$2 log=$3; shift 3
-    env SSL_CERT_FILE="$work/ca.crt" "$@" $BIN/ecs-gateway --listen "127.0.0.1:$port" \
+    env SSL_CERT_FILE="$work/ca.crt" "$@" "${GATEWAY:-$BIN/ecs-gateway}" --listen "127.0.0.1:$port" \
         --endpoint "$endpoint" > "$work/$log.log" &
     pids+=($!)
 }
@@ -89,31 +92,17 @@ gateway 50052 http://127.0.0.1:18080/ http; GW_HTTP=$!
 gateway 50053 https://127.0.0.1:18443/ tls; GW_TLS=$!
 gateway 50054 https://127.0.0.1:18444/ tls-h1; GW_TLS_H1=$!
 gateway 50055 http://127.0.0.1:18080/ warn RUST_LOG=warn; GW_WARN=$!
+gateway 50056 http://127.0.0.1:18080/ json ECS_GATEWAY_LOG_FORMAT=json; GW_JSON=$!
+if [ -n "${BASELINE:-}" ]; then
+    GATEWAY="$(realpath "$BASELINE")"
+    gateway 50057 http://127.0.0.1:18080/ baseline-http; B_HTTP=$!
+    gateway 50058 https://127.0.0.1:18443/ baseline-tls; B_TLS=$!
+    gateway 50059 http://127.0.0.1:18080/ baseline-json ECS_GATEWAY_LOG_FORMAT=json; B_JSON=$!
+    unset GATEWAY
+fi
 sleep 1
 
 load() { $BIN/ecs-gateway-load "$@" | tee -a "$OUT"; }
-# Upstream connections the gateway holds in the middle of a c=50 run: one for HTTP/2 by ALPN, a
-# pool of about 50 for HTTP/1.1.
-connections() {  # label port pid
-    ( sleep 0.7
-      n=$(ss -Htnp state established "( dport = :$2 )" | grep -c "pid=$3," || true)
-      echo "{\"label\": \"connections-$1\", \"upstream_connections\": $n}" >> "$OUT" ) &
-}
-for round in $(seq "$ROUNDS"); do
-    for c in 1 50; do
-        n=$([ "$c" = 1 ] && echo "$N1" || echo "$N50")
-        [ "$c" = 1 ] && load http --url http://127.0.0.1:18080/ -c 1 -n "$n" --label "nginx-c1"
-        load grpc --target 127.0.0.1:50061 -c "$c" -n "$n" --pid "$BARE" --label "bare-c$c"
-        connections "http-c$c" 18080 "$GW_HTTP"
-        load grpc --target 127.0.0.1:50052 -c "$c" -n "$n" --pid "$GW_HTTP" --label "http-c$c"
-        connections "tls-c$c" 18443 "$GW_TLS"
-        load grpc --target 127.0.0.1:50053 -c "$c" -n "$n" --pid "$GW_TLS" --label "tls-c$c"
-        connections "tls-h1-c$c" 18444 "$GW_TLS_H1"
-        load grpc --target 127.0.0.1:50054 -c "$c" -n "$n" --pid "$GW_TLS_H1" --label "tls-h1-c$c"
-        load grpc --target 127.0.0.1:50055 -c "$c" -n "$n" --pid "$GW_WARN" --label "warn-c$c"
-    done
-    echo "round $round done" >&2
-done
 ghz_row() {  # label pid port
     (cd bench && "$GHZ" --config ghz.json -n "$NGHZ" -c 50 --connections 1 -O json "127.0.0.1:$3") \
         > "$work/ghz.json"
@@ -127,24 +116,64 @@ print(json.dumps({"label": label, "calls": r["count"], "rps": round(r["rps"]),
                   "server_peak_rss_mib": round(int(rss) / 1024, 1)}))
 PY
 }
-if [ -n "$GHZ" ]; then
-    ghz_row ghz-bare "$BARE" 50061
-    ghz_row ghz-http "$GW_HTTP" 50052
-    ghz_row ghz-tls "$GW_TLS" 50053
-fi
+# Upstream connections the gateway holds in the middle of a c=50 run: one for HTTP/2 by ALPN, a
+# pool of about 50 for HTTP/1.1.
+connections() {  # label port pid
+    ( sleep 0.7
+      n=$(ss -Htnp state established "( dport = :$2 )" | grep -c "pid=$3," || true)
+      echo "{\"label\": \"connections-$1\", \"upstream_connections\": $n}" >> "$OUT" ) &
+}
+for round in $(seq "$ROUNDS"); do
+    for c in 1 50; do
+        n=$([ "$c" = 1 ] && echo "$N1" || echo "$N50")
+        if [ "$c" = 1 ]; then
+            load http --url http://127.0.0.1:18080/ -c 1 -n "$n" --label "nginx-c1"
+            SSL_CERT_FILE="$work/ca.crt" load http --url https://127.0.0.1:18443/ -c 1 -n "$n" \
+                --label "nginx-tls-c1"
+        fi
+        load grpc --target 127.0.0.1:50061 -c "$c" -n "$n" --pid "$BARE" --label "bare-c$c"
+        connections "http-c$c" 18080 "$GW_HTTP"
+        load grpc --target 127.0.0.1:50052 -c "$c" -n "$n" --pid "$GW_HTTP" --label "http-c$c"
+        connections "tls-c$c" 18443 "$GW_TLS"
+        load grpc --target 127.0.0.1:50053 -c "$c" -n "$n" --pid "$GW_TLS" --label "tls-c$c"
+        connections "tls-h1-c$c" 18444 "$GW_TLS_H1"
+        load grpc --target 127.0.0.1:50054 -c "$c" -n "$n" --pid "$GW_TLS_H1" --label "tls-h1-c$c"
+        load grpc --target 127.0.0.1:50055 -c "$c" -n "$n" --pid "$GW_WARN" --label "warn-c$c"
+        load grpc --target 127.0.0.1:50056 -c "$c" -n "$n" --pid "$GW_JSON" --label "json-c$c"
+        if [ -n "${BASELINE:-}" ]; then
+            load grpc --target 127.0.0.1:50057 -c "$c" -n "$n" --pid "$B_HTTP" --label "baseline-http-c$c"
+            load grpc --target 127.0.0.1:50058 -c "$c" -n "$n" --pid "$B_TLS" --label "baseline-tls-c$c"
+            load grpc --target 127.0.0.1:50059 -c "$c" -n "$n" --pid "$B_JSON" --label "baseline-json-c$c"
+        fi
+    done
+    if [ -n "$GHZ" ]; then
+        ghz_row ghz-bare "$BARE" 50061
+        ghz_row ghz-http "$GW_HTTP" 50052
+        ghz_row ghz-tls "$GW_TLS" 50053
+        if [ -n "${BASELINE:-}" ]; then
+            ghz_row ghz-baseline-http "$B_HTTP" 50057
+        fi
+    fi
+    echo "round $round done" >&2
+done
 $BIN/ecs-gateway-load startup --target 127.0.0.1:50071 -- \
     $BIN/ecs-gateway --listen 127.0.0.1:50071 --endpoint http://127.0.0.1:18080/ | tee -a "$OUT"
 
 # The audit trail: one complete line per call in each gateway's file (warm-up calls included).
 sleep 0.5
-for log in http tls tls-h1; do
+for log in http tls tls-h1 json; do
     python3 - "$log" "$work/$log.log" <<'PY' | tee -a "$OUT"
 import json, sys
 label, path = sys.argv[1:]
 data = open(path, "rb").read()
-lines = data.split(b"\n")
-print(json.dumps({"label": f"audit-{label}", "lines": len(lines) - 1,
-                  "finished": sum(1 for l in lines if b"call finished" in l and b"grpc_code=Ok" in l),
+lines = data.split(b"\n")[:-1]
+if label == "json":  # every line a whole JSON object
+    objects = [json.loads(l) for l in lines]
+    finished = sum(1 for o in objects
+                   if o.get("message") == "call finished" and o["span"]["grpc_code"] == "Ok")
+else:
+    finished = sum(1 for l in lines if l.endswith(b"call finished") and b"grpc_code=Ok" in l)
+print(json.dumps({"label": f"audit-{label}", "lines": len(lines), "finished": finished,
                   "ends_with_newline": data.endswith(b"\n")}))
 PY
 done

@@ -30,21 +30,21 @@ def main():
         checks.append({"target": name, "measured": measured, "limit": limit, "pass": ok})
 
     bare_cpu = med("bare-c50", "server_cpu_us_per_call")
-    for up in ("http", "tls", "tls-h1"):
+    for up in ("http", "tls", "tls-h1", "json"):
         cpu = med(f"{up}-c50", "server_cpu_us_per_call")
         ratio = round(cpu / bare_cpu, 2)
         check(f"cpu/call c=50 {up} vs bare ({cpu} / {bare_cpu} us)", ratio, 2.0, ratio <= 2.0)
-    bare_p50, nginx_p50 = med("bare-c1", "p50_us"), med("nginx-c1", "p50_us")
-    for up in ("http", "tls"):
-        p50 = med(f"{up}-c1", "p50_us")
-        limit = bare_p50 + nginx_p50 + 100
-        check(f"c=1 p50 {up} (us; bare {bare_p50} + nginx {nginx_p50} + 100)", p50, limit, p50 <= limit)
+    bare_p50 = med("bare-c1", "p50_us")
+    for up, upstream in (("http", "nginx-c1"), ("tls", "nginx-tls-c1")):
+        p50, upstream_p50 = med(f"{up}-c1", "p50_us"), med(upstream, "p50_us")
+        limit = bare_p50 + upstream_p50 + 100
+        check(f"c=1 p50 {up} (us; bare {bare_p50} + {upstream} {upstream_p50} + 100)", p50, limit, p50 <= limit)
         p99 = med(f"{up}-c1", "p99_us")
         check(f"c=1 p99 {up} (us)", p99, 999, p99 < 1000)
     if "ghz-bare" in by:
-        bare_rps = by["ghz-bare"][0]["rps"]
+        bare_rps = med("ghz-bare", "rps")
         for up in ("http", "tls"):
-            rps = by[f"ghz-{up}"][0]["rps"]
+            rps = med(f"ghz-{up}", "rps")
             ratio = round(rps / bare_rps, 3)
             check(f"ghz c=50 calls/s {up} vs bare ({rps} / {bare_rps})", ratio, 0.85, ratio >= 0.85)
     for up in ("http", "tls"):
@@ -54,9 +54,9 @@ def main():
     start = by[None][0]["start_to_serving_ms"] if None in by else None
     check("start to SERVING (ms)", round(start, 1), 50, start is not None and start <= 50)
     per_gateway = rounds * (n1 + WARMUP + n50 + WARMUP)
-    for up in ("http", "tls", "tls-h1"):
+    for up in ("http", "tls", "tls-h1", "json"):
         audit = by[f"audit-{up}"][0]
-        want = per_gateway + (nghz if up != "tls-h1" and "ghz-bare" in by else 0)
+        want = per_gateway + (rounds * nghz if up in ("http", "tls") and "ghz-bare" in by else 0)
         ok = audit["finished"] == want and audit["ends_with_newline"]
         check(f"audit lines {up} (one per call)", audit["finished"], want, ok)
     warn = med("warn-c50", "server_cpu_us_per_call")
@@ -72,10 +72,23 @@ def main():
             if label and label.startswith("connections-")
         },
     }
+    if "baseline-http-c50" in by:
+        summary["against_baseline"] = {
+            f"{up} {key}": round(med(f"{up}-c{c}", key) / med(f"baseline-{up}-c{c}", key), 3)
+            for up in ("http", "tls", "json")
+            for c, key in ((50, "server_cpu_us_per_call"), (50, "rps"), (1, "p50_us"))
+        } | {
+            "baseline peak RSS MiB (http)": max(r["server_peak_rss_mib"] for r in by["baseline-http-c50"]),
+        }
+        if "ghz-baseline-http" in by:
+            summary["against_baseline"]["http ghz rps"] = round(
+                med("ghz-http", "rps") / med("ghz-baseline-http", "rps"), 3)
     with open(path, "a") as out:
         out.write(json.dumps(summary) + "\n")
     for c in checks:
         print(f"{'PASS' if c['pass'] else 'FAIL'}  {c['target']}: {c['measured']} (limit {c['limit']})")
+    for name, ratio in summary.get("against_baseline", {}).items():
+        print(f"this build / baseline, {name}: {ratio}")
     print(f"upstream connections mid-run: {summary['upstream_connections']}")
     print(f"per-call log line at c=50: {summary['log_cost_us_per_call_c50']} us of CPU")
     print("all targets met" if summary["all_pass"] else "some targets missed")

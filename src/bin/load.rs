@@ -36,7 +36,7 @@ struct Cli {
 enum Command {
     /// Send StopInvocation calls to a gRPC server and report latency and status counts.
     Grpc(GrpcArgs),
-    /// POST to an HTTP URL and report latency (to measure an upstream on its own).
+    /// POST to an HTTP(S) URL and report latency (to measure an upstream on its own).
     Http(HttpArgs),
     /// Send signed StopInvocation requests straight to an ECS endpoint (the simulator), as the
     /// gateway's own ECS client does: measures the upstream alone.
@@ -388,7 +388,13 @@ async fn main() -> anyhow::Result<()> {
             let _ = child.wait();
         }
         Command::Http(args) => {
-            let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+            // https:// URLs are verified against the system's CAs (SSL_CERT_FILE honoured).
+            let roots = ecs_gateway::aliyun::tls::native_roots()
+                .unwrap_or_else(|_| rustls::RootCertStore::empty());
+            let client = reqwest::Client::builder()
+                .use_preconfigured_tls(ecs_gateway::aliyun::tls::client_config(roots))
+                .tcp_nodelay(true)
+                .build()?;
             let url = args.url.clone();
             let outcome = drive(&args.load, move |_| {
                 let request = client.post(url.clone());
