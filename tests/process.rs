@@ -955,24 +955,7 @@ async fn log_file_of_calls_then_sigterm(format: &str, calls: usize) -> String {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let addr = addr.expect("a listening line in the log file");
-    let client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    for _ in 0..calls / 20 {
-        let batch: Vec<_> = (0..20)
-            .map(|_| {
-                let mut client = client.clone();
-                tokio::spawn(async move {
-                    client
-                        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
-                        .await
-                })
-            })
-            .collect();
-        for call in batch {
-            call.await.unwrap().expect("the call succeeds");
-        }
-    }
+    common::calls_in_batches(&addr, calls, 20).await;
     sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await

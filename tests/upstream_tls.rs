@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::pki::{Ca, TempDir};
-use common::request;
-use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -162,28 +160,6 @@ async fn gateway(ca_file: &std::path::Path, port: u16) -> (tokio::process::Child
     (child, addr)
 }
 
-/// `calls` calls, `concurrency` at a time, over one gRPC channel; each must succeed.
-async fn calls(addr: &str, calls: usize, concurrency: usize) {
-    let client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    for _ in 0..calls / concurrency {
-        let batch: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let mut client = client.clone();
-                tokio::spawn(async move {
-                    client
-                        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
-                        .await
-                })
-            })
-            .collect();
-        for call in batch {
-            call.await.unwrap().expect("the call succeeds");
-        }
-    }
-}
-
 #[tokio::test]
 async fn http2_by_alpn_carries_concurrent_calls_on_one_connection_and_resumes_tls_on_the_next() {
     let ca = Ca::new("upstream-ca");
@@ -192,7 +168,7 @@ async fn http2_by_alpn_carries_concurrent_calls_on_one_connection_and_resumes_tl
     let upstream = TlsUpstream::start(&ca, &[b"h2", b"http/1.1"]).await;
     let (_child, addr) = gateway(&ca_file, upstream.port).await;
 
-    calls(&addr, 400, 40).await;
+    common::calls_in_batches(&addr, 400, 40).await;
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 400);
     let h2 = |resumed| Handshake {
         alpn: Some(b"h2".to_vec()),
@@ -211,7 +187,7 @@ async fn http2_by_alpn_carries_concurrent_calls_on_one_connection_and_resumes_tl
     upstream.close_connections.notify_waiters();
     // Time for the GOAWAY to reach the client; a call that races it is retried by the pool.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    calls(&addr, 40, 20).await;
+    common::calls_in_batches(&addr, 40, 20).await;
     assert_eq!(
         upstream.handshakes(),
         vec![h2(false), h2(true), h2(true)],
@@ -229,8 +205,8 @@ async fn an_http1_upstream_gets_a_pool_that_is_reused_and_resumes_tls() {
     let (_child, addr) = gateway(&ca_file, upstream.port).await;
 
     // One call first: its session is then in the client's cache for every later connection.
-    calls(&addr, 1, 1).await;
-    calls(&addr, 400, 10).await;
+    common::calls_in_batches(&addr, 1, 1).await;
+    common::calls_in_batches(&addr, 400, 10).await;
     let handshakes = upstream.handshakes();
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 401);
     assert!(

@@ -405,3 +405,26 @@ pub fn isolate_credentials(cmd: &mut tokio::process::Command) {
     cmd.env("HOME", "/nonexistent/ecs-gateway-test-home")
         .env("ECS_GATEWAY_METADATA_ENDPOINT", NO_METADATA_SERVICE);
 }
+
+/// `calls` successful StopInvocation calls to the gateway at `addr`, `concurrency` at a time, over
+/// one channel; panics on any failure.
+pub async fn calls_in_batches(addr: &str, calls: usize, concurrency: usize) {
+    let client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for _ in 0..calls / concurrency {
+        let batch: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+                        .await
+                })
+            })
+            .collect();
+        for call in batch {
+            call.await.unwrap().expect("the call succeeds");
+        }
+    }
+}
