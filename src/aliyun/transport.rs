@@ -15,12 +15,14 @@
 //! Here the URI is parsed once, by `http`, and nothing else is added per request.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-
 use bytes::Bytes;
 use http::header::{HeaderValue, USER_AGENT};
 use http::{Method, Request, Response, Uri, Version};
@@ -30,9 +32,6 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use super::dns::{DnsError, HickoryResolver};
 use super::error::{EcsError, TransportKind, find_cause};
@@ -192,17 +191,15 @@ impl Transport {
         found
     }
 
-    /// Sends over the HTTP/2-only client; if it cannot connect (the endpoint no longer offers h2,
-    /// say), the next request finds out the protocol again.
+    /// Sends over the HTTP/2-only client. Any failure (the endpoint no longer offering h2 among
+    /// them) makes the next request find out the protocol again: at most one more connection.
     async fn send_h2(
         &self,
         host: &Host,
         request: Request<Empty<Bytes>>,
     ) -> Result<Response<Incoming>, EcsError> {
         self.h2.request(request).await.map_err(|error| {
-            if error.is_connect() {
-                host.protocol.store(UNKNOWN, Ordering::Release);
-            }
+            host.protocol.store(UNKNOWN, Ordering::Release);
             classify(error)
         })
     }
