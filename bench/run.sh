@@ -23,23 +23,14 @@ mkdir -p bench/results
 GHZ="$(command -v ghz || echo ../shared/tools/ghz)"
 [ -x "$GHZ" ] && GHZ="$(realpath "$GHZ")" || { echo "ghz not found: the ghz rows are skipped" >&2; GHZ=; }
 
-command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx; }
-cargo build --release --locked --bins
-BIN=target/release
-export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIdemoGatewayKey
-export ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret-not-for-production
-export ECS_GATEWAY_METADATA_ENDPOINT=http://127.0.0.1:9
-
+# shellcheck source=bench/static-upstream.sh
+source bench/static-upstream.sh
 work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    nginx -c "$PWD/bench/nginx.conf" -s stop 2>/dev/null || true
+more_cleanup() {
     nginx -c "$work/nginx-tls.conf" -s stop 2>/dev/null || true
     sleep 0.2
     rm -rf "$work"
 }
-trap cleanup EXIT
 
 # A CA and a certificate for 127.0.0.1 (EC P-256), for the TLS upstreams.
 ( cd "$work"
@@ -78,7 +69,6 @@ http {
     }
 }
 EOF
-nginx -c "$PWD/bench/nginx.conf"
 nginx -c "$work/nginx-tls.conf"
 
 $BIN/ecs-gateway-load bare --listen 127.0.0.1:50061 & pids+=($!); BARE=$!

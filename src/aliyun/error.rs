@@ -24,7 +24,7 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
-/// How an attempt's transport failed, with reqwest's URL already stripped from the detail.
+/// How an attempt's transport failed; its detail never holds the request URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
     /// No connection: refused, resolver unavailable, TLS handshake broken.
@@ -60,7 +60,7 @@ pub enum EcsError {
     Transport {
         /// What kind of failure.
         kind: TransportKind,
-        /// reqwest's description with the URL removed.
+        /// The HTTP client's description and its causes; never the URL.
         detail: String,
     },
     /// The caller's deadline ran out before an answer.

@@ -384,6 +384,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn log_lines_a_failing_output_dropped_are_exported() {
+        struct Broken;
+        impl std::io::Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let writer = crate::log_writer::BatchedWriter::new(Broken).unwrap();
+        for _ in 0..3 {
+            let handle = writer.handle();
+            let mut line = tracing_subscriber::fmt::MakeWriter::make_writer(&handle);
+            std::io::Write::write_all(&mut line, b"lost\n").unwrap();
+        }
+        writer.flush();
+        let exposition = Metrics::new(None).encode();
+        let dropped: u64 = exposition
+            .lines()
+            .find_map(|l| l.strip_prefix("ecs_gateway_log_lines_dropped_total "))
+            .expect("the counter is exported")
+            .parse()
+            .unwrap();
+        // Other tests in this process may drop lines too; these three at least are counted.
+        assert!(dropped >= 3, "{exposition}");
+    }
+
+    #[test]
     fn free_text_never_becomes_a_label() {
         assert_eq!(ecs_code_label("Throttling.User"), "Throttling.User");
         assert_eq!(ecs_code_label("Evil\"}\ninjected 1"), "other");
