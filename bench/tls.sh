@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-20000}"
 ROUNDS="${2:-3}"
-GHZ="$(realpath "${GHZ:-$(command -v ghz || echo ../shared/tools/ghz)}")"
+GHZ="${GHZ:-$(command -v ghz)}" || { echo "bench/tls.sh drives ghz: put it on PATH or set GHZ" >&2; exit 1; }
+GHZ="$(realpath "$GHZ")"
 command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx; }
 cargo build --release --locked --bin ecs-gateway
 BIN=target/release/ecs-gateway
