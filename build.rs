@@ -9,7 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     prost_config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
         // Decode failures are the sender's fault (INVALID_ARGUMENT), not the gateway's (INTERNAL).
-        .codec_path("crate::codec::GatewayCodec")
+        .codec_path("crate::api::codec::GatewayCodec")
         .file_descriptor_set_path(out_dir.join("ecsgateway_descriptor.bin"))
         .compile_with_config(
             prost_config,

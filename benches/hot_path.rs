@@ -8,8 +8,8 @@ use ecs_gateway::aliyun::credentials::refresh::CredentialSupply;
 use ecs_gateway::aliyun::error::{ApiError, EcsError, parse_body};
 use ecs_gateway::aliyun::request::Param;
 use ecs_gateway::aliyun::signer::{SigningKey, canonicalized_query, sign_query};
+use ecs_gateway::api::{status, validate};
 use ecs_gateway::pb::StopInvocationRequest;
-use ecs_gateway::{status, validate};
 
 fn wire_request(instances: usize) -> StopInvocationRequest {
     StopInvocationRequest {

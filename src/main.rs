@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use ecs_gateway::aliyun::credentials::env::Env;
-use ecs_gateway::config::{Cli, Command};
-use ecs_gateway::{shutdown_signal, simulator, telemetry};
+use ecs_gateway::app::cli::{Cli, Command};
+use ecs_gateway::observe::log as telemetry;
+use ecs_gateway::{shutdown_signal, simulator};
 
 // glibc malloc's arena locks showed up in profiles under load; mimalloc removes them.
 #[global_allocator]

@@ -10,11 +10,11 @@ use common::log_capture::Capture;
 use common::pki::{Ca, TempDir};
 use common::{gateway_with_access, request, start_simulator, test_credential, with_bearer};
 use ecs_gateway::aliyun::regions::Regions;
+use ecs_gateway::app::cli::SecurityFiles;
 use ecs_gateway::auth::Access;
-use ecs_gateway::config::SecurityFiles;
+use ecs_gateway::observe::log::LogFormat;
+use ecs_gateway::server::tls::TlsFiles;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::telemetry::LogFormat;
-use ecs_gateway::tls::TlsFiles;
 use serde_json::Value;
 
 const TOKEN: &str = "audit-token-3b9d0c1e77";
@@ -139,7 +139,7 @@ async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used(
         client_ca: None,
         client_cert_optional: false,
     };
-    let tls = ecs_gateway::tls::watch(files, Duration::from_millis(20))
+    let tls = ecs_gateway::server::tls::watch(files, Duration::from_millis(20))
         .await
         .unwrap();
     let before = tls.current();
@@ -164,7 +164,7 @@ async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used(
         })
         .unwrap();
     assert_eq!(line["level"], "ERROR");
-    assert_eq!(line["setting"], ecs_gateway::tls::SETTING);
+    assert_eq!(line["setting"], ecs_gateway::server::tls::SETTING);
     assert!(
         std::sync::Arc::ptr_eq(&before, &tls.current()),
         "the old configuration stays"

@@ -12,9 +12,9 @@ use common::log_capture::Capture;
 use common::{error_info, request, start_simulator, test_credential};
 use ecs_gateway::CredentialsFrom;
 use ecs_gateway::aliyun::credentials::env::Env;
+use ecs_gateway::observe::log::LogFormat;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{DEMO_ECS_ROLE, Simulator, SimulatorConfig};
-use ecs_gateway::telemetry::LogFormat;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -32,7 +32,7 @@ struct Running {
 
 impl Running {
     async fn start(sim_url: &str, vars: Vec<(&str, String)>) -> Self {
-        let cli = ecs_gateway::config::Cli::try_parse_from([
+        let cli = ecs_gateway::app::cli::Cli::try_parse_from([
             "ecs-gateway",
             "--listen",
             "127.0.0.1:0",

@@ -13,7 +13,7 @@ use std::path::Path;
 use common::test_credential;
 use ecs_gateway::aliyun::credentials::chain;
 use ecs_gateway::aliyun::credentials::env::Env;
-use ecs_gateway::aliyun::credentials::source::Fetcher;
+use ecs_gateway::aliyun::credentials::fetch::Fetcher;
 use ecs_gateway::simulator::{DEMO_ECS_ROLE, SimulatorConfig};
 
 const CLOSED: &str = "127.0.0.1:9";

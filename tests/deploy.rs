@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use clap::CommandFactory as _;
-use ecs_gateway::config::Cli;
+use ecs_gateway::app::cli::Cli;
 
 fn files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {

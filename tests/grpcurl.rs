@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use common::{Gateway, ecs_client, start_simulator, test_credential};
 use ecs_gateway::aliyun::regions::Regions;
+use ecs_gateway::api::service::ServiceSettings;
+use ecs_gateway::app::cli::SecurityFiles;
 use ecs_gateway::auth::Access;
-use ecs_gateway::config::SecurityFiles;
 use ecs_gateway::server::ServerSettings;
-use ecs_gateway::service::ServiceSettings;
+use ecs_gateway::server::tls::TlsFiles;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::tls::TlsFiles;
 
 async fn grpcurl(args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new("grpcurl")
@@ -179,7 +179,7 @@ async fn grpcurl_calls_through_mutual_tls_with_cacert_cert_and_key() {
     .unwrap();
     let settings = ServerSettings {
         tls: Some(
-            ecs_gateway::tls::watch(files, Duration::from_secs(60))
+            ecs_gateway::server::tls::watch(files, Duration::from_secs(60))
                 .await
                 .unwrap(),
         ),

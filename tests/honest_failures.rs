@@ -15,8 +15,8 @@ use common::{
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
 use ecs_gateway::aliyun::dns::DnsConfig;
 use ecs_gateway::aliyun::regions::Regions;
+use ecs_gateway::api::service::ServiceSettings;
 use ecs_gateway::server::ServerSettings;
-use ecs_gateway::service::ServiceSettings;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 

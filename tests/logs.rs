@@ -4,7 +4,7 @@
 mod common;
 
 use common::log_capture::{assert_no_secrets, run_scenario};
-use ecs_gateway::telemetry::LogFormat;
+use ecs_gateway::observe::log::LogFormat;
 
 /// The top-level keys of a JSON object in order, duplicates kept (serde_json's map keeps only the
 /// last of a repeated key, which would hide the very fault this looks for).

@@ -3,7 +3,7 @@
 mod common;
 
 use common::log_capture::{assert_no_secrets, run_scenario};
-use ecs_gateway::telemetry::LogFormat;
+use ecs_gateway::observe::log::LogFormat;
 
 #[tokio::test]
 async fn text_logs_hold_the_call_span_and_no_secret() {

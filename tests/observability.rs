@@ -523,8 +523,8 @@ async fn failing_gateway(
     max_concurrent_requests: usize,
     metrics: &ecs_gateway::observe::metrics::Metrics,
 ) -> (common::Gateway, MockServer) {
+    use ecs_gateway::api::service::ServiceSettings;
     use ecs_gateway::server::ServerSettings;
-    use ecs_gateway::service::ServiceSettings;
     let ecs = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Gateway, ecs_client, gateway_for_server, request, test_credential};
+use ecs_gateway::api::service::ServiceSettings;
 use ecs_gateway::server::ServerSettings;
-use ecs_gateway::service::ServiceSettings;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;

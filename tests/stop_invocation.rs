@@ -206,7 +206,7 @@ async fn a_periodic_invocation_stops_scheduling() {
 #[tokio::test]
 async fn dev_mode_serves_the_demo_invocations_with_no_credentials() {
     use clap::Parser as _;
-    let cli = ecs_gateway::config::Cli::try_parse_from(["ecs-gateway", "--dev"]).unwrap();
+    let cli = ecs_gateway::app::cli::Cli::try_parse_from(["ecs-gateway", "--dev"]).unwrap();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
         .unwrap();

@@ -14,14 +14,14 @@ use common::{
     test_credential, tls_channel, with_bearer,
 };
 use ecs_gateway::aliyun::regions::Regions;
+use ecs_gateway::api::service::ServiceSettings;
+use ecs_gateway::app::cli::SecurityFiles;
 use ecs_gateway::auth::Access;
-use ecs_gateway::config::SecurityFiles;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::server::ServerSettings;
-use ecs_gateway::service::ServiceSettings;
+use ecs_gateway::server::tls::TlsFiles;
 use ecs_gateway::simulator::state::{ExecutionStatus, Invocation};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
-use ecs_gateway::tls::TlsFiles;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
@@ -104,7 +104,11 @@ async fn server_tls(
         client_cert_optional: optional_client_cert,
     };
     ServerSettings {
-        tls: Some(ecs_gateway::tls::watch(files, RELOAD).await.unwrap()),
+        tls: Some(
+            ecs_gateway::server::tls::watch(files, RELOAD)
+                .await
+                .unwrap(),
+        ),
         ..ServerSettings::default()
     }
 }

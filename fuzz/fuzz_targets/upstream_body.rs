@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|input: (u16, &[u8])| {
     let (http_status, body) = input;
     let Some(parsed) = parse_body(body) else {
-        let _ = ecs_gateway::status::from_ecs_error(&EcsError::Malformed {
+        let _ = ecs_gateway::api::status::from_ecs_error(&EcsError::Malformed {
             http_status,
             request_id: None,
         });
@@ -27,5 +27,5 @@ fuzz_target!(|input: (u16, &[u8])| {
         recommend: parsed.recommend,
         retry_after: None,
     });
-    let _ = ecs_gateway::status::from_ecs_error(&error);
+    let _ = ecs_gateway::api::status::from_ecs_error(&error);
 });

@@ -1,6 +1,7 @@
 //! Who is calling, and whether they may: the caller's identity from its bearer token or its
 //! verified client certificate, then the per-caller policy.
 
+pub mod files;
 pub mod policy;
 pub mod tokens;
 
@@ -11,10 +12,10 @@ use tonic::metadata::MetadataMap;
 
 use crate::aliyun::regions::Regions;
 use crate::aliyun::request::RegionId;
-use crate::config::SecurityFiles;
 use crate::limit::fleet::FleetStore;
-use crate::peer::Peer;
 use crate::reload::{self, LoadError, Reloading};
+use crate::server::peer::Peer;
+use files::SecurityFiles;
 use policy::{Denial, Policy};
 use tokens::TokenTable;
 

@@ -334,7 +334,7 @@ async fn main() -> anyhow::Result<()> {
                 ..ClientSettings::default()
             };
             let client = EcsClient::new(credential, settings)?;
-            let request = ecs_gateway::validate::stop_invocation(&StopInvocationRequest {
+            let request = ecs_gateway::api::validate::stop_invocation(&StopInvocationRequest {
                 region_id: "cn-hangzhou".into(),
                 invoke_id: "t-demo0001".into(),
                 ..Default::default()

@@ -394,7 +394,7 @@ mod tests {
                 Ok(())
             }
         }
-        let writer = crate::log_writer::BatchedWriter::new(Broken).unwrap();
+        let writer = crate::observe::log::writer::BatchedWriter::new(Broken).unwrap();
         for _ in 0..3 {
             let handle = writer.handle();
             let mut line = tracing_subscriber::fmt::MakeWriter::make_writer(&handle);

@@ -2,6 +2,7 @@
 //! W3C trace context, exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
 pub mod exporter;
+pub mod log;
 pub mod metrics;
 pub mod process;
 pub mod trace;

@@ -60,7 +60,7 @@ impl Collector for ProcessCollector {
             None,
             MetricType::Counter,
         )?;
-        ConstCounter::new(crate::log_writer::dropped_lines()).encode(metric)?;
+        ConstCounter::new(crate::observe::log::writer::dropped_lines()).encode(metric)?;
         // A process that cannot read its own /proc reports none of these rather than failing the scrape.
         let Ok(me) = procfs::process::Process::myself() else {
             return Ok(());

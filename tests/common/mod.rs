@@ -19,10 +19,10 @@ use ecs_gateway::aliyun::client::{ClientSettings, Clock, EcsClient, NonceSource}
 use ecs_gateway::aliyun::credential::Credential;
 use ecs_gateway::aliyun::endpoint::Endpoint;
 use ecs_gateway::aliyun::retry::RetryPolicy;
+use ecs_gateway::api::service::{CloudAssistant, ServiceSettings};
 use ecs_gateway::pb::StopInvocationRequest;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::server::{ServeError, ServerSettings};
-use ecs_gateway::service::{CloudAssistant, ServiceSettings};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

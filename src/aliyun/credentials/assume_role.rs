@@ -4,7 +4,8 @@
 use std::borrow::Cow;
 
 use super::credential::Credential;
-use super::source::{FetchError, Fetcher, Source, now};
+use super::fetch::{FetchError, Fetcher, now};
+use super::source::Source;
 use super::sts;
 use crate::aliyun::signer::{self, SigningKey};
 

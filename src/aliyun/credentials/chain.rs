@@ -8,8 +8,9 @@ use std::fmt;
 use super::credential::{Credential, CredentialError};
 use super::ecs_metadata::EcsRamRole;
 use super::env::{self, Env};
+use super::fetch::Fetcher;
 use super::oidc::OidcRole;
-use super::source::{Fetcher, Source};
+use super::source::Source;
 use super::uri::CredentialsUri;
 use super::{cli_config, profile};
 

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use super::assume_role::AssumeRole;
 use super::ecs_metadata::EcsRamRole;
 use super::env::Env;
+use super::fetch::static_key;
 use super::oidc::OidcRole;
-use super::source::{Source, static_key};
+use super::source::Source;
 use super::sts;
 
 /// The fields of a CLI profile this gateway reads; the CLI writes many more, all ignored.

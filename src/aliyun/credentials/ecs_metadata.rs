@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::credential::Credential;
 use super::env::Env;
-use super::source::{FetchError, Fetcher, http_failure, successful};
+use super::fetch::{FetchError, Fetcher, http_failure, successful};
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const ROLES_PATH: &str = "/latest/meta-data/ram/security-credentials/";

@@ -8,6 +8,7 @@ pub mod cli_config;
 pub mod credential;
 pub mod ecs_metadata;
 pub mod env;
+pub mod fetch;
 pub mod oidc;
 pub mod profile;
 pub mod refresh;

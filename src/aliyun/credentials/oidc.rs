@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::credential::Credential;
 use super::env::Env;
-use super::source::{FetchError, Fetcher};
+use super::fetch::{FetchError, Fetcher};
 use super::sts;
 
 /// An `AssumeRoleWithOIDC` source.
@@ -58,7 +58,7 @@ impl OidcRole {
                 ))
             })?;
         let duration = self.duration_seconds.to_string();
-        let timestamp = humantime::format_rfc3339_seconds(super::source::now()).to_string();
+        let timestamp = humantime::format_rfc3339_seconds(super::fetch::now()).to_string();
         let mut form: Vec<(&str, &str)> = vec![
             ("Action", "AssumeRoleWithOIDC"),
             ("Format", "JSON"),

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use super::assume_role::AssumeRole;
 use super::ecs_metadata::EcsRamRole;
 use super::env::Env;
+use super::fetch::static_key;
 use super::oidc::OidcRole;
-use super::source::{Source, static_key};
+use super::source::Source;
 use super::sts;
 
 /// The file the SDKs read.

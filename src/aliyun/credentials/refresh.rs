@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::credential::Credential;
-use super::source::{Fetcher, Source};
+use super::fetch::Fetcher;
+use super::source::Source;
 use crate::aliyun::signer::SigningKey;
 
 /// Refresh this long before expiry, unless 80% of the lifetime comes first. The SDKs treat a

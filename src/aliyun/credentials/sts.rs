@@ -8,7 +8,7 @@ use url::Url;
 
 use super::credential::Credential;
 use super::env::Env;
-use super::source::{FetchError, Fetcher, Temporary, http_failure, now};
+use super::fetch::{FetchError, Fetcher, Temporary, http_failure, now};
 
 /// The STS API version every SDK sends.
 pub const API_VERSION: &str = "2015-04-01";

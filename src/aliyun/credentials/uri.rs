@@ -4,7 +4,7 @@
 use url::Url;
 
 use super::credential::Credential;
-use super::source::{FetchError, Fetcher, http_failure, successful};
+use super::fetch::{FetchError, Fetcher, http_failure, successful};
 
 /// A credentials-URI source.
 #[derive(Clone)]

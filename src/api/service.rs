@@ -13,14 +13,14 @@ use crate::aliyun::client::{EcsClient, Failed, Stopped};
 use crate::aliyun::error::{EcsError, ErrorClass};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::Trail;
+use crate::api::{deadline, status, validate};
 use crate::auth::Access;
 use crate::auth::policy::Denial;
 use crate::observe::metrics::{Metrics, Shed};
 use crate::observe::trace;
 use crate::pb::cloud_assistant_service_server::CloudAssistantService;
 use crate::pb::{StopInvocationRequest, StopInvocationResponse};
-use crate::peer::Peer;
-use crate::{deadline, status, validate};
+use crate::server::peer::Peer;
 
 /// What the handler admits, and for how long.
 #[derive(Debug, Clone)]

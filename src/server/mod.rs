@@ -1,6 +1,12 @@
 //! The gRPC server: the service, reflection (v1 and v1alpha) and health behind our own accept
 //! loop and connection handling, and a shutdown that lets go of everything that is not a call.
 
+pub mod connection;
+pub mod health;
+pub mod listener;
+pub mod peer;
+pub mod tls;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,14 +21,14 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
-use crate::connection::{self, ConnectionSettings};
-use crate::health::DrainingHealth;
-use crate::listener::{Accepted, Acceptor};
+use crate::api::service::CloudAssistant;
 use crate::observe::metrics::Metrics;
 use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::pb::cloud_assistant_service_server::CloudAssistantServiceServer;
 use crate::reload::Reloading;
-use crate::service::CloudAssistant;
+use crate::server::health::DrainingHealth;
+use crate::server::listener::{Accepted, Acceptor};
+use connection::ConnectionSettings;
 
 /// Limits and shutdown behaviour of the gRPC server.
 #[derive(Debug, Clone)]

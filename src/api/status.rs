@@ -9,10 +9,10 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
 use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
 use crate::aliyun::request::RegionId;
+use crate::api::deadline::{GRPC_TIMEOUT_HEADER, MalformedTimeout};
+use crate::api::validate::Violations;
 use crate::auth::policy::Denial;
 use crate::auth::{Caller, Unauthenticated};
-use crate::deadline::{GRPC_TIMEOUT_HEADER, MalformedTimeout};
-use crate::validate::Violations;
 
 /// `ErrorInfo.domain` for errors ECS returned.
 pub const ECS_DOMAIN: &str = "ecs.aliyuncs.com";

@@ -3,6 +3,9 @@
 //! output has its own filter, so the per-attempt spans (debug level) cost nothing unless exported.
 //! Lines reach stdout through a [`BatchedWriter`], which [`Telemetry::shutdown`] flushes.
 
+pub mod json_fields;
+pub mod writer;
+
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
@@ -10,8 +13,8 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, Registry};
 
-use crate::log_json::AppendingJsonFields;
-use crate::log_writer::BatchedWriter;
+use crate::observe::log::json_fields::AppendingJsonFields;
+use crate::observe::log::writer::BatchedWriter;
 use crate::observe::trace;
 
 /// The log line format.

@@ -24,7 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::peer::Peer;
+use crate::server::peer::Peer;
 
 /// The client's HTTP/2 connection preface (RFC 9113 §3.4).
 const PREFACE_LEN: usize = 24;
@@ -98,7 +98,7 @@ pub async fn serve(
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(crate::tls::certificate_identity)
+        .and_then(crate::server::tls::certificate_identity)
         .map(Arc::from);
     let peer = Peer {
         addr,

@@ -9,8 +9,8 @@ use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstCodec, ProstEncoder};
 
+use crate::api::status;
 use crate::pb::{StopInvocationRequest, StopInvocationResponse};
-use crate::status;
 
 /// How a failure to decode a message of this type is reported; every message type says so itself.
 pub trait DecodeFailure {

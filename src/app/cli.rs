@@ -13,15 +13,16 @@ use crate::aliyun::dns::DnsConfig;
 use crate::aliyun::endpoint::{Endpoint, EndpointError};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::retry::RetryPolicy;
+use crate::api::service::ServiceSettings;
 use crate::auth::Access;
-use crate::connection::ConnectionSettings;
+pub use crate::auth::files::SecurityFiles;
 use crate::limit::fleet::{RedisSettings, RedisUrl};
 use crate::limit::rate::Rate;
+use crate::observe::log::LogFormat;
 use crate::server::ServerSettings;
-use crate::service::ServiceSettings;
+use crate::server::connection::ConnectionSettings;
+use crate::server::tls::TlsFiles;
 use crate::simulator::SimulatorArgs;
-use crate::telemetry::LogFormat;
-use crate::tls::TlsFiles;
 
 /// `ecs-gateway`: a gRPC gateway for ECS StopInvocation.
 #[derive(Debug, Parser)]
@@ -98,7 +99,7 @@ pub struct GatewayConfig {
     #[arg(long, env = "ECS_GATEWAY_STS_ENDPOINT", value_parser = credential_endpoint)]
     pub sts_endpoint: Option<url::Url>,
     /// The ECS instance metadata service, for the instance RAM role.
-    #[arg(long, env = "ECS_GATEWAY_METADATA_ENDPOINT", default_value = crate::aliyun::credentials::source::DEFAULT_METADATA_ENDPOINT, value_parser = credential_endpoint)]
+    #[arg(long, env = "ECS_GATEWAY_METADATA_ENDPOINT", default_value = crate::aliyun::credentials::fetch::DEFAULT_METADATA_ENDPOINT, value_parser = credential_endpoint)]
     pub metadata_endpoint: url::Url,
     /// Retries after the first attempt, for transient failures only (at most 10).
     #[arg(long, env = "ECS_GATEWAY_MAX_RETRIES", default_value_t = 2,
@@ -195,24 +196,6 @@ pub enum Switch {
     On,
     /// Not served.
     Off,
-}
-
-/// The files that say who may call, checked for consistency but not yet read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SecurityFiles {
-    /// TLS for the listener.
-    pub tls: Option<TlsFiles>,
-    /// The bearer-token file.
-    pub tokens: Option<PathBuf>,
-    /// The per-caller policy file.
-    pub policy: Option<PathBuf>,
-}
-
-impl SecurityFiles {
-    /// Whether callers must identify themselves (by token or client certificate).
-    pub fn authenticates(&self) -> bool {
-        self.tokens.is_some() || self.tls.as_ref().is_some_and(|t| t.client_ca.is_some())
-    }
 }
 
 /// A humantime duration greater than zero.
