@@ -2,13 +2,10 @@
 //! instances) and what came of it (gRPC code, ECS code, RequestId, attempts, latency), for calls
 //! refused before ECS too; never the token. And a reload that fails is logged at error level.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::log_capture::Capture;
-use common::pki::{Ca, TempDir};
-use common::{gateway_with_access, request, start_simulator, test_credential, with_bearer};
 use ecs_gateway::aliyun::regions::Regions;
 use ecs_gateway::app::cli::SecurityFiles;
 use ecs_gateway::auth::Access;
@@ -16,6 +13,9 @@ use ecs_gateway::observe::log::LogFormat;
 use ecs_gateway::server::tls::TlsFiles;
 use ecs_gateway::simulator::SimulatorConfig;
 use serde_json::Value;
+use support::log_capture::Capture;
+use support::pki::{Ca, TempDir};
+use support::{gateway_with_access, request, start_simulator, test_credential, with_bearer};
 
 const TOKEN: &str = "audit-token-3b9d0c1e77";
 // `printf %s audit-token-3b9d0c1e77 | sha256sum`

@@ -2,19 +2,19 @@
 //! a credential refreshes under load without a failed call, an expired one turns health
 //! NOT_SERVING and calls UNAVAILABLE until a refresh lands, and no secret reaches a log.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use common::log_capture::Capture;
-use common::{error_info, request, start_simulator, test_credential};
 use ecs_gateway::CredentialsFrom;
 use ecs_gateway::aliyun::credentials::env::Env;
 use ecs_gateway::observe::log::LogFormat;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{DEMO_ECS_ROLE, Simulator, SimulatorConfig};
+use support::log_capture::Capture;
+use support::{error_info, request, start_simulator, test_credential};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -334,7 +334,7 @@ async fn an_expired_credential_turns_health_not_serving_until_a_refresh_lands() 
 #[tokio::test]
 async fn the_binary_says_which_source_supplied_the_credential_and_when_it_expires() {
     let (sim_url, _sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
-    let binary = common::binary::Binary::start(
+    let binary = support::binary::Binary::start(
         &["--endpoint", &sim_url],
         &[("ECS_GATEWAY_METADATA_ENDPOINT", &sim_url)],
     )
@@ -356,10 +356,10 @@ async fn the_binary_says_which_source_supplied_the_credential_and_when_it_expire
 #[tokio::test]
 async fn dev_mode_can_show_a_refreshing_credential() {
     let binary =
-        common::binary::Binary::start(&["--dev", "--dev-credential-lifetime", "5s"], &[]).await;
+        support::binary::Binary::start(&["--dev", "--dev-credential-lifetime", "5s"], &[]).await;
     let found = binary.line("credential found").expect("a credential line");
     assert_eq!(found["provider"], "ecs_ram_role", "{found}");
-    let refreshed = common::eventually(Duration::from_secs(10), || {
+    let refreshed = support::eventually(Duration::from_secs(10), || {
         binary.line("credential refreshed").is_some()
     })
     .await;

@@ -1,10 +1,10 @@
 //! JSON logs carry what operators need and never a secret, token, signature or signed URL — even
 //! at TRACE, where reqwest and hyper log too.
 
-mod common;
+mod support;
 
-use common::log_capture::{assert_no_secrets, run_scenario};
 use ecs_gateway::observe::log::LogFormat;
+use support::log_capture::{assert_no_secrets, run_scenario};
 
 /// The top-level keys of a JSON object in order, duplicates kept (serde_json's map keeps only the
 /// last of a repeated key, which would hide the very fault this looks for).

@@ -1,9 +1,9 @@
 //! Text logs (the default format) carry the call span and never a secret.
 
-mod common;
+mod support;
 
-use common::log_capture::{assert_no_secrets, run_scenario};
 use ecs_gateway::observe::log::LogFormat;
+use support::log_capture::{assert_no_secrets, run_scenario};
 
 #[tokio::test]
 async fn text_logs_hold_the_call_span_and_no_secret() {

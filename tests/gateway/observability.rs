@@ -3,14 +3,12 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set, it exports the call and each upstream attempt over OTLP,
 //! continuing the caller's `traceparent`, and the audit line carries the same trace id.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::binary::Binary;
-use common::{request, test_credential};
+use crate::support::binary::Binary;
+use crate::support::{request, test_credential};
 use prost::Message as _;
 use tokio::process::Command;
 use wiremock::matchers::{method, query_param};
@@ -522,7 +520,7 @@ async fn failing_gateway(
     delay: Duration,
     max_concurrent_requests: usize,
     metrics: &ecs_gateway::observe::metrics::Metrics,
-) -> (common::Gateway, MockServer) {
+) -> (crate::support::Gateway, MockServer) {
     use ecs_gateway::api::service::ServiceSettings;
     use ecs_gateway::server::ServerSettings;
     let ecs = MockServer::start().await;
@@ -534,10 +532,10 @@ async fn failing_gateway(
         )
         .mount(&ecs)
         .await;
-    let mut settings = common::settings(&format!("{}/", ecs.uri()));
+    let mut settings = crate::support::settings(&format!("{}/", ecs.uri()));
     settings.retry_budget = 0.0;
     let client = ecs_gateway::aliyun::client::EcsClient::new(test_credential(), settings).unwrap();
-    let gateway = common::Gateway::start_with(
+    let gateway = crate::support::Gateway::start_with(
         client,
         ServiceSettings {
             max_concurrent_requests,

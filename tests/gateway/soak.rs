@@ -1,12 +1,10 @@
 //! A short soak under the simulator's faults: every call gets OK or a contract status, none is
 //! lost, and the gateway keeps serving. The 10-minute variant is `bench/soak.sh`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Gateway, ecs_client, request, start_simulator, test_credential};
+use crate::support::{Gateway, ecs_client, request, start_simulator, test_credential};
 use ecs_gateway::simulator::SimulatorConfig;
 use ecs_gateway::simulator::faults::Faults;
 use tonic::Code;

@@ -2,14 +2,12 @@
 //! names, bearer tokens, the per-caller policy, reloads of all three while calls run, and health
 //! and reflection without a caller identity. Certificates are made at run time.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::pki::{Ca, Leaf, TempDir, client_tls, dns, uri};
-use common::{
+use crate::support::pki::{Ca, Leaf, TempDir, client_tls, dns, uri};
+use crate::support::{
     Gateway, ecs_client, error_info, gateway_with_access, request, start_simulator,
     test_credential, tls_channel, with_bearer,
 };
@@ -417,7 +415,7 @@ regions = ["*"]
 "#;
     let metrics = ecs_gateway::observe::metrics::Metrics::new(None);
     let gw = Gateway::start_with(
-        common::ecs_client(&url, common::test_credential()),
+        crate::support::ecs_client(&url, crate::support::test_credential()),
         ServiceSettings {
             access: access(&dir, Some(&tokens), Some(policy), false).await,
             metrics: Some(metrics.clone()),

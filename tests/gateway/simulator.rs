@@ -1,10 +1,8 @@
 //! The simulator judges raw signed requests the way ECS does and answers in ECS's body shape.
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::{start_simulator, test_credential};
+use crate::support::{start_simulator, test_credential};
 use ecs_gateway::aliyun::credential::Credential;
 use ecs_gateway::aliyun::signer::{SigningKey, sign_query};
 use ecs_gateway::simulator::SimulatorConfig;

@@ -1,13 +1,11 @@
 //! Retries, deadlines, cancellation and misbehaving upstreams: bounded time, contract codes, and
 //! a gateway that keeps serving.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
+use crate::support::{
     CountingNonce, FixedNonce, Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client,
     eventually, gateway_for, request, settings, test_credential,
 };
@@ -17,7 +15,7 @@ use tonic_types::StatusExt as _;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const UNAVAILABLE_BODY: &str = include_str!("data/ecs/service-unavailable.json");
+const UNAVAILABLE_BODY: &str = include_str!("../data/ecs/service-unavailable.json");
 const NONCE_USED: &str = r#"{"RequestId":"22222222-0000-4000-8000-000000000001","HostId":"ecs.aliyuncs.com","Code":"SignatureNonceUsed","Message":"Specified signature nonce was used already."}"#;
 
 fn reason(status: &tonic::Status) -> String {
@@ -88,7 +86,7 @@ async fn a_used_nonce_gets_exactly_one_fresh_nonce_retry() {
     Mock::given(method("POST"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_raw(include_str!("data/ecs/success.json"), "application/json"),
+                .set_body_raw(include_str!("../data/ecs/success.json"), "application/json"),
         )
         .mount(&ecs)
         .await;

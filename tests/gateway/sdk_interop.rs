@@ -2,9 +2,7 @@
 //! SignatureDoesNotMatch for a wrong secret: the simulator judges signatures as ECS does.
 //! `scripts/test.sh` installs the SDKs (scripts/test-requirements.txt); without them this fails.
 
-mod common;
-
-use common::{start_simulator, test_credential};
+use crate::support::{start_simulator, test_credential};
 use ecs_gateway::simulator::SimulatorConfig;
 use ecs_gateway::simulator::state::ExecutionStatus;
 

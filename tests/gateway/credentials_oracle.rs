@@ -6,11 +6,9 @@
 //! `STS.<face>-<role>.<sequence>`; two fetches give two sequence numbers, so for those the source
 //! (`STS.<face>-<role>`) is compared, and the STS host each side would call.
 
-mod common;
-
 use std::path::Path;
 
-use common::test_credential;
+use crate::support::test_credential;
 use ecs_gateway::aliyun::credentials::chain;
 use ecs_gateway::aliyun::credentials::env::Env;
 use ecs_gateway::aliyun::credentials::fetch::Fetcher;
@@ -262,7 +260,7 @@ fn fill(value: &str, home: &Path, uri: &str) -> String {
 async fn the_gateway_picks_the_credential_alibabas_own_chain_picks() {
     let python = which_python();
     let (sim_url, _sim) =
-        common::start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+        crate::support::start_simulator(SimulatorConfig::with_credential(test_credential())).await;
     let sim = sim_url
         .trim_start_matches("http://")
         .trim_end_matches('/')

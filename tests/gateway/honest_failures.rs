@@ -2,13 +2,11 @@
 //! UNAVAILABLE; every call has a ceiling; bad wire input is the caller's INVALID_ARGUMENT.
 //! Each through the real server on 127.0.0.1:0 with a real upstream.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::dns::FakeDns;
-use common::{
+use crate::support::dns::FakeDns;
+use crate::support::{
     Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client, error_info, eventually,
     gateway_for, request, settings, test_credential,
 };
@@ -20,7 +18,7 @@ use ecs_gateway::server::ServerSettings;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-const SUCCESS: &str = include_str!("data/ecs/success.json");
+const SUCCESS: &str = include_str!("../data/ecs/success.json");
 
 fn has_retry_info(status: &tonic::Status) -> bool {
     status.get_error_details().retry_info().is_some()
@@ -142,7 +140,7 @@ async fn dns_no_such_host_is_not_found_once_and_a_failing_resolver_is_retried() 
 
 #[tokio::test]
 async fn a_certificate_the_gateway_cannot_verify_is_internal_and_tried_once() {
-    let upstream = common::tls::SelfSignedUpstream::start().await;
+    let upstream = crate::support::tls::SelfSignedUpstream::start().await;
     let gateway = gateway_with(
         ecs_client(&upstream.url, test_credential()),
         ServiceSettings::default(),
@@ -234,7 +232,7 @@ async fn undecodable_requests_are_the_callers_invalid_argument() {
     let gateway = gateway_for(&ecs).await;
     // region_id (field 1) holding bytes that are not UTF-8; then a length running past the end.
     for payload in [&[0x0A, 0x02, 0xC3, 0x28][..], &[0x0A, 0x05, b'a'][..]] {
-        let answer = common::raw::call(gateway.addr, payload).await;
+        let answer = crate::support::raw::call(gateway.addr, payload).await;
         assert_eq!(
             answer.status, "3",
             "INVALID_ARGUMENT for {payload:?}: {answer:?}"

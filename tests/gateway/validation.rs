@@ -1,8 +1,6 @@
 //! Bad input gets INVALID_ARGUMENT with every violation listed, and nothing is sent upstream.
 
-mod common;
-
-use common::{Gateway, ecs_client, request, test_credential};
+use crate::support::{Gateway, ecs_client, request, test_credential};
 use ecs_gateway::pb::StopInvocationRequest;
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -13,7 +11,7 @@ async fn gateway_with_silent_upstream() -> (Gateway, MockServer) {
     Mock::given(wiremock::matchers::any())
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_raw(include_str!("data/ecs/success.json"), "application/json"),
+                .set_body_raw(include_str!("../data/ecs/success.json"), "application/json"),
         )
         .expect(0)
         .mount(&ecs)

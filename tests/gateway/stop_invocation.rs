@@ -1,11 +1,9 @@
 //! A stop goes upstream exactly as Alibaba's SDK would send it, and the answer comes back.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Gateway, at, pinned_client, request, start_simulator, test_credential};
+use crate::support::{Gateway, at, pinned_client, request, start_simulator, test_credential};
 use ecs_gateway::aliyun::credential::Credential;
 use ecs_gateway::simulator::SimulatorConfig;
 use ecs_gateway::simulator::state::ExecutionStatus;
@@ -13,7 +11,7 @@ use serde::Deserialize;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SUCCESS: &str = include_str!("data/ecs/success.json");
+const SUCCESS: &str = include_str!("../data/ecs/success.json");
 
 async fn ecs_answering_success() -> MockServer {
     let server = MockServer::start().await;
@@ -112,7 +110,7 @@ struct SdkExpect {
 async fn awkward_requests_carry_the_signature_alibabas_sdk_computes() {
     // tests/data/gateway-sdk-vectors.json was produced by aliyun-python-sdk-core (scripts/gen_sdk_vectors.py).
     let file: SdkFile =
-        serde_json::from_str(include_str!("data/gateway-sdk-vectors.json")).unwrap();
+        serde_json::from_str(include_str!("../data/gateway-sdk-vectors.json")).unwrap();
     assert_eq!(file.vectors.len(), 3);
     for v in file.vectors {
         let ecs = ecs_answering_success().await;
@@ -149,7 +147,7 @@ async fn awkward_requests_carry_the_signature_alibabas_sdk_computes() {
 async fn the_simulator_cancels_pending_executions_and_leaves_running_ones() {
     let (url, simulator) =
         start_simulator(SimulatorConfig::with_credential(test_credential())).await;
-    let gateway = Gateway::start(common::ecs_client(&url, test_credential())).await;
+    let gateway = Gateway::start(crate::support::ecs_client(&url, test_credential())).await;
 
     let response = gateway
         .client
@@ -180,7 +178,7 @@ async fn the_simulator_cancels_pending_executions_and_leaves_running_ones() {
 async fn a_periodic_invocation_stops_scheduling() {
     let (url, simulator) =
         start_simulator(SimulatorConfig::with_credential(test_credential())).await;
-    let gateway = Gateway::start(common::ecs_client(&url, test_credential())).await;
+    let gateway = Gateway::start(crate::support::ecs_client(&url, test_credential())).await;
     assert!(
         simulator
             .world()

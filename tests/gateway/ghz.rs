@@ -4,11 +4,9 @@
 //! only; where it is absent the test says so and skips, under CI too (CI machines do not have it;
 //! the project's own load tool, `ecs-gateway-load`, drives the bench instead).
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{Gateway, ecs_client, start_simulator, test_credential};
+use crate::support::{Gateway, ecs_client, start_simulator, test_credential};
 use ecs_gateway::simulator::SimulatorConfig;
 
 fn ghz() -> Option<PathBuf> {

@@ -2,13 +2,11 @@
 //! setting, never a secret), warns about what `--dev` ignores, logs misconfiguration at error, and
 //! drains in-flight calls on SIGTERM.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::binary::{Logs, follow_logs};
-use common::{request, start_simulator, test_credential};
+use crate::support::binary::{Logs, follow_logs};
+use crate::support::{request, start_simulator, test_credential};
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::SimulatorConfig;
 use ecs_gateway::simulator::faults::Faults;
@@ -18,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");
 
 fn gateway_command() -> Command {
     let mut cmd = Command::new(BIN);
-    common::isolate_credentials(&mut cmd);
+    crate::support::isolate_credentials(&mut cmd);
     cmd.env_remove("RUST_LOG")
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .stdout(Stdio::piped())
@@ -51,7 +49,7 @@ async fn call_once(
 
 /// Waits up to 5 s for a log line whose message is `message`.
 async fn logged_within(logs: &Logs, message: &str) -> bool {
-    common::eventually(Duration::from_secs(5), || {
+    crate::support::eventually(Duration::from_secs(5), || {
         logs.lock().unwrap().iter().any(|l| l["message"] == message)
     })
     .await
@@ -60,7 +58,7 @@ async fn logged_within(logs: &Logs, message: &str) -> bool {
 /// A command with a credential, listening on `addr`, and no authentication configured.
 fn on_address(addr: &str) -> Command {
     let mut cmd = Command::new(BIN);
-    common::isolate_credentials(&mut cmd);
+    crate::support::isolate_credentials(&mut cmd);
     cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret")
         .env_remove("ECS_GATEWAY_ALLOW_UNAUTHENTICATED")
@@ -104,8 +102,8 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
         cmd.args(args);
         cmd
     };
-    let dir = common::pki::TempDir::new();
-    let ca = common::pki::Ca::new("process test ca");
+    let dir = crate::support::pki::TempDir::new();
+    let ca = crate::support::pki::Ca::new("process test ca");
     let (leaf, other) = (ca.server("gateway"), ca.server("other"));
     let cert = dir.write("tls.crt", &leaf.cert_pem);
     let other_key = dir.write("other.key", &other.key_pem);
@@ -298,7 +296,7 @@ async fn a_bind_error_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let mut cmd = Command::new(BIN);
-    common::isolate_credentials(&mut cmd);
+    crate::support::isolate_credentials(&mut cmd);
     cmd.env("ALIBABA_CLOUD_ACCESS_KEY_ID", "LTAIprocessTestKey")
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "process-test-secret")
         .args(["--listen", &addr])
@@ -334,7 +332,7 @@ async fn an_empty_endpoint_means_the_default_and_insecure_http_starts_when_allow
 
 #[tokio::test]
 async fn beyond_loopback_the_gateway_serves_with_authentication_or_when_told_to_without() {
-    let dir = common::pki::TempDir::new();
+    let dir = crate::support::pki::TempDir::new();
     let tokens = dir.write("tokens", &format!("billing sha256:{}\n", "ab".repeat(32)));
     let mut authenticated = on_address("0.0.0.0:0");
     authenticated.arg("--auth-tokens-file").arg(&tokens);
@@ -418,7 +416,7 @@ async fn dev_mode_says_which_settings_it_ignores() {
 
 #[tokio::test]
 async fn an_unverifiable_certificate_is_logged_at_error_with_its_cause() {
-    let upstream = common::tls::SelfSignedUpstream::start().await;
+    let upstream = crate::support::tls::SelfSignedUpstream::start().await;
     let mut cmd = with_credential();
     cmd.args(["--endpoint", &upstream.url]);
     let mut child = cmd.spawn().unwrap();
@@ -428,7 +426,7 @@ async fn an_unverifiable_certificate_is_logged_at_error_with_its_cause() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Internal);
     assert_eq!(upstream.handshakes(), 1);
-    let logged = common::eventually(Duration::from_secs(5), || {
+    let logged = crate::support::eventually(Duration::from_secs(5), || {
         logs.lock().unwrap().iter().any(|l| {
             l["level"] == "ERROR"
                 && l["error"]
@@ -533,7 +531,7 @@ async fn sigterm_lets_every_call_in_flight_finish_and_exits_zero() {
         })
         .collect();
     assert!(
-        common::eventually(Duration::from_secs(5), || simulator.requests_received()
+        crate::support::eventually(Duration::from_secs(5), || simulator.requests_received()
             == 20)
         .await
     );
@@ -662,7 +660,7 @@ async fn a_refused_call_with_ten_thousand_bad_ids_logs_one_short_line() {
 
 #[tokio::test]
 async fn an_echoing_upstream_puts_no_credential_in_the_logs() {
-    use common::echo::{Echo, ID, SECRET, TOKEN};
+    use crate::support::echo::{Echo, ID, SECRET, TOKEN};
     let ecs = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .respond_with(Echo {
@@ -784,7 +782,7 @@ async fn sigterm_right_after_start_is_a_clean_shutdown_not_a_kill() {
     // shutdown future used to take the default action (death by SIGTERM, exit status 143).
     let credential = test_credential();
     for _ in 0..10 {
-        let binary = common::binary::Binary::start(
+        let binary = crate::support::binary::Binary::start(
             &["--endpoint", "http://127.0.0.1:9/"],
             &[
                 ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
@@ -808,15 +806,15 @@ async fn a_plaintext_health_port_answers_probes_while_the_grpc_port_requires_mut
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
-    let dir = common::pki::TempDir::new();
-    let ca = common::pki::Ca::new("probe test ca");
+    let dir = crate::support::pki::TempDir::new();
+    let ca = crate::support::pki::Ca::new("probe test ca");
     let leaf = ca.server("gateway");
     let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
     let cert = path(dir.write("tls.crt", &leaf.cert_pem));
     let key = path(dir.write("tls.key", &leaf.key_pem));
     let client_ca = path(dir.write("ca.crt", &ca.pem()));
     let credential = test_credential();
-    let binary = common::binary::Binary::start(
+    let binary = crate::support::binary::Binary::start(
         &[
             "--endpoint",
             "http://127.0.0.1:9/",
@@ -842,7 +840,7 @@ async fn a_plaintext_health_port_answers_probes_while_the_grpc_port_requires_mut
     .await;
     let message = "health listening (plaintext, grpc.health.v1 only)";
     assert!(
-        common::eventually(Duration::from_secs(5), || binary.line(message).is_some()).await,
+        crate::support::eventually(Duration::from_secs(5), || binary.line(message).is_some()).await,
         "the health port is logged"
     );
     let health_addr = binary.line(message).unwrap()["addr"]
@@ -917,7 +915,7 @@ async fn log_file_of_calls_then_sigterm(format: &str, calls: usize) -> String {
     ));
     let file = std::fs::File::create(&path).unwrap();
     let mut child = Command::new(BIN);
-    common::isolate_credentials(&mut child);
+    crate::support::isolate_credentials(&mut child);
     let mut child = child
         .env_remove("RUST_LOG")
         .env("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id())
@@ -955,7 +953,7 @@ async fn log_file_of_calls_then_sigterm(format: &str, calls: usize) -> String {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let addr = addr.expect("a listening line in the log file");
-    common::calls_in_batches(&addr, calls, 20).await;
+    crate::support::calls_in_batches(&addr, calls, 20).await;
     sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await

@@ -1,8 +1,6 @@
 //! Each upstream answer maps to the contract's gRPC code and details (reference/error-mapping.md).
 
-mod common;
-
-use common::{ecs_answering, gateway_for, request};
+use crate::support::{ecs_answering, gateway_for, request};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use wiremock::matchers::method;
@@ -26,7 +24,7 @@ const GW: &str = "ecs-gateway";
 
 macro_rules! body {
     ($f:literal) => {
-        ($f, include_str!(concat!("data/ecs/", $f)))
+        ($f, include_str!(concat!("../data/ecs/", $f)))
     };
 }
 
@@ -344,8 +342,11 @@ async fn rendered_error(http_status: u16, body: &str) -> String {
 
 #[tokio::test]
 async fn the_echoed_string_to_sign_never_reaches_the_caller() {
-    let everything =
-        rendered_error(400, include_str!("data/ecs/signature-does-not-match.json")).await;
+    let everything = rendered_error(
+        400,
+        include_str!("../data/ecs/signature-does-not-match.json"),
+    )
+    .await;
     for leak in [
         "string to sign",
         "LTAItestGatewayKey",
@@ -359,7 +360,7 @@ async fn the_echoed_string_to_sign_never_reaches_the_caller() {
 
 #[tokio::test]
 async fn ram_denial_details_stay_out_of_the_message() {
-    let everything = rendered_error(403, include_str!("data/ecs/forbidden-ram.json")).await;
+    let everything = rendered_error(403, include_str!("../data/ecs/forbidden-ram.json")).await;
     assert!(
         !everything.contains("EncodedDiagnosticMessage") && !everything.contains("ops-bot"),
         "{everything}"
@@ -382,7 +383,7 @@ async fn throttling_honours_retry_after_and_reports_it() {
 async fn throttled_with(headers: &[(&str, &str)]) -> (tonic::Status, usize, std::time::Duration) {
     let ecs = MockServer::start().await;
     let mut answer = ResponseTemplate::new(400).set_body_raw(
-        include_str!("data/ecs/throttling-user.json"),
+        include_str!("../data/ecs/throttling-user.json"),
         "application/json",
     );
     for (name, value) in headers {

@@ -3,15 +3,13 @@
 //! burst on and again when the upstream retires it (one handshake, resumed, not one per call in
 //! flight); an upstream that offers only HTTP/1.1 gets a reused pool whose sessions resume.
 
-mod common;
-
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::pki::{Ca, TempDir};
 use bytes::Bytes;
-use common::pki::{Ca, TempDir};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -142,7 +140,7 @@ async fn serve(
 /// The real gateway, forwarding to `https://localhost:<port>/` and trusting only `ca`.
 async fn gateway(ca_file: &std::path::Path, port: u16) -> (tokio::process::Child, String) {
     let mut cmd = Command::new(BIN);
-    common::isolate_credentials(&mut cmd);
+    crate::support::isolate_credentials(&mut cmd);
     let mut child = cmd
         .env_remove("RUST_LOG")
         .env("SSL_CERT_FILE", ca_file)
@@ -156,7 +154,7 @@ async fn gateway(ca_file: &std::path::Path, port: u16) -> (tokio::process::Child
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let (addr, _, _logs) = common::binary::follow_logs(&mut child, false).await;
+    let (addr, _, _logs) = crate::support::binary::follow_logs(&mut child, false).await;
     (child, addr)
 }
 
@@ -168,7 +166,7 @@ async fn http2_by_alpn_carries_concurrent_calls_on_one_connection_and_resumes_tl
     let upstream = TlsUpstream::start(&ca, &[b"h2", b"http/1.1"]).await;
     let (_child, addr) = gateway(&ca_file, upstream.port).await;
 
-    common::calls_in_batches(&addr, 400, 40).await;
+    crate::support::calls_in_batches(&addr, 400, 40).await;
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 400);
     let h2 = |resumed| Handshake {
         alpn: Some(b"h2".to_vec()),
@@ -187,7 +185,7 @@ async fn http2_by_alpn_carries_concurrent_calls_on_one_connection_and_resumes_tl
     upstream.close_connections.notify_waiters();
     // Time for the GOAWAY to reach the client; a call that races it is retried by the pool.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    common::calls_in_batches(&addr, 40, 20).await;
+    crate::support::calls_in_batches(&addr, 40, 20).await;
     assert_eq!(
         upstream.handshakes(),
         vec![h2(false), h2(true), h2(true)],
@@ -205,8 +203,8 @@ async fn an_http1_upstream_gets_a_pool_that_is_reused_and_resumes_tls() {
     let (_child, addr) = gateway(&ca_file, upstream.port).await;
 
     // One call first: its session is then in the client's cache for every later connection.
-    common::calls_in_batches(&addr, 1, 1).await;
-    common::calls_in_batches(&addr, 400, 10).await;
+    crate::support::calls_in_batches(&addr, 1, 1).await;
+    crate::support::calls_in_batches(&addr, 400, 10).await;
     let handshakes = upstream.handshakes();
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 401);
     assert!(

@@ -2,14 +2,12 @@
 //! and old connections, bounded errors, hostile upstream answers, the retry budget, and threads
 //! under a DNS outage.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::dns::FakeDns;
-use common::echo::{Echo, ID, SECRET, TOKEN};
-use common::{
+use crate::support::dns::FakeDns;
+use crate::support::echo::{Echo, ID, SECRET, TOKEN};
+use crate::support::{
     Gateway, ecs_answering, ecs_client, eventually, gateway_for, gateway_for_server, request,
     settings, test_credential,
 };
@@ -28,7 +26,7 @@ use tonic::Code;
 use tonic_types::StatusExt as _;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SUCCESS: &str = include_str!("data/ecs/success.json");
+const SUCCESS: &str = include_str!("../data/ecs/success.json");
 /// grpc-java's default metadata limit is 8 KiB; the gateway promises half of it.
 const TRAILER_LIMIT: usize = 4096;
 
@@ -160,7 +158,7 @@ async fn an_old_connection_gets_goaway_and_its_call_in_flight_still_finishes() {
     .header("te", "trailers")
     .body(())
     .unwrap();
-    let payload = common::raw::encode(&request("cn-hangzhou", "t-1", &[]));
+    let payload = crate::support::raw::encode(&request("cn-hangzhou", "t-1", &[]));
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
@@ -220,7 +218,7 @@ async fn ten_thousand_invalid_ids_give_a_small_answer_with_ten_violations() {
         let bad = status.get_error_details().bad_request().cloned().unwrap();
         assert!(bad.field_violations.len() <= 11, "{bad:?}");
         assert!(status.message().len() < 300, "{}", status.message());
-        let raw = common::raw::call(gateway.addr, &common::raw::encode(&req)).await;
+        let raw = crate::support::raw::call(gateway.addr, &crate::support::raw::encode(&req)).await;
         assert_eq!(raw.status, "3");
         assert!(raw.header_bytes < TRAILER_LIMIT, "{raw:?}");
     }
@@ -315,9 +313,9 @@ async fn an_echoing_upstream_leaks_no_credential_and_cannot_bloat_the_answer() {
     );
     assert!(status.message().len() <= 600, "{}", status.message().len());
 
-    let raw = common::raw::call(
+    let raw = crate::support::raw::call(
         gateway.addr,
-        &common::raw::encode(&request("cn-hangzhou", "t-1", &[])),
+        &crate::support::raw::encode(&request("cn-hangzhou", "t-1", &[])),
     )
     .await;
     assert_eq!(raw.status, "14");
@@ -339,7 +337,7 @@ async fn a_success_with_a_giant_request_id_is_still_a_success() {
 
 #[tokio::test]
 async fn the_retry_budget_bounds_attempts_when_everything_fails() {
-    let ecs = ecs_answering(503, include_str!("data/ecs/service-unavailable.json")).await;
+    let ecs = ecs_answering(503, include_str!("../data/ecs/service-unavailable.json")).await;
     let started = tokio::time::Instant::now();
     let mut s = settings(&format!("{}/", ecs.uri()));
     s.retry_budget = 0.2;
@@ -443,7 +441,7 @@ async fn a_dns_outage_with_800_calls_in_flight_adds_no_threads() {
 
 /// The request shape the Python grpcio check sends, as hex.
 fn hex(req: &StopInvocationRequest) -> String {
-    common::raw::encode(req)
+    crate::support::raw::encode(req)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
