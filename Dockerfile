@@ -13,9 +13,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 # protoc comes from a crate, so no system protobuf is needed.
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json --bin ecs-gateway
+RUN cargo chef cook --release --locked --no-default-features --recipe-path recipe.json --bin ecs-gateway
 COPY . .
-RUN cargo build --release --locked --bin ecs-gateway
+RUN cargo build --release --locked --no-default-features --bin ecs-gateway
 
 # Runtime: a slim Debian with CA certificates for HTTPS to ECS and STS, running as a non-root user.
 FROM debian:bookworm-slim

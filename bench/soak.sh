@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-10m}"
 OUT="bench/results/soak-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p bench/results
-cargo build --release --locked --bins
+cargo build --release --locked --bins --features bench
 BIN=target/release
 export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIdemoGatewayKey
 export ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret-not-for-production

@@ -2,7 +2,7 @@
 # credential, nginx as the static ECS upstream on 127.0.0.1:18080, and `pids`, whose processes are
 # stopped on exit together with nginx; a script may define `more_cleanup`, run after that.
 command -v nginx >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nginx; }
-cargo build --release --locked --bins
+cargo build --release --locked --bins --features bench
 BIN=target/release
 export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIdemoGatewayKey
 export ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret-not-for-production

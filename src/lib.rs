@@ -13,6 +13,7 @@ pub mod observe;
 pub mod pb;
 pub mod reload;
 pub mod server;
+#[cfg(feature = "dev")]
 pub mod simulator;
 
-pub use app::{CredentialsFrom, RunError, run, shutdown_signal};
+pub use app::{CredentialsFrom, Gateway, RunError, run, shutdown_signal};

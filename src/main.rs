@@ -3,12 +3,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Parser as _;
 use ecs_gateway::aliyun::credentials::env::Env;
 use ecs_gateway::app::cli::{Cli, Command};
+use ecs_gateway::app::{CredentialsFrom, Gateway, Settings, run_simulator, shutdown_signal};
 use ecs_gateway::observe::log as telemetry;
-use ecs_gateway::{shutdown_signal, simulator};
 
 // glibc malloc's arena locks showed up in profiles under load; mimalloc removes them.
 #[global_allocator]
@@ -47,7 +46,7 @@ fn main() -> ExitCode {
     // Inside the runtime: the trace exporter, when configured, runs on it.
     let telemetry = {
         let _entered = runtime.enter();
-        match telemetry::init(cli.log_format) {
+        match telemetry::init(cli.log_format.into()) {
             Ok(telemetry) => telemetry,
             Err(error) => {
                 eprintln!("error: {error}");
@@ -71,14 +70,14 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     // First, so that a SIGTERM during start-up is a shutdown request, not the default death.
     let shutdown = shutdown_signal();
     match cli.command {
-        Some(Command::Simulator(args)) => simulator::run(args, shutdown).await?,
+        Some(Command::Simulator(args)) => run_simulator(args, shutdown).await?,
         None => {
-            let addr = cli.gateway.listen;
-            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr} (--listen / ECS_GATEWAY_LISTEN)")
-            })?;
-            let credentials = ecs_gateway::CredentialsFrom::Chain(Env::process());
-            ecs_gateway::run(cli.gateway, credentials, listener, shutdown).await?;
+            let settings = Settings::try_from(&cli.gateway)?;
+            let credentials = CredentialsFrom::Chain(Env::process());
+            Gateway::build(settings, credentials)
+                .await?
+                .serve(shutdown)
+                .await?;
         }
     }
     Ok(())

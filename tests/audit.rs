@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use ecs_gateway::aliyun::regions::Regions;
-use ecs_gateway::app::cli::SecurityFiles;
 use ecs_gateway::auth::Access;
+use ecs_gateway::auth::files::SecurityFiles;
 use ecs_gateway::observe::log::LogFormat;
 use ecs_gateway::server::tls::TlsFiles;
 use ecs_gateway::simulator::SimulatorConfig;

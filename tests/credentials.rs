@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use ecs_gateway::CredentialsFrom;
 use ecs_gateway::aliyun::credentials::env::Env;
+use ecs_gateway::app::{CredentialsFrom, Gateway, Settings};
 use ecs_gateway::observe::log::LogFormat;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{DEMO_ECS_ROLE, Simulator, SimulatorConfig};
@@ -23,7 +23,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 const OIDC_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.rrsa-test.token-value";
 
-/// A gateway run by `ecs_gateway::run` with the chain reading `vars`, against `sim_url` for ECS,
+/// A gateway built by `Gateway::build` from parsed flags, with the chain reading `vars`, against `sim_url` for ECS,
 /// STS and the metadata service.
 struct Running {
     channel: Channel,
@@ -44,25 +44,19 @@ impl Running {
             sim_url,
         ])
         .unwrap();
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let settings = Settings::try_from(&cli.gateway).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let env = Env::from_pairs(
             vars.into_iter()
                 .chain([("HOME", "/nonexistent".to_owned())]),
         );
-        tokio::spawn(async move {
-            let result =
-                ecs_gateway::run(cli.gateway, CredentialsFrom::Chain(env), listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = result {
-                panic!("the gateway did not start: {error}");
-            }
-        });
+        let gateway = Gateway::build(settings, CredentialsFrom::Chain(env))
+            .await
+            .unwrap_or_else(|error| panic!("the gateway did not start: {error}"));
+        let addr = gateway.addr();
+        tokio::spawn(gateway.serve(async {
+            let _ = stopped.await;
+        }));
         let channel = loop {
             match Channel::from_shared(format!("http://{addr}"))
                 .unwrap()

@@ -13,7 +13,7 @@ use crate::aliyun::request::RegionId;
 const DATA: &str = include_str!("ecs_regions.toml");
 
 /// Which network of Alibaba Cloud the gateway reaches ECS over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
     /// Internet endpoints, `ecs.<region>.aliyuncs.com`.
     #[default]

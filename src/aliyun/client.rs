@@ -86,8 +86,28 @@ pub struct ClientSettings {
     pub dns: DnsConfig,
     /// The share of calls that retries may add, process-wide (0.2 = 20%).
     pub retry_budget: f64,
+}
+
+/// What the client draws on besides its settings: the time, nonces, and the quota every attempt
+/// must get a slot from. Handles, not settings, so they are passed in.
+#[derive(Clone)]
+pub struct Sources {
+    /// The wall clock for timestamps.
+    pub clock: Arc<dyn Clock>,
+    /// The nonces.
+    pub nonces: Arc<dyn NonceSource>,
     /// The quota every attempt, retries included, must get a slot from; none when unset.
     pub admission: Option<Arc<dyn Admission>>,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            nonces: Arc::new(UuidNonce),
+            admission: None,
+        }
+    }
 }
 
 impl Default for ClientSettings {
@@ -100,7 +120,6 @@ impl Default for ClientSettings {
             pool_max_idle_per_host: 256,
             dns: DnsConfig::System,
             retry_budget: 0.2,
-            admission: None,
         }
     }
 }
@@ -135,6 +154,7 @@ struct Inner {
     credentials: CredentialSupply,
     clock: Arc<dyn Clock>,
     nonces: Arc<dyn NonceSource>,
+    admission: Option<Arc<dyn Admission>>,
     budget: RetryBudget,
 }
 
@@ -164,20 +184,14 @@ impl EcsClient {
         credentials: impl Into<CredentialSupply>,
         settings: ClientSettings,
     ) -> Result<Self, BuildError> {
-        Self::with_sources(
-            credentials,
-            settings,
-            Arc::new(SystemClock),
-            Arc::new(UuidNonce),
-        )
+        Self::with_sources(credentials, settings, Sources::default())
     }
 
-    /// A client with an injected clock and nonce source.
+    /// A client with the given clock, nonce source and quota.
     pub fn with_sources(
         credentials: impl Into<CredentialSupply>,
         settings: ClientSettings,
-        clock: Arc<dyn Clock>,
-        nonces: Arc<dyn NonceSource>,
+        sources: Sources,
     ) -> Result<Self, BuildError> {
         // Plain-HTTP endpoints (the simulator, loopback tests) need no trust store; HTTPS ones do.
         let roots = match tls::native_roots() {
@@ -205,8 +219,9 @@ impl EcsClient {
                 http,
                 settings,
                 credentials,
-                clock,
-                nonces,
+                clock: sources.clock,
+                nonces: sources.nonces,
+                admission: sources.admission,
             }),
         })
     }
@@ -284,7 +299,7 @@ impl EcsClient {
             .current()
             .map_err(|_| EcsError::CredentialsUnavailable)?;
         let credential = &current.credential;
-        if let Some(admission) = &inner.settings.admission {
+        if let Some(admission) = &inner.admission {
             admission
                 .admit(inner.credentials.principal(), request.region_id.as_str())
                 .await

@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod deadline;
+pub mod routes;
 pub mod service;
 pub mod status;
 pub mod validate;

@@ -31,10 +31,10 @@ pub struct ServiceSettings {
     pub max_call_duration: Duration,
     /// The regions requests may be sent to.
     pub regions: Regions,
-    /// Who may call, and what each caller may do.
-    pub access: Access,
-    /// Where calls are counted, when metrics are on.
-    pub metrics: Option<Metrics>,
+    /// Largest request message accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Whether to serve reflection (v1 and v1alpha).
+    pub reflection: bool,
 }
 
 impl Default for ServiceSettings {
@@ -43,8 +43,8 @@ impl Default for ServiceSettings {
             max_concurrent_requests: 1024,
             max_call_duration: Duration::from_secs(25),
             regions: Regions::default(),
-            access: Access::default(),
-            metrics: None,
+            max_request_bytes: 64 * 1024,
+            reflection: true,
         }
     }
 }
@@ -54,18 +54,48 @@ impl Default for ServiceSettings {
 pub struct CloudAssistant {
     client: EcsClient,
     permits: Arc<Semaphore>,
-    settings: Arc<ServiceSettings>,
+    settings: Arc<Handler>,
+}
+
+/// The handler's settings with the handles it was given.
+#[derive(Debug)]
+struct Handler {
+    settings: ServiceSettings,
+    access: Access,
+    metrics: Option<Metrics>,
+}
+
+impl std::ops::Deref for Handler {
+    type Target = ServiceSettings;
+
+    fn deref(&self) -> &ServiceSettings {
+        &self.settings
+    }
 }
 
 impl CloudAssistant {
     /// A handler that admits at most `settings.max_concurrent_requests` calls at once and refuses
-    /// the rest.
-    pub fn new(client: EcsClient, settings: ServiceSettings) -> Self {
+    /// the rest; `access` says who may call, and calls are counted in `metrics` when given.
+    pub fn new(
+        client: EcsClient,
+        settings: ServiceSettings,
+        access: Access,
+        metrics: Option<Metrics>,
+    ) -> Self {
         Self {
             client,
             permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
-            settings: Arc::new(settings),
+            settings: Arc::new(Handler {
+                settings,
+                access,
+                metrics,
+            }),
         }
+    }
+
+    /// The handler's settings.
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings.settings
     }
 
     fn shed(&self, limit: Shed) {

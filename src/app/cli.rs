@@ -1,4 +1,5 @@
-//! Command-line flags with environment fallbacks.
+//! Command-line flags with environment fallbacks: the only module that knows clap. It parses
+//! strings into values; whether the values work together is [`super::settings`]' job.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,21 +9,11 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::aliyun::catalog::Network;
-use crate::aliyun::client::ClientSettings;
-use crate::aliyun::dns::DnsConfig;
-use crate::aliyun::endpoint::{Endpoint, EndpointError};
 use crate::aliyun::regions::Regions;
-use crate::aliyun::retry::RetryPolicy;
-use crate::api::service::ServiceSettings;
-use crate::auth::Access;
-pub use crate::auth::files::SecurityFiles;
-use crate::limit::fleet::{RedisSettings, RedisUrl};
 use crate::limit::rate::Rate;
 use crate::observe::log::LogFormat;
-use crate::server::ServerSettings;
-use crate::server::connection::ConnectionSettings;
-use crate::server::tls::TlsFiles;
-use crate::simulator::SimulatorArgs;
+#[cfg(feature = "dev")]
+use crate::simulator::faults;
 
 /// `ecs-gateway`: a gRPC gateway for ECS StopInvocation.
 #[derive(Debug, Parser)]
@@ -38,7 +29,7 @@ pub struct Cli {
     pub command: Option<Command>,
     /// Gateway settings.
     #[command(flatten)]
-    pub gateway: GatewayConfig,
+    pub gateway: GatewayArgs,
     /// Log line format.
     #[arg(
         long,
@@ -47,7 +38,7 @@ pub struct Cli {
         default_value_t,
         global = true
     )]
-    pub log_format: LogFormat,
+    pub log_format: LogFormatArg,
 }
 
 /// What else the binary can run.
@@ -57,6 +48,80 @@ pub enum Command {
     Simulator(SimulatorArgs),
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(arg: LogFormatArg) -> Self {
+        match arg {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NetworkArg {
+    /// Internet endpoints, `ecs.<region>.aliyuncs.com`.
+    #[default]
+    Public,
+    /// VPC endpoints, `ecs-vpc.<region>.aliyuncs.com`, from inside Alibaba Cloud.
+    Vpc,
+}
+
+impl From<NetworkArg> for Network {
+    fn from(arg: NetworkArg) -> Self {
+        match arg {
+            NetworkArg::Public => Network::Public,
+            NetworkArg::Vpc => Network::Vpc,
+        }
+    }
+}
+
+/// `ecs-gateway simulator` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulatorArgs {
+    /// Address the simulator listens on (plain HTTP).
+    #[arg(long, env = "ECS_SIMULATOR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Added latency per request: `50ms`, or a uniform range `50ms..200ms`.
+    #[cfg_attr(feature = "dev", arg(long, value_parser = faults::parse_latency))]
+    #[cfg_attr(not(feature = "dev"), arg(long, value_parser = no_latency))]
+    pub latency: Option<(Duration, Duration)>,
+    /// Share of requests (0–1) answered 500 InternalError.Dispatch.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_500_rate: f64,
+    /// Share of requests (0–1) answered 503 ServiceUnavailable.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_503_rate: f64,
+    /// Requests per second past which requests are answered 400 Throttling.User.
+    #[arg(long)]
+    pub throttle_rps: Option<u32>,
+    /// Share of requests (0–1) whose connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Lifetime of the temporary credentials the STS and metadata faces issue.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sts_lifetime: Duration,
+    /// The OIDC token AssumeRoleWithOIDC must present (any non-empty one when unset).
+    #[arg(long)]
+    pub oidc_token: Option<String>,
+}
+
+/// Without the simulator there is no latency to inject; the subcommand is refused anyway.
+#[cfg(not(feature = "dev"))]
+fn no_latency(_: &str) -> Result<(Duration, Duration), String> {
+    Err(super::dev::NOT_BUILT.to_owned())
+}
+
 /// The most retries `--max-retries` accepts: more would multiply load in an outage.
 pub const MAX_RETRIES_LIMIT: u32 = 10;
 /// The largest `--max-request-bytes`: a StopInvocation request is a few kilobytes at most.
@@ -64,7 +129,7 @@ pub const MAX_REQUEST_BYTES_LIMIT: u64 = 4 * 1024 * 1024;
 
 /// Gateway settings; every flag has an environment fallback.
 #[derive(Debug, Clone, Args)]
-pub struct GatewayConfig {
+pub struct GatewayArgs {
     /// Address the gRPC server listens on.
     #[arg(long, env = "ECS_GATEWAY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -73,7 +138,7 @@ pub struct GatewayConfig {
     pub endpoint: Option<String>,
     /// Alibaba Cloud network to reach ECS over: public, or vpc (VPC endpoints, from inside Alibaba Cloud).
     #[arg(long, env = "ECS_GATEWAY_NETWORK", value_enum, default_value_t)]
-    pub network: Network,
+    pub network: NetworkArg,
     /// Serve Prometheus metrics on this address (GET /metrics); off when unset.
     #[arg(long, env = "ECS_GATEWAY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -233,49 +298,10 @@ fn parse_regions(value: &str) -> Result<Regions, String> {
     Regions::parse(value).map_err(|e| e.to_string())
 }
 
-/// A setting that cannot work, named as the operator typed it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The endpoint is unusable.
-    #[error("--endpoint / ECS_GATEWAY_ENDPOINT {0}")]
-    Endpoint(#[from] EndpointError),
-    /// Only one of the certificate and its key.
-    #[error(
-        "--tls-cert / ECS_GATEWAY_TLS_CERT and --tls-key / ECS_GATEWAY_TLS_KEY go together: set both or neither"
-    )]
-    TlsIncomplete,
-    /// Client certificates asked for without serving TLS.
-    #[error(
-        "--tls-client-ca / ECS_GATEWAY_TLS_CLIENT_CA needs TLS: set --tls-cert and --tls-key too"
-    )]
-    ClientCaWithoutTls,
-    /// A policy without any way to tell callers apart.
-    #[error(
-        "--policy / ECS_GATEWAY_POLICY names callers, so it needs --auth-tokens-file or --tls-client-ca"
-    )]
-    PolicyWithoutAuthentication,
-    /// The Redis URL is unusable (the URL itself is not repeated: it may hold a password).
-    #[error("--redis-url / ECS_GATEWAY_REDIS_URL {0}")]
-    RedisUrl(String),
-    /// A fleet setting without the Redis that shares it.
-    #[error(
-        "{0} needs --redis-url / ECS_GATEWAY_REDIS_URL: fleet-wide limits are kept in Redis, and one replica's own would not be fleet-wide"
-    )]
-    WithoutRedis(&'static str),
-    /// Serving a reachable address to anyone.
-    #[error(
-        "refusing to serve {addr} without authentication (anyone who can reach it could stop commands): set --auth-tokens-file or --tls-client-ca, listen on a loopback address, or set --allow-unauthenticated / ECS_GATEWAY_ALLOW_UNAUTHENTICATED=true"
-    )]
-    Unprotected {
-        /// The address that is not loopback.
-        addr: SocketAddr,
-    },
-}
-
 /// A value that may hold a secret (a password in a URL): `Debug` hides it, and since it is parsed
 /// after clap, no usage error echoes it.
 #[derive(Clone)]
-pub struct Concealed(String);
+pub struct Concealed(pub(super) String);
 
 impl std::fmt::Debug for Concealed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -293,349 +319,6 @@ fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
 }
 
 /// A path setting; empty means unset, so that an environment variable can be cleared with `VAR=`.
-fn path_setting(value: &Option<PathBuf>) -> Option<PathBuf> {
+pub(super) fn path_setting(value: &Option<PathBuf>) -> Option<PathBuf> {
     value.clone().filter(|p| !p.as_os_str().is_empty())
-}
-
-impl GatewayConfig {
-    /// The endpoint: the override, checked, when one is set; else the SDKs' hosts on `--network`.
-    pub fn endpoint(&self) -> Result<Endpoint, ConfigError> {
-        match self.endpoint_override() {
-            Some(template) => Ok(Endpoint::parse(template)?),
-            None => Ok(Endpoint::Sdk(self.network)),
-        }
-    }
-
-    /// The `--endpoint` override, when set to something other than blanks.
-    pub fn endpoint_override(&self) -> Option<&str> {
-        self.endpoint.as_deref().filter(|e| !e.trim().is_empty())
-    }
-
-    /// ECS client settings derived from the flags.
-    pub fn client_settings(&self) -> Result<ClientSettings, ConfigError> {
-        let max_concurrent = self.max_concurrent_requests as usize;
-        Ok(ClientSettings {
-            endpoint: self.endpoint()?,
-            connect_timeout: self.connect_timeout,
-            attempt_timeout: self.upstream_timeout,
-            retry: RetryPolicy {
-                max_retries: self.max_retries,
-                ..RetryPolicy::default()
-            },
-            // Enough idle connections for every admitted call to reuse one.
-            pool_max_idle_per_host: max_concurrent.min(1024),
-            dns: DnsConfig::System,
-            retry_budget: self.retry_budget,
-            admission: None,
-        })
-    }
-
-    /// Where the fleet's rates are kept, when --redis-url is set.
-    pub fn redis_settings(&self) -> Result<Option<RedisSettings>, ConfigError> {
-        let password_file = path_setting(&self.redis_password_file);
-        let url = self.redis_url.as_ref().filter(|u| !u.0.trim().is_empty());
-        let Some(url) = url else {
-            return match (self.fleet_rate, password_file) {
-                (None, None) => Ok(None),
-                (Some(_), _) => Err(ConfigError::WithoutRedis(
-                    "--fleet-rate / ECS_GATEWAY_FLEET_RATE",
-                )),
-                (None, Some(_)) => Err(ConfigError::WithoutRedis(
-                    "--redis-password-file / ECS_GATEWAY_REDIS_PASSWORD_FILE",
-                )),
-            };
-        };
-        let url: RedisUrl = url.0.parse().map_err(ConfigError::RedisUrl)?;
-        Ok(Some(RedisSettings {
-            url,
-            password_file,
-            timeout: self.redis_timeout,
-        }))
-    }
-
-    /// The TLS, token and policy files, checked for settings that cannot work together.
-    pub fn security_files(&self) -> Result<SecurityFiles, ConfigError> {
-        let tls = match (path_setting(&self.tls_cert), path_setting(&self.tls_key)) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => return Err(ConfigError::TlsIncomplete),
-        };
-        let client_ca = path_setting(&self.tls_client_ca);
-        let tokens = path_setting(&self.auth_tokens_file);
-        let tls = match (tls, client_ca) {
-            (Some((cert, key)), client_ca) => Some(TlsFiles {
-                cert,
-                key,
-                client_ca,
-                // With tokens too, either identifies the caller, so a certificate is optional.
-                client_cert_optional: tokens.is_some(),
-            }),
-            (None, Some(_)) => return Err(ConfigError::ClientCaWithoutTls),
-            (None, None) => None,
-        };
-        let files = SecurityFiles {
-            tls,
-            tokens,
-            policy: path_setting(&self.policy),
-        };
-        if files.policy.is_some() && !files.authenticates() {
-            return Err(ConfigError::PolicyWithoutAuthentication);
-        }
-        Ok(files)
-    }
-
-    /// Refuses to serve a non-loopback `addr` to unauthenticated callers unless allowed to.
-    pub fn check_protected(
-        &self,
-        addr: SocketAddr,
-        authenticates: bool,
-    ) -> Result<(), ConfigError> {
-        if authenticates || addr.ip().to_canonical().is_loopback() || self.allow_unauthenticated {
-            return Ok(());
-        }
-        Err(ConfigError::Unprotected { addr })
-    }
-
-    /// Per-call settings of the gRPC handler.
-    pub fn service_settings(&self) -> ServiceSettings {
-        ServiceSettings {
-            max_concurrent_requests: self.max_concurrent_requests as usize,
-            max_call_duration: self.max_call_duration,
-            regions: self.regions.clone().unwrap_or_default(),
-            // Loaded from files at start, by `run`.
-            access: Access::default(),
-            // Set by `run` when --metrics-listen is.
-            metrics: None,
-        }
-    }
-
-    /// gRPC server settings derived from the flags.
-    pub fn server_settings(&self) -> ServerSettings {
-        ServerSettings {
-            // At most 4 MiB by the flag's range, so the cast cannot truncate.
-            max_request_bytes: self.max_request_bytes as usize,
-            max_connections: self.max_connections as usize,
-            connection: ConnectionSettings {
-                handshake_timeout: self.handshake_timeout,
-                max_idle: self.max_connection_idle,
-                max_age: self.max_connection_age,
-                max_concurrent_streams: self.max_concurrent_streams,
-                ..ConnectionSettings::default()
-            },
-            drain_delay: self.drain_delay,
-            shutdown_grace: self.shutdown_grace,
-            // Loaded from files at start, by `run`.
-            tls: None,
-            reflection: self.reflection == Switch::On,
-            // Follows the credential, by `run`.
-            ready: None,
-            // Set by `run` when --metrics-listen is.
-            metrics: None,
-            health_listen: self.health_listen,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_match_the_documentation() {
-        let cli = Cli::try_parse_from(["ecs-gateway"]).unwrap();
-        let g = cli.gateway;
-        assert_eq!(g.listen.to_string(), "127.0.0.1:50051");
-        assert_eq!(g.max_retries, 2);
-        assert_eq!(g.upstream_timeout, Duration::from_secs(10));
-        assert_eq!(g.connect_timeout, Duration::from_secs(5));
-        assert_eq!(g.max_call_duration, Duration::from_secs(25));
-        assert_eq!(g.max_concurrent_requests, 1024);
-        assert_eq!(g.max_request_bytes, 65536);
-        assert_eq!(g.shutdown_grace, Duration::from_secs(30));
-        assert_eq!(g.drain_delay, Duration::ZERO);
-        assert_eq!(g.max_connections, 4096);
-        assert_eq!(g.handshake_timeout, Duration::from_secs(10));
-        assert_eq!(g.max_connection_idle, Duration::from_secs(300));
-        assert_eq!(g.max_connection_age, Duration::from_secs(1800));
-        assert_eq!(g.max_concurrent_streams, 256);
-        assert!((g.retry_budget - 0.2).abs() < f64::EPSILON);
-        assert!(!g.allow_insecure_endpoint);
-        assert_eq!(g.endpoint().unwrap(), Endpoint::default());
-        assert_eq!(g.service_settings().regions, Regions::public());
-    }
-
-    #[test]
-    fn the_redis_password_shows_in_no_debug_output_and_no_error() {
-        let parse = |url: &str| {
-            Cli::try_parse_from(["ecs-gateway", "--redis-url", url, "--fleet-rate", "20"])
-                .unwrap()
-                .gateway
-        };
-        let good = parse("redis://:hunter2@redis.internal:6380/1");
-        assert!(!format!("{good:?}").contains("hunter2"), "{good:?}");
-        let settings = good.redis_settings().unwrap().unwrap();
-        assert!(!format!("{settings:?}").contains("hunter2"));
-        assert_eq!(settings.url.to_string(), "redis://redis.internal:6380/1");
-        assert_eq!(settings.timeout, Duration::from_millis(5));
-        assert_eq!(good.fleet_rate.unwrap().per_second(), 20.0);
-        for bad in [
-            "rediss://:hunter2@redis.internal",
-            "hunter2",
-            "redis://:hunter2@",
-        ] {
-            let error = parse(bad).redis_settings().unwrap_err().to_string();
-            assert!(
-                error.starts_with("--redis-url / ECS_GATEWAY_REDIS_URL must be"),
-                "{error}"
-            );
-            assert!(!error.contains("hunter2"), "{error}");
-        }
-        let unset = Cli::try_parse_from(["ecs-gateway"]).unwrap().gateway;
-        assert!(unset.redis_settings().unwrap().is_none());
-    }
-
-    #[test]
-    fn durations_take_humantime() {
-        let cli = Cli::try_parse_from(["ecs-gateway", "--upstream-timeout", "1500ms"]).unwrap();
-        assert_eq!(cli.gateway.upstream_timeout, Duration::from_millis(1500));
-    }
-
-    #[test]
-    fn limits_that_cannot_work_are_refused_naming_the_flag() {
-        for args in [
-            ["--upstream-timeout", "0s"],
-            ["--connect-timeout", "0ms"],
-            ["--max-call-duration", "0s"],
-            ["--shutdown-grace", "--shutdown-grace=-1s"],
-            ["--max-retries", "11"],
-            ["--max-request-bytes", "4194305"],
-            ["--regions", "Cn-Hangzhou"],
-            ["--retry-budget", "1.5"],
-        ] {
-            let argv = if args[1].starts_with("--") {
-                vec!["ecs-gateway", args[1]]
-            } else {
-                vec!["ecs-gateway", args[0], args[1]]
-            };
-            let err = Cli::try_parse_from(argv).unwrap_err();
-            assert!(err.to_string().contains(args[0]), "{args:?}: {err}");
-        }
-        assert!(Cli::try_parse_from(["ecs-gateway", "--max-retries", "10"]).is_ok());
-        assert!(Cli::try_parse_from(["ecs-gateway", "--max-request-bytes", "4194304"]).is_ok());
-    }
-
-    #[test]
-    fn the_network_picks_the_sdk_hosts_unless_an_endpoint_overrides_it() {
-        let parse = |args: &[&str]| {
-            let mut argv = vec!["ecs-gateway"];
-            argv.extend_from_slice(args);
-            Cli::try_parse_from(argv)
-                .unwrap()
-                .gateway
-                .endpoint()
-                .unwrap()
-        };
-        assert_eq!(parse(&[]), Endpoint::Sdk(Network::Public));
-        assert_eq!(parse(&["--network", "vpc"]), Endpoint::Sdk(Network::Vpc));
-        let overridden = parse(&[
-            "--network",
-            "vpc",
-            "--endpoint",
-            "https://ecs.{region}.example/",
-        ]);
-        assert!(
-            matches!(overridden, Endpoint::Template { .. }),
-            "{overridden:?}"
-        );
-        assert!(Cli::try_parse_from(["ecs-gateway", "--network", "internal"]).is_err());
-    }
-
-    #[test]
-    fn an_empty_endpoint_means_the_default() {
-        let cli = Cli::try_parse_from(["ecs-gateway", "--endpoint", ""]).unwrap();
-        assert_eq!(cli.gateway.endpoint().unwrap(), Endpoint::default());
-    }
-
-    #[test]
-    fn empty_security_paths_mean_unset_and_combinations_that_cannot_work_are_refused() {
-        let parse = |args: &[&str]| {
-            let mut argv = vec!["ecs-gateway"];
-            argv.extend_from_slice(args);
-            Cli::try_parse_from(argv).unwrap().gateway.security_files()
-        };
-        let none = parse(&[
-            "--tls-cert",
-            "",
-            "--tls-key",
-            "",
-            "--tls-client-ca",
-            "",
-            "--policy",
-            "",
-        ]);
-        assert_eq!(none.unwrap(), SecurityFiles::default());
-        assert!(matches!(
-            parse(&["--tls-key", "k"]),
-            Err(ConfigError::TlsIncomplete)
-        ));
-        assert!(matches!(
-            parse(&["--tls-client-ca", "ca"]),
-            Err(ConfigError::ClientCaWithoutTls)
-        ));
-        assert!(matches!(
-            parse(&["--tls-cert", "c", "--tls-key", "k", "--policy", "p"]),
-            Err(ConfigError::PolicyWithoutAuthentication)
-        ));
-        let both = parse(&[
-            "--tls-cert",
-            "c",
-            "--tls-key",
-            "k",
-            "--tls-client-ca",
-            "ca",
-            "--auth-tokens-file",
-            "t",
-        ])
-        .unwrap();
-        assert!(both.authenticates());
-        assert!(
-            both.tls.unwrap().client_cert_optional,
-            "either a token or a certificate will do"
-        );
-        let mtls = parse(&["--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"]).unwrap();
-        assert!(!mtls.tls.unwrap().client_cert_optional);
-    }
-
-    #[test]
-    fn protected_mode_serves_loopback_or_authenticated_callers_or_when_allowed() {
-        let cli = Cli::try_parse_from(["ecs-gateway"]).unwrap().gateway;
-        let any: SocketAddr = "0.0.0.0:50051".parse().unwrap();
-        for loopback in [
-            "127.0.0.1:1",
-            "127.8.9.10:1",
-            "[::1]:1",
-            "[::ffff:127.0.0.1]:1",
-        ] {
-            cli.check_protected(loopback.parse().unwrap(), false)
-                .unwrap();
-        }
-        assert!(matches!(
-            cli.check_protected(any, false),
-            Err(ConfigError::Unprotected { .. })
-        ));
-        assert!(
-            cli.check_protected("[::]:1".parse().unwrap(), false)
-                .is_err()
-        );
-        cli.check_protected(any, true).unwrap();
-        let allowed = Cli::try_parse_from(["ecs-gateway", "--allow-unauthenticated"])
-            .unwrap()
-            .gateway;
-        allowed.check_protected(any, false).unwrap();
-    }
-
-    #[test]
-    fn zero_concurrency_is_refused() {
-        assert!(Cli::try_parse_from(["ecs-gateway", "--max-concurrent-requests", "0"]).is_err());
-    }
 }

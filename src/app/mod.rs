@@ -1,32 +1,38 @@
-//! The composition root: from settings to a running gateway.
+//! The composition root (zero2prod's `Application::build`, linkerd's `Config::build`): checked
+//! [`Settings`] and a credential source in, a bound, ready [`Gateway`] out; `main` and the tests
+//! start the gateway the same way. Every handle — credentials, metrics, the fleet store, the
+//! watched files, the ECS client — is made here and passed down as an argument.
 
 pub mod cli;
+mod dev;
 mod error;
+pub mod settings;
 mod signal;
 
-pub use error::RunError;
-pub use signal::shutdown_signal;
-
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::aliyun::client::EcsClient;
-use crate::aliyun::credential::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN};
+pub use self::dev::run_simulator;
+pub use self::error::RunError;
+pub use self::settings::{ConfigError, Settings};
+pub use self::signal::shutdown_signal;
+use crate::aliyun::catalog::Network;
+use crate::aliyun::client::{Admission, EcsClient, Sources};
 use crate::aliyun::credentials::chain;
-use crate::aliyun::credentials::ecs_metadata::EcsRamRole;
 use crate::aliyun::credentials::env::Env;
-use crate::aliyun::credentials::fetch::{FetchError, Fetcher};
+use crate::aliyun::credentials::fetch::Fetcher;
 use crate::aliyun::credentials::refresh::{CredentialSupply, describe_expiration};
 use crate::aliyun::credentials::source::Source;
+use crate::api::routes;
 use crate::api::service::CloudAssistant;
-use crate::app::cli::{ConfigError, GatewayConfig};
 use crate::auth::Access;
 use crate::limit::fleet::FleetStore;
 use crate::limit::upstream::UpstreamQuota;
-use crate::{aliyun, observe, server, simulator};
+use crate::observe::metrics::Metrics;
+use crate::server::{self, Runtime, Served};
 
 /// Where the gateway's credential comes from.
 #[derive(Debug)]
@@ -37,131 +43,215 @@ pub enum CredentialsFrom {
     Given(CredentialSupply),
 }
 
-/// Runs the gateway on `listener` until `shutdown` resolves. With `config.dev`, an in-process
-/// simulator with demo credentials stands in for ECS; otherwise the credential comes from
-/// `credentials`, and the start fails when there is none.
-pub async fn run(
-    config: GatewayConfig,
-    credentials: CredentialsFrom,
+/// A gateway that is built, bound and ready to serve.
+#[derive(Debug)]
+pub struct Gateway {
     listener: TcpListener,
+    addr: SocketAddr,
+    served: Served,
+    settings: server::ServerSettings,
+    runtime: Runtime,
+    metrics: Option<(TcpListener, Metrics)>,
+}
+
+impl Gateway {
+    /// Makes every handle `settings` call for, in order — the dev simulator or the credential
+    /// chain, metrics, the fleet store, the watched files, the ECS client — then binds the gRPC
+    /// address last, so that it accepts only once the gateway can serve.
+    pub async fn build(settings: Settings, credentials: CredentialsFrom) -> Result<Self, RunError> {
+        let mut client_settings = settings.client.clone();
+        let credentials = match &settings.dev {
+            Some(dev) => {
+                let ignored = ignored_in_dev(&settings, &credentials);
+                if !ignored.is_empty() {
+                    tracing::warn!(
+                        ?ignored,
+                        "--dev ignores these settings: calls go to the in-process simulator with demo credentials"
+                    );
+                }
+                let (endpoint, supply) = dev::start(dev).await?;
+                client_settings.endpoint = endpoint;
+                supply
+            }
+            None => {
+                if settings.endpoint_overridden && settings.network != Network::Public {
+                    tracing::warn!(
+                        network = ?settings.network,
+                        "--endpoint overrides the endpoint, so --network is ignored (as in Alibaba's SDKs)"
+                    );
+                }
+                match credentials {
+                    CredentialsFrom::Given(supply) => supply,
+                    CredentialsFrom::Chain(env) => from_chain(&settings, &env).await?,
+                }
+            }
+        };
+        let ready = credentials.available();
+        let metrics = match settings.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| RunError::MetricsListen { addr, error })?;
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, "metrics listening (GET /metrics)");
+                }
+                Some((listener, Metrics::new(Some(credentials.clone()))))
+            }
+        };
+        let metrics_handle = metrics.as_ref().map(|(_, m)| m.clone());
+        let fleet = match &settings.fleet {
+            None => None,
+            Some(fleet) => {
+                Some(FleetStore::connect(fleet.redis.clone(), metrics_handle.clone()).await?)
+            }
+        };
+        let admission = match (&settings.fleet, &fleet) {
+            (Some(f), Some(store)) => f.rate.map(|rate| {
+                Arc::new(UpstreamQuota::new(rate, store.clone())) as Arc<dyn Admission>
+            }),
+            _ => None,
+        };
+        let sources = Sources {
+            admission,
+            ..Sources::default()
+        };
+        let client = EcsClient::with_sources(credentials, client_settings, sources)?;
+        let files = &settings.security;
+        let mut access =
+            Access::load(files, &settings.service.regions, settings.reload_interval).await?;
+        access.fleet = fleet;
+        let tls = match files.tls.clone() {
+            Some(tls) => Some(server::tls::watch(tls, settings.reload_interval).await?),
+            None => None,
+        };
+        let service = CloudAssistant::new(
+            client,
+            settings.service.clone(),
+            access,
+            metrics_handle.clone(),
+        );
+        let runtime = Runtime {
+            tls,
+            ready: Some(ready),
+            metrics: metrics_handle,
+        };
+        let gateway = Self::assemble(service, settings.server.clone(), runtime, settings.listen)
+            .await?
+            .with_metrics(metrics);
+        gateway.announce(&settings);
+        Ok(gateway)
+    }
+
+    /// The last step of [`Gateway::build`]: binds `listen` for `service`. Tests that bring their
+    /// own ECS client (pinned clocks, canned upstreams) start here.
+    pub async fn assemble(
+        service: CloudAssistant,
+        settings: server::ServerSettings,
+        runtime: Runtime,
+        listen: SocketAddr,
+    ) -> Result<Self, RunError> {
+        let served = routes::routes(service)?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|error| RunError::Listen {
+                addr: listen,
+                error,
+            })?;
+        let addr = listener.local_addr().map_err(|error| RunError::Listen {
+            addr: listen,
+            error,
+        })?;
+        Ok(Self {
+            listener,
+            addr,
+            served,
+            settings,
+            runtime,
+            metrics: None,
+        })
+    }
+
+    fn with_metrics(mut self, metrics: Option<(TcpListener, Metrics)>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The address the gRPC server is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address `/metrics` is served on, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`server::serve`]).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some((listener, metrics)) = self.metrics {
+            tokio::spawn(crate::observe::exporter::serve(listener, metrics, async {
+                let _ = metrics_stopped.await;
+            }));
+        }
+        server::serve(
+            self.listener,
+            self.served,
+            self.settings,
+            self.runtime,
+            shutdown,
+        )
+        .await?;
+        drop(metrics_stop);
+        Ok(())
+    }
+
+    /// The start-up lines: what is served, how, and to whom.
+    fn announce(&self, settings: &Settings) {
+        let addr = self.addr;
+        let files = &settings.security;
+        if !files.authenticates() && !addr.ip().to_canonical().is_loopback() {
+            tracing::warn!(%addr, "serving without authentication (--allow-unauthenticated): anyone who can reach this address can stop commands");
+        }
+        tracing::info!(
+            %addr,
+            tls = files.tls.is_some(),
+            client_certificates = files.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+            tokens = files.tokens.is_some(),
+            policy = files.policy.is_some(),
+            network = ?settings.network,
+            endpoint_override = settings.endpoint_overridden || settings.dev.is_some(),
+            redis = settings.fleet.as_ref().map(|f| tracing::field::display(&f.redis.url)),
+            fleet_rate = settings.fleet.as_ref().and_then(|f| f.rate).map(|r| r.per_second()),
+            "ecs-gateway listening"
+        );
+        if settings.dev.is_some() && files.tls.is_none() && !files.authenticates() {
+            tracing::info!(
+                "try: grpcurl -plaintext -d '{{\"region_id\":\"cn-hangzhou\",\"invoke_id\":\"t-demo0001\"}}' {addr} ecsgateway.v1.CloudAssistantService/StopInvocation"
+            );
+        }
+    }
+}
+
+/// Builds the gateway from `settings` and serves it until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    credentials: CredentialsFrom,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    let mut client_settings = config.client_settings()?;
-    let credentials = if config.dev {
-        let ignored = ignored_in_dev(&config, matches!(credentials, CredentialsFrom::Given(_)));
-        if !ignored.is_empty() {
-            tracing::warn!(
-                ?ignored,
-                "--dev ignores these settings: calls go to the in-process simulator with demo credentials"
-            );
-        }
-        let sim_listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-        let sim_addr = sim_listener.local_addr()?;
-        let mut sim_config = simulator::SimulatorConfig::demo();
-        if let Some(lifetime) = config.dev_credential_lifetime {
-            sim_config.sts_lifetime = lifetime.max(Duration::from_secs(5));
-        }
-        let demo = sim_config.credential.clone();
-        tokio::spawn(simulator::serve(
-            sim_listener,
-            sim_config,
-            std::future::pending(),
-        ));
-        client_settings.endpoint =
-            aliyun::endpoint::Endpoint::parse(&format!("http://{sim_addr}/"))
-                .map_err(ConfigError::from)?;
-        tracing::info!(simulator = %sim_addr, "dev mode: forwarding to the in-process ECS simulator with demo credentials");
-        match config.dev_credential_lifetime {
-            None => CredentialSupply::fixed(demo),
-            Some(_) => dev_refreshing(sim_addr).await?,
-        }
-    } else {
-        client_settings
-            .endpoint
-            .check_transport(config.allow_insecure_endpoint)
-            .map_err(ConfigError::from)?;
-        if config.endpoint_override().is_some()
-            && config.network != aliyun::catalog::Network::Public
-        {
-            tracing::warn!(
-                network = ?config.network,
-                "--endpoint overrides the endpoint, so --network is ignored (as in Alibaba's SDKs)"
-            );
-        }
-        match credentials {
-            CredentialsFrom::Given(supply) => supply,
-            CredentialsFrom::Chain(env) => from_chain(&config, &env).await?,
-        }
-    };
-    let ready = credentials.available();
-    let metrics = config
-        .metrics_listen
-        .map(|_| observe::metrics::Metrics::new(Some(credentials.clone())));
-    let redis = config.redis_settings()?;
-    let fleet = match &redis {
-        None => None,
-        Some(redis) => Some(FleetStore::connect(redis.clone(), metrics.clone()).await?),
-    };
-    if let (Some(rate), Some(store)) = (config.fleet_rate, &fleet) {
-        client_settings.admission = Some(Arc::new(UpstreamQuota::new(rate, store.clone())));
-    }
-    let client = EcsClient::new(credentials, client_settings)?;
-    let addr = listener.local_addr()?;
-    let files = config.security_files()?;
-    config.check_protected(addr, files.authenticates())?;
-    let mut service_settings = config.service_settings();
-    let mut server_settings = config.server_settings();
-    server_settings.ready = Some(ready);
-    server_settings.metrics = metrics.clone();
-    service_settings.metrics = metrics.clone();
-    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if let (Some(addr), Some(metrics)) = (config.metrics_listen, metrics) {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|error| RunError::MetricsListen { addr, error })?;
-        tracing::info!(addr = %listener.local_addr()?, "metrics listening (GET /metrics)");
-        tokio::spawn(observe::exporter::serve(listener, metrics, async {
-            let _ = metrics_stopped.await;
-        }));
-    }
-    service_settings.access =
-        Access::load(&files, &service_settings.regions, config.reload_interval).await?;
-    service_settings.access.fleet = fleet.clone();
-    if let Some(tls_files) = files.tls.clone() {
-        server_settings.tls = Some(server::tls::watch(tls_files, config.reload_interval).await?);
-    }
-    let service = CloudAssistant::new(client, service_settings);
-    if !files.authenticates() && !addr.ip().to_canonical().is_loopback() {
-        tracing::warn!(%addr, "serving without authentication (--allow-unauthenticated): anyone who can reach this address can stop commands");
-    }
-    tracing::info!(
-        %addr,
-        tls = files.tls.is_some(),
-        client_certificates = files.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
-        tokens = files.tokens.is_some(),
-        policy = files.policy.is_some(),
-        network = ?config.network,
-        endpoint_override = config.endpoint_override().is_some() || config.dev,
-        redis = redis.as_ref().map(|r| tracing::field::display(&r.url)),
-        fleet_rate = config.fleet_rate.map(|r| r.per_second()),
-        "ecs-gateway listening"
-    );
-    if config.dev && files.tls.is_none() && !files.authenticates() {
-        tracing::info!(
-            "try: grpcurl -plaintext -d '{{\"region_id\":\"cn-hangzhou\",\"invoke_id\":\"t-demo0001\"}}' {addr} ecsgateway.v1.CloudAssistantService/StopInvocation"
-        );
-    }
-    server::serve(listener, service, server_settings, shutdown).await?;
-    drop(metrics_stop);
-    Ok(())
+    Gateway::build(settings, credentials)
+        .await?
+        .serve(shutdown)
+        .await
 }
 
 /// The first credential the default chain finds, refreshed in the background when it expires.
-async fn from_chain(config: &GatewayConfig, env: &Env) -> Result<CredentialSupply, RunError> {
-    let fetcher = Fetcher::new(
-        config.sts_endpoint.clone(),
-        config.metadata_endpoint.clone(),
-    )?;
+async fn from_chain(settings: &Settings, env: &Env) -> Result<CredentialSupply, RunError> {
+    let endpoints = &settings.credential_endpoints;
+    let fetcher = Fetcher::new(endpoints.sts.clone(), endpoints.metadata.clone())?;
     let found = chain::resolve(env, &fetcher).await?;
     for (step, why) in &found.passed_over {
         tracing::warn!(source = step.name(), reason = %why, "credential source configured but passed over");
@@ -178,24 +268,6 @@ async fn from_chain(config: &GatewayConfig, env: &Env) -> Result<CredentialSuppl
     })
 }
 
-/// `--dev-credential-lifetime`: the whole refresh path, against the simulator's metadata service.
-async fn dev_refreshing(sim_addr: std::net::SocketAddr) -> Result<CredentialSupply, RunError> {
-    let metadata =
-        url::Url::parse(&format!("http://{sim_addr}/")).map_err(|e| FetchError(e.to_string()))?;
-    let fetcher = Fetcher::new(None, metadata)?;
-    let source = Source::EcsRamRole(EcsRamRole {
-        role_name: None,
-        imdsv1_disabled: true,
-    });
-    let first = source.fetch(&fetcher).await?;
-    log_credential(
-        "dev simulator's instance metadata service",
-        &source,
-        first.expiration(),
-    );
-    Ok(CredentialSupply::refreshing(source, first, fetcher))
-}
-
 /// Says where the credential came from and when it expires; never any part of it.
 fn log_credential(from: &str, source: &Source, expiration: Option<std::time::SystemTime>) {
     tracing::info!(
@@ -207,19 +279,21 @@ fn log_credential(from: &str, source: &Source, expiration: Option<std::time::Sys
 }
 
 /// The settings `--dev` overrides, so that an operator who set them hears that they are unused.
-fn ignored_in_dev(config: &GatewayConfig, credential_given: bool) -> Vec<&'static str> {
-    let mut ignored: Vec<&'static str> =
-        [ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN]
-            .into_iter()
-            .filter(|name| std::env::var_os(name).is_some())
-            .collect();
-    if credential_given {
-        ignored.push("credential");
-    }
-    if config.endpoint_override().is_some() {
+fn ignored_in_dev(settings: &Settings, credentials: &CredentialsFrom) -> Vec<&'static str> {
+    use crate::aliyun::credential::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN};
+    let mut ignored: Vec<&'static str> = match credentials {
+        CredentialsFrom::Chain(env) => {
+            [ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN]
+                .into_iter()
+                .filter(|name| env.var(name).is_some())
+                .collect()
+        }
+        CredentialsFrom::Given(_) => vec!["credential"],
+    };
+    if settings.endpoint_overridden {
         ignored.push("--endpoint / ECS_GATEWAY_ENDPOINT");
     }
-    if config.network != aliyun::catalog::Network::Public {
+    if settings.network != Network::Public {
         ignored.push("--network / ECS_GATEWAY_NETWORK");
     }
     ignored

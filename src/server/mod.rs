@@ -1,5 +1,6 @@
-//! The gRPC server: the service, reflection (v1 and v1alpha) and health behind our own accept
-//! loop and connection handling, and a shutdown that lets go of everything that is not a call.
+//! The gRPC server: whatever routes it is given, plus health, behind our own accept loop and
+//! connection handling, and a shutdown that lets go of everything that is not a call. It knows no
+//! API type: [`crate::api::routes`] hands it the routes and the name health reports them under.
 
 pub mod connection;
 pub mod health;
@@ -21,10 +22,7 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
-use crate::api::service::CloudAssistant;
 use crate::observe::metrics::Metrics;
-use crate::pb::FILE_DESCRIPTOR_SET;
-use crate::pb::cloud_assistant_service_server::CloudAssistantServiceServer;
 use crate::reload::Reloading;
 use crate::server::health::DrainingHealth;
 use crate::server::listener::{Accepted, Acceptor};
@@ -33,8 +31,6 @@ use connection::ConnectionSettings;
 /// Limits and shutdown behaviour of the gRPC server.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    /// Largest request message accepted, in bytes.
-    pub max_request_bytes: usize,
     /// Connections open at once; more are closed as they arrive.
     pub max_connections: usize,
     /// Limits on each connection.
@@ -44,15 +40,6 @@ pub struct ServerSettings {
     pub drain_delay: Duration,
     /// How long in-flight calls may take to finish once draining starts.
     pub shutdown_grace: Duration,
-    /// TLS for the listener (kept current as its files rotate); plaintext when `None`.
-    pub tls: Option<Reloading<rustls::ServerConfig>>,
-    /// Whether to serve reflection (v1 and v1alpha).
-    pub reflection: bool,
-    /// Whether the gateway can serve (it holds a valid credential); health follows it until
-    /// draining. Always ready when `None`.
-    pub ready: Option<watch::Receiver<bool>>,
-    /// Where refused connections are counted, when metrics are on.
-    pub metrics: Option<Metrics>,
     /// A second, plaintext address serving only `grpc.health.v1`, for probes that cannot speak
     /// TLS (the kubelet's gRPC probes); none when unset.
     pub health_listen: Option<SocketAddr>,
@@ -61,26 +48,39 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
-            max_request_bytes: 64 * 1024,
             max_connections: 4096,
             connection: ConnectionSettings::default(),
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
-            tls: None,
-            reflection: true,
-            ready: None,
-            metrics: None,
             health_listen: None,
         }
     }
 }
 
+/// What the server runs with besides its settings: handles made at start.
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    /// TLS for the listener (kept current as its files rotate); plaintext when `None`.
+    pub tls: Option<Reloading<rustls::ServerConfig>>,
+    /// Whether the gateway can serve (it holds a valid credential); health follows it until
+    /// draining. Always ready when `None`.
+    pub ready: Option<watch::Receiver<bool>>,
+    /// Where refused connections are counted, when metrics are on.
+    pub metrics: Option<Metrics>,
+}
+
+/// The routes to serve and the service name health reports for them.
+#[derive(Debug)]
+pub struct Served {
+    /// Every route but health, which the server adds.
+    pub routes: Routes,
+    /// The fully qualified gRPC service name whose health is reported.
+    pub name: &'static str,
+}
+
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Reflection could not load the descriptor set.
-    #[error("cannot build the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
     /// The health address cannot be listened on.
     #[error("cannot listen on {addr} (--health-listen / ECS_GATEWAY_HEALTH_LISTEN): {error}")]
     HealthListen {
@@ -91,32 +91,30 @@ pub enum ServeError {
     },
 }
 
-/// Reflection over the gateway's API, health, and `google.rpc` error details — the last so that
-/// grpcurl can decode `ErrorInfo`, `BadRequest` and friends in error statuses.
-fn reflection() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-}
-
-/// Serves `service` on `listener` until `shutdown` resolves. Then: health turns NOT_SERVING and
+/// Serves `served` on `listener` until `shutdown` resolves. Then: health turns NOT_SERVING and
 /// health watchers are let go; after the drain delay the listener closes and every connection gets
 /// GOAWAY (those without a call close at once); calls in flight get the grace period; whatever is
 /// left after it is dropped.
 pub async fn serve(
     listener: TcpListener,
-    service: CloudAssistant,
+    served: Served,
     settings: ServerSettings,
+    runtime: Runtime,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let Served { routes, name } = served;
     let health = HealthReporter::new();
     health
-        .set_serving::<CloudAssistantServiceServer<CloudAssistant>>()
+        .set_service_status(name, ServingStatus::Serving)
         .await;
     let (draining_tx, draining_rx) = watch::channel(false);
-    if let Some(ready) = settings.ready.clone() {
-        tokio::spawn(follow_readiness(ready, health.clone(), draining_rx.clone()));
+    if let Some(ready) = runtime.ready.clone() {
+        tokio::spawn(follow_readiness(
+            ready,
+            health.clone(),
+            name,
+            draining_rx.clone(),
+        ));
     }
     let (closing_tx, closing_rx) = watch::channel(false);
     let health_service = || {
@@ -141,21 +139,12 @@ pub async fn serve(
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), closed);
         tokio::spawn(probes);
     }
-    let gateway = CloudAssistantServiceServer::new(service)
-        .max_decoding_message_size(settings.max_request_bytes);
-    let mut routes = Routes::new(health_service()).add_service(gateway);
-    if settings.reflection {
-        routes = routes
-            .add_service(reflection().build_v1()?)
-            // grpcurl 1.8 and other older tools speak only v1alpha.
-            .add_service(reflection().build_v1alpha()?);
-    }
-    let routes = routes.prepare();
-    let tls = settings.tls.clone();
+    let routes = routes.add_service(health_service()).prepare();
+    let tls = runtime.tls.clone();
 
     let per_connection = Arc::new(settings.connection.clone());
     let mut acceptor =
-        Acceptor::new(listener, settings.max_connections).counting_in(settings.metrics.clone());
+        Acceptor::new(listener, settings.max_connections).counting_in(runtime.metrics.clone());
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -171,7 +160,7 @@ pub async fn serve(
 
     tracing::info!("shutdown requested: health NOT_SERVING, draining");
     health
-        .set_not_serving::<CloudAssistantServiceServer<CloudAssistant>>()
+        .set_service_status(name, ServingStatus::NotServing)
         .await;
     health
         .set_service_status("", ServingStatus::NotServing)
@@ -214,6 +203,7 @@ pub async fn serve(
 async fn follow_readiness(
     mut ready: watch::Receiver<bool>,
     health: HealthReporter,
+    name: &'static str,
     mut draining: watch::Receiver<bool>,
 ) {
     loop {
@@ -222,10 +212,10 @@ async fn follow_readiness(
         } else {
             ServingStatus::NotServing
         };
-        set_status(&health, status).await;
+        set_status(&health, name, status).await;
         // Draining may have started while this status was set: its NOT_SERVING must be the last word.
         if *draining.borrow() {
-            set_status(&health, ServingStatus::NotServing).await;
+            set_status(&health, name, ServingStatus::NotServing).await;
             return;
         }
         tokio::select! {
@@ -235,10 +225,8 @@ async fn follow_readiness(
     }
 }
 
-async fn set_status(health: &HealthReporter, status: ServingStatus) {
-    let service =
-        <CloudAssistantServiceServer<CloudAssistant> as tonic::server::NamedService>::NAME;
-    health.set_service_status(service, status).await;
+async fn set_status(health: &HealthReporter, name: &str, status: ServingStatus) {
+    health.set_service_status(name, status).await;
     health.set_service_status("", status).await;
 }
 

@@ -9,7 +9,6 @@ pub mod state;
 pub mod sts;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -78,48 +77,6 @@ impl SimulatorConfig {
             sts_lifetime: Duration::from_secs(3600),
             oidc_token: None,
             ecs_role: DEMO_ECS_ROLE.to_owned(),
-        }
-    }
-}
-
-/// `ecs-gateway simulator` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimulatorArgs {
-    /// Address the simulator listens on (plain HTTP).
-    #[arg(long, env = "ECS_SIMULATOR_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    /// Added latency per request: `50ms`, or a uniform range `50ms..200ms`.
-    #[arg(long, value_parser = faults::parse_latency)]
-    pub latency: Option<(Duration, Duration)>,
-    /// Share of requests (0–1) answered 500 InternalError.Dispatch.
-    #[arg(long, default_value_t = 0.0)]
-    pub error_500_rate: f64,
-    /// Share of requests (0–1) answered 503 ServiceUnavailable.
-    #[arg(long, default_value_t = 0.0)]
-    pub error_503_rate: f64,
-    /// Requests per second past which requests are answered 400 Throttling.User.
-    #[arg(long)]
-    pub throttle_rps: Option<u32>,
-    /// Share of requests (0–1) whose connection is closed without an answer.
-    #[arg(long, default_value_t = 0.0)]
-    pub reset_rate: f64,
-    /// Lifetime of the temporary credentials the STS and metadata faces issue.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
-    pub sts_lifetime: Duration,
-    /// The OIDC token AssumeRoleWithOIDC must present (any non-empty one when unset).
-    #[arg(long)]
-    pub oidc_token: Option<String>,
-}
-
-impl SimulatorArgs {
-    /// The faults these flags ask for.
-    pub fn faults(&self) -> Faults {
-        Faults {
-            latency: self.latency,
-            error_500_rate: self.error_500_rate,
-            error_503_rate: self.error_503_rate,
-            throttle_rps: self.throttle_rps,
-            reset_rate: self.reset_rate,
         }
     }
 }
@@ -455,33 +412,4 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     Simulator::new(config).serve(listener, shutdown).await
-}
-
-/// `ecs-gateway simulator`: checks signatures against the `ALIBABA_CLOUD_*` credential, or the demo
-/// one when unset (printed at start).
-pub async fn run(
-    args: SimulatorArgs,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), std::io::Error> {
-    let credential = match Credential::from_env() {
-        Ok(credential) => credential,
-        Err(_) => {
-            tracing::info!(
-                access_key_id = DEMO_ACCESS_KEY_ID,
-                access_key_secret = DEMO_ACCESS_KEY_SECRET,
-                "no ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET set: accepting the demo credential"
-            );
-            demo_credential()
-        }
-    };
-    let config = SimulatorConfig {
-        faults: args.faults(),
-        sts_lifetime: args.sts_lifetime,
-        oidc_token: args.oidc_token.clone(),
-        ..SimulatorConfig::with_credential(credential)
-    };
-    let listener = TcpListener::bind(args.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, faults = ?config.faults, "ECS simulator listening");
-    serve(listener, config, shutdown).await;
-    Ok(())
 }

@@ -446,7 +446,7 @@ async fn a_replica_starts_without_redis_and_joins_the_fleet_when_it_comes_up() {
 
 #[tokio::test]
 async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing() {
-    use ecs_gateway::aliyun::client::{ClientSettings, EcsClient};
+    use ecs_gateway::aliyun::client::{EcsClient, Sources};
     use ecs_gateway::limit::upstream::UpstreamQuota;
     let Some(redis) = RedisServer::start().await else {
         return;
@@ -458,11 +458,13 @@ async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing
     .unwrap();
     let ecs = crate::support::ecs_answering(503, &body).await;
     let fleet = store(&redis, Duration::from_millis(200), None).await;
-    let settings = ClientSettings {
+    let sources = Sources {
         admission: Some(Arc::new(UpstreamQuota::new(Rate::new(3.0).unwrap(), fleet))),
-        ..crate::support::settings(&format!("{}/", ecs.uri()))
+        ..Sources::default()
     };
-    let client = EcsClient::new(crate::support::test_credential(), settings).unwrap();
+    let settings = crate::support::settings(&format!("{}/", ecs.uri()));
+    let client =
+        EcsClient::with_sources(crate::support::test_credential(), settings, sources).unwrap();
     let gateway = crate::support::Gateway::start(client).await;
     // The first call: one attempt and its two retries (503 is transient) spend the burst of 3.
     let first = gateway.refused_t1().await;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::support::{Gateway, ecs_client, start_simulator, test_credential};
 use ecs_gateway::aliyun::regions::Regions;
 use ecs_gateway::api::service::ServiceSettings;
-use ecs_gateway::app::cli::SecurityFiles;
 use ecs_gateway::auth::Access;
+use ecs_gateway::auth::files::SecurityFiles;
 use ecs_gateway::server::ServerSettings;
 use ecs_gateway::server::tls::TlsFiles;
 use ecs_gateway::simulator::SimulatorConfig;
@@ -175,22 +175,19 @@ async fn grpcurl_calls_through_mutual_tls_with_cacert_cert_and_key() {
     )
     .await
     .unwrap();
-    let settings = ServerSettings {
+    let setup = crate::support::Setup {
+        access,
         tls: Some(
             ecs_gateway::server::tls::watch(files, Duration::from_secs(60))
                 .await
                 .unwrap(),
         ),
-        ..ServerSettings::default()
+        ..crate::support::Setup::default()
     };
-    let gw = Gateway::start_tls(
+    let gw = Gateway::start_setup(
         ecs_client(&url, test_credential()),
-        ServiceSettings {
-            access,
-            ..ServiceSettings::default()
-        },
-        settings,
-        client_tls(&ca, Some(&client)),
+        setup,
+        Some(client_tls(&ca, Some(&client))),
     )
     .await;
     let (cert, key) = (
@@ -279,11 +276,11 @@ async fn with_reflection_off_grpcurl_cannot_list_but_health_still_answers() {
     let (url, _sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
     let gw = Gateway::start_with(
         ecs_client(&url, test_credential()),
-        ServiceSettings::default(),
-        ServerSettings {
+        ServiceSettings {
             reflection: false,
-            ..ServerSettings::default()
+            ..ServiceSettings::default()
         },
+        ServerSettings::default(),
     )
     .await;
     let addr = gw.addr.to_string();

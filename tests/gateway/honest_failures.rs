@@ -10,6 +10,7 @@ use crate::support::{
     Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client, error_info, eventually,
     gateway_for, request, settings, test_credential,
 };
+use ecs_gateway::aliyun::client::Sources;
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
 use ecs_gateway::aliyun::dns::DnsConfig;
 use ecs_gateway::aliyun::regions::Regions;
@@ -93,8 +94,11 @@ fn client_via_dns(dns: &FakeDns, port: u16) -> EcsClient {
     EcsClient::with_sources(
         test_credential(),
         s,
-        Arc::new(SystemClock),
-        Arc::new(UuidNonce),
+        Sources {
+            clock: Arc::new(SystemClock),
+            nonces: Arc::new(UuidNonce),
+            ..Sources::default()
+        },
     )
     .unwrap()
 }

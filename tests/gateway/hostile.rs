@@ -11,6 +11,7 @@ use crate::support::{
     Gateway, ecs_answering, ecs_client, eventually, gateway_for, gateway_for_server, request,
     settings, test_credential,
 };
+use ecs_gateway::aliyun::client::Sources;
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
 use ecs_gateway::aliyun::credential::Credential;
 use ecs_gateway::aliyun::dns::DnsConfig;
@@ -195,12 +196,13 @@ async fn the_stream_limit_is_announced_in_settings() {
 async fn ten_thousand_invalid_ids_give_a_small_answer_with_ten_violations() {
     let ecs = ecs_answering(200, SUCCESS).await;
     // Large enough a message limit for 10,000 ids to reach validation.
-    let gateway = gateway_for_server(
-        &ecs,
-        ServerSettings {
+    let gateway = Gateway::start_with(
+        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
+        ServiceSettings {
             max_request_bytes: 4 * 1024 * 1024,
-            ..ServerSettings::default()
+            ..ServiceSettings::default()
         },
+        ServerSettings::default(),
     )
     .await;
     let ids: Vec<String> = (0..10_000).map(|i| format!("bad id {i}")).collect();
@@ -390,8 +392,11 @@ async fn a_dns_outage_with_800_calls_in_flight_adds_no_threads() {
     let client = EcsClient::with_sources(
         test_credential(),
         s,
-        Arc::new(SystemClock),
-        Arc::new(UuidNonce),
+        Sources {
+            clock: Arc::new(SystemClock),
+            nonces: Arc::new(UuidNonce),
+            ..Sources::default()
+        },
     )
     .unwrap();
     let mut server = ServerSettings::default();

@@ -522,7 +522,6 @@ async fn failing_gateway(
     metrics: &ecs_gateway::observe::metrics::Metrics,
 ) -> (crate::support::Gateway, MockServer) {
     use ecs_gateway::api::service::ServiceSettings;
-    use ecs_gateway::server::ServerSettings;
     let ecs = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -535,19 +534,15 @@ async fn failing_gateway(
     let mut settings = crate::support::settings(&format!("{}/", ecs.uri()));
     settings.retry_budget = 0.0;
     let client = ecs_gateway::aliyun::client::EcsClient::new(test_credential(), settings).unwrap();
-    let gateway = crate::support::Gateway::start_with(
-        client,
-        ServiceSettings {
+    let setup = crate::support::Setup {
+        service: ServiceSettings {
             max_concurrent_requests,
-            metrics: Some(metrics.clone()),
             ..ServiceSettings::default()
         },
-        ServerSettings {
-            metrics: Some(metrics.clone()),
-            ..ServerSettings::default()
-        },
-    )
-    .await;
+        metrics: Some(metrics.clone()),
+        ..crate::support::Setup::default()
+    };
+    let gateway = crate::support::Gateway::start_setup(client, setup, None).await;
     (gateway, ecs)
 }
 

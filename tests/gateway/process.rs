@@ -292,6 +292,47 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
 }
 
 #[tokio::test]
+async fn a_config_that_cannot_work_is_refused_before_the_gateway_contacts_anything() {
+    // Stand-ins for the metadata service (the chain's last source) and Redis that count who
+    // connects: a setting that cannot work must be found before either is asked.
+    let counted = || async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        (addr, connections)
+    };
+    let (metadata, metadata_seen) = counted().await;
+    let (redis, redis_seen) = counted().await;
+    let mut cmd = gateway_command();
+    cmd.env("ALIBABA_CLOUD_ECS_METADATA", "gateway-role")
+        .args(["--metadata-endpoint", &format!("http://{metadata}")])
+        .args(["--redis-url", &format!("redis://{redis}")])
+        .args(["--fleet-rate", "5", "--tls-key", "/nonexistent/tls.key"]);
+    let line = refusal(cmd).await;
+    assert!(line.contains("--tls-cert / ECS_GATEWAY_TLS_CERT"), "{line}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        metadata_seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the metadata service was asked before the settings were checked"
+    );
+    assert_eq!(
+        redis_seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "Redis was connected before the settings were checked"
+    );
+}
+
+#[tokio::test]
 async fn a_bind_error_names_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -9,6 +9,7 @@ use crate::support::{
     CountingNonce, FixedNonce, Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client,
     eventually, gateway_for, request, settings, test_credential,
 };
+use ecs_gateway::aliyun::client::Sources;
 use ecs_gateway::aliyun::client::{EcsClient, SystemClock};
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -93,8 +94,11 @@ async fn a_used_nonce_gets_exactly_one_fresh_nonce_retry() {
     let client = EcsClient::with_sources(
         test_credential(),
         settings(&format!("{}/", ecs.uri())),
-        Arc::new(SystemClock),
-        Arc::new(CountingNonce::default()),
+        Sources {
+            clock: Arc::new(SystemClock),
+            nonces: Arc::new(CountingNonce::default()),
+            ..Sources::default()
+        },
     )
     .unwrap();
     let gateway = Gateway::start(client).await;
@@ -120,8 +124,11 @@ async fn a_nonce_that_keeps_colliding_ends_as_internal_after_two_attempts() {
     let client = EcsClient::with_sources(
         test_credential(),
         settings(&format!("{}/", ecs.uri())),
-        Arc::new(SystemClock),
-        Arc::new(FixedNonce("same".into())),
+        Sources {
+            clock: Arc::new(SystemClock),
+            nonces: Arc::new(FixedNonce("same".into())),
+            ..Sources::default()
+        },
     )
     .unwrap();
     let gateway = Gateway::start(client).await;

@@ -204,17 +204,24 @@ async fn a_periodic_invocation_stops_scheduling() {
 #[tokio::test]
 async fn dev_mode_serves_the_demo_invocations_with_no_credentials() {
     use clap::Parser as _;
-    let cli = ecs_gateway::app::cli::Cli::try_parse_from(["ecs-gateway", "--dev"]).unwrap();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let cli = ecs_gateway::app::cli::Cli::try_parse_from([
+        "ecs-gateway",
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .unwrap();
+    let settings = ecs_gateway::app::Settings::try_from(&cli.gateway).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     // --dev never reads the chain: an empty environment proves it.
     let nothing = ecs_gateway::CredentialsFrom::Chain(
         ecs_gateway::aliyun::credentials::env::Env::from_pairs::<&str, &str>([]),
     );
-    let run = tokio::spawn(ecs_gateway::run(cli.gateway, nothing, listener, async {
+    let gateway = ecs_gateway::Gateway::build(settings, nothing)
+        .await
+        .unwrap();
+    let addr = gateway.addr();
+    let run = tokio::spawn(gateway.serve(async {
         let _ = rx.await;
     }));
     let mut client = connect(addr).await;
@@ -236,7 +243,7 @@ async fn connect(
 ) -> ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient<
     tonic::transport::Channel,
 > {
-    // run() binds before it returns control, but the server task may not be polled yet.
+    // build() binds before it returns, but the server task may not be polled yet.
     for _ in 0..100 {
         if let Ok(c) =
             ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient::connect(

@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use crate::support::pki::{Ca, Leaf, TempDir, client_tls, dns, uri};
 use crate::support::{
-    Gateway, ecs_client, error_info, gateway_with_access, request, start_simulator,
+    Gateway, Setup, ecs_client, error_info, gateway_with_access, request, start_simulator,
     test_credential, tls_channel, with_bearer,
 };
 use ecs_gateway::aliyun::regions::Regions;
-use ecs_gateway::api::service::ServiceSettings;
-use ecs_gateway::app::cli::SecurityFiles;
 use ecs_gateway::auth::Access;
+use ecs_gateway::auth::files::SecurityFiles;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
-use ecs_gateway::server::ServerSettings;
+use ecs_gateway::reload::Reloading;
 use ecs_gateway::server::tls::TlsFiles;
 use ecs_gateway::simulator::state::{ExecutionStatus, Invocation};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
@@ -94,42 +93,32 @@ async fn server_tls(
     server: &Leaf,
     client_ca: Option<&Ca>,
     optional_client_cert: bool,
-) -> ServerSettings {
+) -> Reloading<rustls::ServerConfig> {
     let files = TlsFiles {
         cert: dir.write("tls.crt", &server.cert_pem),
         key: dir.write("tls.key", &server.key_pem),
         client_ca: client_ca.map(|ca| dir.write("ca.crt", &ca.pem())),
         client_cert_optional: optional_client_cert,
     };
-    ServerSettings {
-        tls: Some(
-            ecs_gateway::server::tls::watch(files, RELOAD)
-                .await
-                .unwrap(),
-        ),
-        ..ServerSettings::default()
-    }
+    ecs_gateway::server::tls::watch(files, RELOAD)
+        .await
+        .unwrap()
 }
 
-/// A gateway serving TLS (`settings`) in front of `url`, admitting callers by `access`, with a
-/// client connected through `client`.
+/// A gateway serving `tls` in front of `url`, admitting callers by `access`, with a client
+/// connected through `client`.
 async fn start_tls(
     url: &str,
     access: Access,
-    settings: ServerSettings,
+    tls: Reloading<rustls::ServerConfig>,
     client: tonic::transport::ClientTlsConfig,
 ) -> Gateway {
-    let service = ServiceSettings {
+    let setup = Setup {
         access,
-        ..ServiceSettings::default()
+        tls: Some(tls),
+        ..Setup::default()
     };
-    Gateway::start_tls(
-        ecs_client(url, test_credential()),
-        service,
-        settings,
-        client,
-    )
-    .await
+    Gateway::start_setup(ecs_client(url, test_credential()), setup, Some(client)).await
 }
 
 /// The certificate a fresh TLS handshake with the gateway presents.
@@ -414,14 +403,15 @@ rate = 2
 regions = ["*"]
 "#;
     let metrics = ecs_gateway::observe::metrics::Metrics::new(None);
-    let gw = Gateway::start_with(
+    let setup = Setup {
+        access: access(&dir, Some(&tokens), Some(policy), false).await,
+        metrics: Some(metrics.clone()),
+        ..Setup::default()
+    };
+    let gw = Gateway::start_setup(
         crate::support::ecs_client(&url, crate::support::test_credential()),
-        ServiceSettings {
-            access: access(&dir, Some(&tokens), Some(policy), false).await,
-            metrics: Some(metrics.clone()),
-            ..ServiceSettings::default()
-        },
-        ServerSettings::default(),
+        setup,
+        None,
     )
     .await;
     let mut client = gw.client.clone();

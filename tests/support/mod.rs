@@ -15,14 +15,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use ecs_gateway::aliyun::client::{ClientSettings, Clock, EcsClient, NonceSource};
+use ecs_gateway::aliyun::client::{ClientSettings, Clock, EcsClient, NonceSource, Sources};
 use ecs_gateway::aliyun::credential::Credential;
 use ecs_gateway::aliyun::endpoint::Endpoint;
 use ecs_gateway::aliyun::retry::RetryPolicy;
 use ecs_gateway::api::service::{CloudAssistant, ServiceSettings};
+use ecs_gateway::app::{Gateway as Built, RunError};
+use ecs_gateway::auth::Access;
+use ecs_gateway::observe::metrics::Metrics;
 use ecs_gateway::pb::StopInvocationRequest;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
-use ecs_gateway::server::{ServeError, ServerSettings};
+use ecs_gateway::reload::Reloading;
+use ecs_gateway::server::{Runtime, ServerSettings};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -83,7 +87,6 @@ pub fn settings(endpoint: &str) -> ClientSettings {
         dns: Default::default(),
         // Every retry made: the retry budget has tests of its own.
         retry_budget: 100.0,
-        admission: None,
     }
 }
 
@@ -101,13 +104,24 @@ pub async fn start_simulator(config: SimulatorConfig) -> (String, Simulator) {
     (url, simulator)
 }
 
+/// How a test gateway is put together around its ECS client: what `Gateway::build` makes from
+/// settings and files, given directly.
+#[derive(Default)]
+pub struct Setup {
+    pub service: ServiceSettings,
+    pub access: Access,
+    pub metrics: Option<Metrics>,
+    pub server: ServerSettings,
+    pub tls: Option<Reloading<rustls::ServerConfig>>,
+}
+
 /// A gateway on 127.0.0.1:0 with a connected client.
 pub struct Gateway {
     pub addr: SocketAddr,
     pub client: CloudAssistantServiceClient<Channel>,
     pub channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
-    pub task: JoinHandle<Result<(), ServeError>>,
+    pub task: JoinHandle<Result<(), RunError>>,
 }
 
 impl Gateway {
@@ -129,39 +143,37 @@ impl Gateway {
     pub async fn start_with(
         ecs: EcsClient,
         service: ServiceSettings,
-        settings: ServerSettings,
+        server: ServerSettings,
     ) -> Self {
-        Self::start_connecting(ecs, service, settings, None).await
+        let setup = Setup {
+            service,
+            server,
+            ..Setup::default()
+        };
+        Self::start_setup(ecs, setup, None).await
     }
 
-    /// Serves `ecs` over TLS (`settings.tls`), with a client connected through `client_tls`.
-    pub async fn start_tls(
+    /// Serves `ecs` put together as `setup` says, with a client connected through `client_tls`
+    /// when given (`setup.tls` must be set then).
+    pub async fn start_setup(
         ecs: EcsClient,
-        service: ServiceSettings,
-        settings: ServerSettings,
-        client_tls: tonic::transport::ClientTlsConfig,
-    ) -> Self {
-        Self::start_connecting(ecs, service, settings, Some(client_tls)).await
-    }
-
-    async fn start_connecting(
-        ecs: EcsClient,
-        service: ServiceSettings,
-        settings: ServerSettings,
+        setup: Setup,
         client_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let service = CloudAssistant::new(ecs, service);
-        let task = tokio::spawn(ecs_gateway::server::serve(
-            listener,
-            service,
-            settings,
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let service = CloudAssistant::new(ecs, setup.service, setup.access, setup.metrics.clone());
+        let runtime = Runtime {
+            tls: setup.tls,
+            ready: None,
+            metrics: setup.metrics,
+        };
+        let built = Built::assemble(service, setup.server, runtime, ([127, 0, 0, 1], 0).into())
+            .await
+            .expect("the gateway starts");
+        let addr = built.addr();
+        let task = tokio::spawn(built.serve(async {
+            let _ = rx.await;
+        }));
         let channel = match client_tls {
             None => Channel::from_shared(format!("http://{addr}"))
                 .unwrap()
@@ -190,17 +202,12 @@ impl Gateway {
 }
 
 /// A plaintext gateway in front of `url` (with the test credential) admitting callers by `access`.
-pub async fn gateway_with_access(url: &str, access: ecs_gateway::auth::Access) -> Gateway {
-    let service = ServiceSettings {
+pub async fn gateway_with_access(url: &str, access: Access) -> Gateway {
+    let setup = Setup {
         access,
-        ..ServiceSettings::default()
+        ..Setup::default()
     };
-    Gateway::start_with(
-        ecs_client(url, test_credential()),
-        service,
-        ServerSettings::default(),
-    )
-    .await
+    Gateway::start_setup(ecs_client(url, test_credential()), setup, None).await
 }
 
 /// The `ErrorInfo` reason and domain of an error status (which must carry one).
@@ -251,13 +258,12 @@ pub fn pinned_client(
     clock: SystemTime,
     nonce: &str,
 ) -> EcsClient {
-    EcsClient::with_sources(
-        credential,
-        settings(endpoint),
-        Arc::new(FixedClock(clock)),
-        Arc::new(FixedNonce(nonce.to_owned())),
-    )
-    .expect("client")
+    let sources = Sources {
+        clock: Arc::new(FixedClock(clock)),
+        nonces: Arc::new(FixedNonce(nonce.to_owned())),
+        ..Sources::default()
+    };
+    EcsClient::with_sources(credential, settings(endpoint), sources).expect("client")
 }
 
 /// How a raw TCP upstream treats each connection.

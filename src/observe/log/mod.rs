@@ -18,7 +18,7 @@ use crate::observe::log::writer::BatchedWriter;
 use crate::observe::trace;
 
 /// The log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
