@@ -1,31 +1,28 @@
-//! Fuzzes the ECS response-body parser and everything downstream of it: sanitizing, classifying
-//! and mapping to a gRPC status must never panic, and no message may keep an echoed string to sign.
+//! Fuzzes what an ECS answer means (`aliyun::response::interpret`, the body parser under it) and
+//! everything downstream: classifying and mapping to a gRPC status must never panic, no message may
+//! keep an echoed string to sign, and no secret of the request may come back out.
 //! The HTTP status and the body come from separate inputs, so every status meets every body.
 #![no_main]
 
-use ecs_gateway::aliyun::error::{ApiError, EcsError, parse_body};
+use ecs_gateway::aliyun::error::EcsError;
+use ecs_gateway::aliyun::response::{Secrets, interpret};
 use libfuzzer_sys::fuzz_target;
+
+const SECRETS: Secrets<'static> = Secrets {
+    values: ["LTAIfuzzKey", "fuzz-secret-value", "fuzz-token", "ZnV6elNpZ25hdHVyZQ=="],
+    signed_query: "AccessKeyId=LTAIfuzzKey&Signature=ZnV6elNpZ25hdHVyZQ%3D%3D",
+};
 
 fuzz_target!(|input: (u16, &[u8])| {
     let (http_status, body) = input;
-    let Some(parsed) = parse_body(body) else {
-        let _ = ecs_gateway::api::status::from_ecs_error(&EcsError::Malformed {
-            http_status,
-            request_id: None,
-        });
-        return;
-    };
-    if let Some(message) = &parsed.message {
-        assert!(!message.to_ascii_lowercase().contains("string to sign"));
+    let answer = interpret(http_status, &http::HeaderMap::new(), Some(body), SECRETS);
+    if let Err(EcsError::Api(error)) = &answer {
+        assert!(!error.message.to_ascii_lowercase().contains("string to sign"));
+        for secret in ["fuzz-secret-value", "fuzz-token"] {
+            assert!(!error.message.contains(secret) && !error.code.contains(secret));
+        }
     }
-    let error = EcsError::Api(ApiError {
-        http_status,
-        code: parsed.code.unwrap_or_default(),
-        message: parsed.message.unwrap_or_default(),
-        request_id: parsed.request_id,
-        host_id: parsed.host_id,
-        recommend: parsed.recommend,
-        retry_after: None,
-    });
-    let _ = ecs_gateway::api::status::from_ecs_error(&error);
+    if let Err(error) = &answer {
+        let _ = ecs_gateway::api::status::from_ecs_error(error);
+    }
 });

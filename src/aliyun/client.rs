@@ -5,18 +5,17 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
 use tokio::time::Instant;
 
 use super::credential::Credential;
 use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
-use super::error::{ApiError, EcsError, NotAdmitted, ParsedBody, parse_body};
+use super::error::{EcsError, NotAdmitted};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
+use super::response::{self, Secrets};
 use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::RetryBudget;
-use super::scrub::{self, Scrubber};
 use super::signer;
 use super::tls::{self, EmptyTrustStore};
 use super::transport::{self, Transport, TransportSettings};
@@ -310,100 +309,21 @@ impl EcsClient {
             .settings
             .endpoint
             .url_with_query(&request.region_id, signed.as_str());
-        let response = inner.http.post(url).await?;
-        let http_status = response.status().as_u16();
+        let (head, body) = inner.http.post(url).await?.into_parts();
+        let http_status = head.status.as_u16();
         // The attempt's span (see `retry::run`), exported when tracing is on.
         tracing::Span::current().record("http_status", http_status);
-        let retry_after = retry_after(response.headers());
-        let header_request_id = response
-            .headers()
-            .get("x-acs-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = transport::read_capped(response, MAX_BODY_BYTES).await?;
-        let success = (200..300).contains(&http_status);
-        // Everything below comes from the upstream: checked or scrubbed before it goes anywhere.
-        let secrets = [
-            credential.access_key_id(),
-            credential.access_key_secret(),
-            credential.security_token().unwrap_or_default(),
-            signed.signature(),
-        ];
-        let checked_id = |id: Option<String>| id.and_then(|id| scrub::request_id(&id, &secrets));
-        match body.as_deref().and_then(parse_body) {
-            Some(ParsedBody {
-                request_id: Some(request_id),
-                ..
-            }) if success => {
-                let id = checked_id(Some(request_id)).unwrap_or_else(|| {
-                    tracing::warn!(
-                        "ECS accepted the stop but its RequestId is malformed; left out"
-                    );
-                    String::new()
-                });
-                Ok((id, http_status))
-            }
-            Some(ParsedBody {
-                code: Some(code),
-                message,
-                request_id,
-                host_id,
-                recommend,
-            }) if !success => {
-                let scrubber = Scrubber::new(secrets.into_iter().chain([signed.as_str()]));
-                Err(EcsError::Api(ApiError {
-                    http_status,
-                    code: scrubber.text(&code, scrub::MAX_CODE),
-                    message: scrubber.text(&message.unwrap_or_default(), scrub::MAX_TEXT),
-                    request_id: checked_id(request_id).or_else(|| checked_id(header_request_id)),
-                    host_id: host_id.map(|h| scrubber.text(&h, scrub::MAX_HOST_ID)),
-                    recommend: recommend
-                        .and_then(|link| scrub::help_link(&scrubber.text(&link, scrub::MAX_TEXT))),
-                    retry_after,
-                }))
-            }
-            other => Err(EcsError::Malformed {
-                http_status,
-                request_id: checked_id(other.and_then(|p| p.request_id))
-                    .or_else(|| checked_id(header_request_id)),
-            }),
-        }
-    }
-}
-
-/// The wait ECS asked for: `x-acs-retry-after` in **milliseconds**, as Alibaba's Tea SDKs read it
-/// (a positive integer; anything else is ignored), else HTTP `Retry-After` in seconds; capped.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
-    let acs = number("x-acs-retry-after")
-        .filter(|ms| *ms > 0)
-        .map(Duration::from_millis);
-    acs.or_else(|| number("retry-after").map(Duration::from_secs))
-        .map(|delay| delay.min(scrub::MAX_RETRY_DELAY))
-}
-
-#[cfg(test)]
-mod tests {
-    use http::HeaderValue;
-
-    use super::*;
-
-    #[test]
-    fn retry_after_reads_milliseconds_from_acs_and_seconds_from_http() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        // The Tea SDK's reading: 1500 is 1.5 s, not 25 minutes; and it wins over Retry-After.
-        h.insert("x-acs-retry-after", HeaderValue::from_static("1500"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
-        for ignored in ["soon", "0", "-5", "1.5", ""] {
-            h.insert("x-acs-retry-after", HeaderValue::from_static(ignored));
-            assert_eq!(retry_after(&h), Some(Duration::from_secs(3)), "{ignored:?}");
-        }
-        h.insert("retry-after", HeaderValue::from_static("100000"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
-        h.insert("x-acs-retry-after", HeaderValue::from_static("100000000"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        let body = transport::read_capped(body, MAX_BODY_BYTES).await?;
+        let secrets = Secrets {
+            values: [
+                credential.access_key_id(),
+                credential.access_key_secret(),
+                credential.security_token().unwrap_or_default(),
+                signed.signature(),
+            ],
+            signed_query: signed.as_str(),
+        };
+        let request_id = response::interpret(http_status, &head.headers, body.as_deref(), secrets)?;
+        Ok((request_id, http_status))
     }
 }

@@ -159,6 +159,20 @@ impl ErrorClass {
 }
 
 impl ErrorClass {
+    /// Whether an attempt that failed so was handed to the transport at all. Without a valid
+    /// credential or a slot in the fleet's quota the gateway holds it back: nothing is signed or
+    /// sent, so it is no upstream attempt, and what follows it is no retry.
+    pub fn sent_upstream(self) -> bool {
+        use ErrorClass::*;
+        match self {
+            CredentialsUnavailable | FleetQuota => false,
+            InvalidArgument | PermissionDenied | NotFound | CredentialRejected
+            | RequestBuiltWrong | UpstreamInternal | Conflict | Unknown | OutcomeUnknown
+            | DeadlineExceeded | HostNotFound | UntrustedUpstream | NonceReused | Throttled
+            | Transient | Unreachable | AttemptTimedOut | Interrupted => true,
+        }
+    }
+
     /// A stable snake_case name, for metric labels and trace attributes.
     pub fn name(self) -> &'static str {
         use ErrorClass::*;
@@ -239,77 +253,82 @@ pub fn find_cause<'a, T: std::error::Error + 'static>(
     None
 }
 
-/// The ECS codes the error table names, with the members of its families that ECS is known to send:
-/// the only values a metric label may take (anything else is `other`).
-pub const KNOWN_CODES: [&str; 36] = [
-    "RegionId.ApiNotSupported",
-    "InstanceIds.ExceedLimit",
-    "Operation.Forbidden",
-    "NoPermission",
-    "InvalidRegionId.NotFound",
-    "InvalidInvokeId.NotFound",
-    "InternalError.Dispatch",
-    "InternalError",
-    "UnknownError",
-    "ServiceUnavailable",
-    "SignatureNonceUsed",
-    "SignatureDoesNotMatch",
-    "IncompleteSignature",
-    "InvalidSignatureMethod",
-    "InvalidAction.NotFound",
-    "InvalidApi.NotFound",
-    "InvalidProduct.NotFound",
-    "UnsupportedHTTPMethod",
-    "Throttling",
-    "Throttling.User",
-    "Throttling.Api",
-    "Throttling.Resource",
-    "InvalidAccessKeyId.NotFound",
-    "InvalidAccessKeyId.Inactive",
-    "InvalidSecurityToken.Expired",
-    "InvalidSecurityToken.Malformed",
-    "InvalidSecurityToken.MismatchWithAccessKey",
-    "MissingSecurityToken",
-    "InvalidTimeStamp.Expired",
-    "InvalidTimeStamp.Format",
-    "Forbidden",
-    "Forbidden.RAM",
-    "MissingParameter",
-    "InvalidParameter",
-    "InvalidInstance.NotFound",
-    "IncorrectInstanceStatus",
-];
+/// The ECS codes the gateway knows by name, each with its class, or `None` where the HTTP status
+/// decides (`reference/error-mapping.md`). The one list: [`classify`] matches these exactly
+/// before any family, and they are the only values a metric label may take (anything else is
+/// `other`).
+pub const CODES: [(&str, Option<ErrorClass>); 36] = {
+    use ErrorClass::*;
+    [
+        ("RegionId.ApiNotSupported", Some(InvalidArgument)),
+        ("InstanceIds.ExceedLimit", Some(InvalidArgument)),
+        ("Operation.Forbidden", Some(PermissionDenied)),
+        ("NoPermission", Some(PermissionDenied)),
+        ("InvalidRegionId.NotFound", Some(NotFound)),
+        ("InvalidInvokeId.NotFound", Some(NotFound)),
+        ("InternalError.Dispatch", Some(Transient)),
+        ("InternalError", Some(Transient)),
+        ("UnknownError", Some(Transient)),
+        ("ServiceUnavailable", Some(Transient)),
+        ("SignatureNonceUsed", Some(NonceReused)),
+        ("SignatureDoesNotMatch", Some(CredentialRejected)),
+        ("IncompleteSignature", Some(CredentialRejected)),
+        ("InvalidSignatureMethod", Some(CredentialRejected)),
+        ("InvalidAction.NotFound", Some(RequestBuiltWrong)),
+        ("InvalidApi.NotFound", Some(RequestBuiltWrong)),
+        ("InvalidProduct.NotFound", Some(RequestBuiltWrong)),
+        ("UnsupportedHTTPMethod", Some(RequestBuiltWrong)),
+        ("Throttling", Some(Throttled)),
+        ("Throttling.User", Some(Throttled)),
+        ("Throttling.Api", Some(Throttled)),
+        ("Throttling.Resource", Some(Throttled)),
+        ("InvalidAccessKeyId.NotFound", Some(CredentialRejected)),
+        ("InvalidAccessKeyId.Inactive", Some(CredentialRejected)),
+        ("InvalidSecurityToken.Expired", Some(CredentialRejected)),
+        ("InvalidSecurityToken.Malformed", Some(CredentialRejected)),
+        (
+            "InvalidSecurityToken.MismatchWithAccessKey",
+            Some(CredentialRejected),
+        ),
+        ("MissingSecurityToken", Some(InvalidArgument)),
+        ("InvalidTimeStamp.Expired", Some(CredentialRejected)),
+        ("InvalidTimeStamp.Format", Some(CredentialRejected)),
+        ("Forbidden", Some(PermissionDenied)),
+        ("Forbidden.RAM", Some(PermissionDenied)),
+        ("MissingParameter", Some(InvalidArgument)),
+        ("InvalidParameter", Some(InvalidArgument)),
+        ("InvalidInstance.NotFound", Some(InvalidArgument)),
+        // Named for its metric label; what it means depends on the status ECS sends it with.
+        ("IncorrectInstanceStatus", None),
+    ]
+};
 
-/// Classifies by ECS `Code` first and by HTTP status only for codes not listed
-/// (`reference/error-mapping.md`). Order matters: specific `Invalid…` codes precede `Invalid*`.
+/// Codes ECS sends in families: a code with one of these prefixes and no entry of its own in
+/// [`CODES`] takes the family's class. Order matters: the specific families precede `Invalid`.
+const FAMILIES: [(&str, ErrorClass); 7] = {
+    use ErrorClass::*;
+    [
+        ("Throttling.", Throttled),
+        ("InvalidAccessKeyId.", CredentialRejected),
+        ("InvalidSecurityToken.", CredentialRejected),
+        ("InvalidTimeStamp.", CredentialRejected),
+        ("Forbidden", PermissionDenied),
+        ("Missing", InvalidArgument),
+        ("Invalid", InvalidArgument),
+    ]
+};
+
+/// Classifies by ECS `Code` first — an exact entry of [`CODES`], else a family — and by HTTP
+/// status only for codes not listed (`reference/error-mapping.md`).
 pub fn classify(code: Option<&str>, http_status: u16) -> ErrorClass {
     use ErrorClass::*;
     if let Some(code) = code {
-        let by_code = match code {
-            "RegionId.ApiNotSupported" | "InstanceIds.ExceedLimit" => Some(InvalidArgument),
-            "Operation.Forbidden" | "NoPermission" => Some(PermissionDenied),
-            "InvalidRegionId.NotFound" | "InvalidInvokeId.NotFound" => Some(NotFound),
-            "InternalError.Dispatch" | "InternalError" | "UnknownError" | "ServiceUnavailable" => {
-                Some(Transient)
-            }
-            "SignatureNonceUsed" => Some(NonceReused),
-            "SignatureDoesNotMatch" | "IncompleteSignature" | "InvalidSignatureMethod" => {
-                Some(CredentialRejected)
-            }
-            "InvalidAction.NotFound"
-            | "InvalidApi.NotFound"
-            | "InvalidProduct.NotFound"
-            | "UnsupportedHTTPMethod" => Some(RequestBuiltWrong),
-            c if c == "Throttling" || c.starts_with("Throttling.") => Some(Throttled),
-            c if c.starts_with("InvalidAccessKeyId.")
-                || c.starts_with("InvalidSecurityToken.")
-                || c.starts_with("InvalidTimeStamp.") =>
-            {
-                Some(CredentialRejected)
-            }
-            c if c.starts_with("Forbidden") => Some(PermissionDenied),
-            c if c.starts_with("Missing") || c.starts_with("Invalid") => Some(InvalidArgument),
-            _ => None,
+        let by_code = match CODES.iter().find(|(known, _)| *known == code) {
+            Some((_, class)) => *class,
+            None => FAMILIES
+                .iter()
+                .find(|(prefix, _)| code.starts_with(prefix))
+                .map(|(_, class)| *class),
         };
         if let Some(class) = by_code {
             return class;
@@ -394,6 +413,26 @@ mod tests {
     use super::*;
     use ErrorClass::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_code_table_is_one_list_read_the_same_by_classification_and_labels() {
+        let mut names: Vec<&str> = CODES.iter().map(|(code, _)| *code).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CODES.len(), "a code is listed twice");
+        for (code, class) in CODES {
+            for status in [400, 403, 404, 500, 503] {
+                let expected = class.unwrap_or_else(|| classify(None, status));
+                assert_eq!(classify(Some(code), status), expected, "{code} at {status}");
+            }
+        }
+        // A family member with no entry of its own is classified by its family, not its status.
+        assert_eq!(classify(Some("Throttling.Other"), 400), Throttled);
+        assert_eq!(
+            classify(Some("InvalidTimeStamp.Other"), 400),
+            CredentialRejected
+        );
+    }
 
     #[test]
     fn the_code_decides_before_the_status() {

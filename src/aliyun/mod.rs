@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod error;
 pub mod regions;
 pub mod request;
+pub mod response;
 pub mod retry;
 pub mod retry_budget;
 pub mod scrub;

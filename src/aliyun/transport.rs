@@ -245,11 +245,7 @@ where
 }
 
 /// Reads at most `max` bytes of `response`'s body; `None` for a larger body.
-pub async fn read_capped(
-    response: Response<Incoming>,
-    max: usize,
-) -> Result<Option<Vec<u8>>, EcsError> {
-    let mut body = response.into_body();
+pub async fn read_capped(mut body: Incoming, max: usize) -> Result<Option<Vec<u8>>, EcsError> {
     let mut bytes = Vec::with_capacity(512);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| interrupted(&error))?;

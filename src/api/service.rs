@@ -180,15 +180,10 @@ impl CloudAssistant {
 }
 
 /// Counts each upstream attempt, each retry (by the failure that caused it), a budget refusal and
-/// a refusal by the fleet's quota. An attempt without a valid credential or without a slot in the
-/// quota sent nothing, so it is not an upstream attempt, nor is it a retry.
+/// a refusal by the fleet's quota. An attempt that was never sent (see
+/// [`ErrorClass::sent_upstream`]) is not an upstream attempt, nor is it a retry.
 fn count_attempts(metrics: &Metrics, trail: &Trail) {
-    let sent = |failure: Option<ErrorClass>| {
-        !matches!(
-            failure,
-            Some(ErrorClass::CredentialsUnavailable | ErrorClass::FleetQuota)
-        )
-    };
+    let sent = |failure: Option<ErrorClass>| failure.is_none_or(ErrorClass::sent_upstream);
     for (i, attempt) in trail.attempts.iter().enumerate() {
         if attempt.failure == Some(ErrorClass::FleetQuota) {
             metrics.shed(Shed::FleetRate);

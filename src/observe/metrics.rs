@@ -372,16 +372,25 @@ fn status_label(status: Option<u16>) -> &'static str {
 
 /// An ECS code as a label: one of the codes the error table names, else `other`.
 pub fn ecs_code_label(code: &str) -> &'static str {
-    crate::aliyun::error::KNOWN_CODES
+    crate::aliyun::error::CODES
         .iter()
-        .find(|known| **known == code)
-        .copied()
-        .unwrap_or("other")
+        .find(|(known, _)| *known == code)
+        .map_or("other", |(known, _)| known)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ecs_code_labels_are_the_error_table_s_codes_and_nothing_else() {
+        for (code, _) in crate::aliyun::error::CODES {
+            assert_eq!(ecs_code_label(code), code);
+        }
+        for unlisted in ["Throttling.Other", "", "InvalidInstance.NotFound2"] {
+            assert_eq!(ecs_code_label(unlisted), "other", "{unlisted:?}");
+        }
+    }
 
     #[test]
     fn log_lines_a_failing_output_dropped_are_exported() {

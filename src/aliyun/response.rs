@@ -1,0 +1,193 @@
+//! What an ECS answer means, as a pure function of its status, headers and body: the RequestId of
+//! a success, or the error with everything that came from upstream checked or scrubbed of the
+//! request's secrets. The client only does the I/O around it, so this is unit-tested and fuzzed
+//! without a server.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use super::error::{ApiError, EcsError, ParsedBody, parse_body};
+use super::scrub::{self, Scrubber};
+
+/// What the answer must not repeat: the credential's parts and the signature, and the signed
+/// query they were sent in.
+#[derive(Clone, Copy)]
+pub struct Secrets<'a> {
+    /// The AccessKeyId, the secret, the security token (empty when none) and the signature.
+    pub values: [&'a str; 4],
+    /// The signed query string as sent.
+    pub signed_query: &'a str,
+}
+
+impl std::fmt::Debug for Secrets<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+/// ECS's answer: the RequestId of an accepted stop (empty when ECS sent a malformed one), or why
+/// it was not accepted.
+// The same `EcsError` the client's attempts return by value; boxing it here alone would only move
+// the allocation, on the rare path.
+#[expect(clippy::result_large_err)]
+pub fn interpret(
+    http_status: u16,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+    secrets: Secrets<'_>,
+) -> Result<String, EcsError> {
+    let success = (200..300).contains(&http_status);
+    let checked_id = |id: Option<String>| id.and_then(|id| scrub::request_id(&id, &secrets.values));
+    let header_request_id = || {
+        headers
+            .get("x-acs-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match body.and_then(parse_body) {
+        Some(ParsedBody {
+            request_id: Some(request_id),
+            ..
+        }) if success => Ok(checked_id(Some(request_id)).unwrap_or_else(|| {
+            tracing::warn!("ECS accepted the stop but its RequestId is malformed; left out");
+            String::new()
+        })),
+        Some(ParsedBody {
+            code: Some(code),
+            message,
+            request_id,
+            host_id,
+            recommend,
+        }) if !success => {
+            let scrubber = Scrubber::new(secrets.values.into_iter().chain([secrets.signed_query]));
+            Err(EcsError::Api(ApiError {
+                http_status,
+                code: scrubber.text(&code, scrub::MAX_CODE),
+                message: scrubber.text(&message.unwrap_or_default(), scrub::MAX_TEXT),
+                request_id: checked_id(request_id).or_else(|| checked_id(header_request_id())),
+                host_id: host_id.map(|h| scrubber.text(&h, scrub::MAX_HOST_ID)),
+                recommend: recommend
+                    .and_then(|link| scrub::help_link(&scrubber.text(&link, scrub::MAX_TEXT))),
+                retry_after: retry_after(headers),
+            }))
+        }
+        other => Err(EcsError::Malformed {
+            http_status,
+            request_id: checked_id(other.and_then(|p| p.request_id))
+                .or_else(|| checked_id(header_request_id())),
+        }),
+    }
+}
+
+/// The wait ECS asked for: `x-acs-retry-after` in **milliseconds**, as Alibaba's Tea SDKs read it
+/// (a positive integer; anything else is ignored), else HTTP `Retry-After` in seconds; capped.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    let acs = number("x-acs-retry-after")
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    acs.or_else(|| number("retry-after").map(Duration::from_secs))
+        .map(|delay| delay.min(scrub::MAX_RETRY_DELAY))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    const SECRETS: Secrets<'static> = Secrets {
+        values: [
+            "LTAIresponseTestKey",
+            "response-test-secret",
+            "",
+            "c2lnbmF0dXJlLXZhbHVl",
+        ],
+        signed_query: "AccessKeyId=LTAIresponseTestKey&Signature=c2lnbmF0dXJlLXZhbHVl",
+    };
+
+    #[test]
+    fn a_success_is_its_request_id() {
+        let body = br#"{"RequestId":"473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"}"#;
+        let id = interpret(200, &HeaderMap::new(), Some(body), SECRETS).unwrap();
+        assert_eq!(id, "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E");
+    }
+
+    #[test]
+    fn an_error_keeps_code_message_and_ids_but_no_secret() {
+        let body = br#"{"RequestId":"E1","Code":"Forbidden.RAM","Message":"key LTAIresponseTestKey with secret response-test-secret denied","HostId":"ecs.aliyuncs.com","Recommend":"https://api.aliyun.com/troubleshoot?q=Forbidden.RAM"}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("2"));
+        let Err(EcsError::Api(error)) = interpret(403, &headers, Some(body), SECRETS) else {
+            panic!("an API error");
+        };
+        assert_eq!(error.http_status, 403);
+        assert_eq!(error.code, "Forbidden.RAM");
+        assert_eq!(error.request_id.as_deref(), Some("E1"));
+        assert_eq!(error.host_id.as_deref(), Some("ecs.aliyuncs.com"));
+        assert!(error.recommend.is_some());
+        assert_eq!(error.retry_after, Some(Duration::from_secs(2)));
+        assert!(error.message.contains("denied"), "{}", error.message);
+        assert!(
+            !error.message.contains("LTAIresponseTestKey"),
+            "{}",
+            error.message
+        );
+        assert!(
+            !error.message.contains("response-test-secret"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_ecs_s_is_malformed_with_the_header_s_request_id() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-acs-request-id", HeaderValue::from_static("H-1"));
+        for (status, body) in [
+            (502, Some(&b"<html>bad gateway</html>"[..])),
+            (200, Some(&br#"{"Code":"NoRequestId"}"#[..])),
+            (500, None),
+        ] {
+            match interpret(status, &headers, body, SECRETS) {
+                Err(EcsError::Malformed {
+                    http_status,
+                    request_id,
+                }) => {
+                    assert_eq!(http_status, status);
+                    assert_eq!(request_id.as_deref(), Some("H-1"));
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_id_that_repeats_a_secret_is_left_out() {
+        let body = br#"{"RequestId":"LTAIresponseTestKey"}"#;
+        assert_eq!(
+            interpret(200, &HeaderMap::new(), Some(body), SECRETS).unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_milliseconds_from_acs_and_seconds_from_http() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        // The Tea SDK's reading: 1500 is 1.5 s, not 25 minutes; and it wins over Retry-After.
+        h.insert("x-acs-retry-after", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        for ignored in ["soon", "0", "-5", "1.5", ""] {
+            h.insert("x-acs-retry-after", HeaderValue::from_static(ignored));
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(3)), "{ignored:?}");
+        }
+        h.insert("retry-after", HeaderValue::from_static("100000"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+        h.insert("x-acs-retry-after", HeaderValue::from_static("100000000"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(60)));
+    }
+}
