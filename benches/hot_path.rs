@@ -3,13 +3,14 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ecs_gateway::aliyun::credential::Credential;
-use ecs_gateway::aliyun::credentials::refresh::CredentialSupply;
-use ecs_gateway::aliyun::error::{ApiError, EcsError, parse_body};
-use ecs_gateway::aliyun::request::Param;
+use ecs_gateway::aliyun::Credential;
+use ecs_gateway::aliyun::CredentialSupply;
 use ecs_gateway::aliyun::signer::{SigningKey, canonicalized_query, sign_query};
-use ecs_gateway::api::{status, validate};
+use ecs_gateway::aliyun::{ApiError, EcsError};
 use ecs_gateway::pb::StopInvocationRequest;
+use ecs_gateway::testing::aliyun::Param;
+use ecs_gateway::testing::aliyun::parse_body;
+use ecs_gateway::testing::api::{from_ecs_error, stop_invocation};
 
 fn wire_request(instances: usize) -> StopInvocationRequest {
     StopInvocationRequest {
@@ -42,13 +43,13 @@ fn hot_path(c: &mut Criterion) {
     let one = wire_request(1);
     let fifty = wire_request(50);
     c.bench_function("validate/1_instance", |b| {
-        b.iter(|| validate::stop_invocation(black_box(&one)))
+        b.iter(|| stop_invocation(black_box(&one)))
     });
     c.bench_function("validate/50_instances", |b| {
-        b.iter(|| validate::stop_invocation(black_box(&fifty)))
+        b.iter(|| stop_invocation(black_box(&fifty)))
     });
 
-    let typed = validate::stop_invocation(&one).unwrap();
+    let typed = stop_invocation(&one).unwrap();
     c.bench_function("params/build", |b| {
         b.iter(|| {
             let mut params = common_params();
@@ -87,7 +88,7 @@ fn hot_path(c: &mut Criterion) {
     });
 
     // What metrics add to one call that makes one upstream attempt.
-    let metrics = ecs_gateway::observe::metrics::Metrics::new(None);
+    let metrics = ecs_gateway::testing::observe::Metrics::new(None);
     c.bench_function("metrics/one_call", |b| {
         b.iter(|| {
             let in_flight = metrics.call_started();
@@ -114,7 +115,7 @@ fn hot_path(c: &mut Criterion) {
         retry_after: None,
     });
     c.bench_function("map/error_status", |b| {
-        b.iter(|| status::from_ecs_error(black_box(&failure)))
+        b.iter(|| from_ecs_error(black_box(&failure)))
     });
 }
 

@@ -1,19 +1,25 @@
 //! `ecs-gateway`: a gRPC gateway that validates, signs and forwards ECS `StopInvocation` calls.
 //!
-//! Data flows one way: [`server`] (listener, connection, TLS, peer, health) → [`api`] (codec,
-//! service, validate) → [`auth`] and [`limit`] → [`aliyun`] (client, signer, retry) → ECS →
-//! [`api::status`] → caller. [`app`] builds it from settings; [`observe`] watches it.
+//! Data flows one way: `server` (listener, connection, TLS, peer, health) → `api` (codec,
+//! service, validate) → `auth` and `limit` → [`aliyun`] (client, signer, retry) → ECS →
+//! `api::status` → caller. [`app`] builds it from settings; `observe` watches it.
+//!
+//! The public API is what a binary needs: [`app`] to build and serve the gateway, [`aliyun`] for
+//! the ECS client and the credential, [`pb`] for the protocol, and (feature `dev`) [`simulator`].
 
 pub mod aliyun;
-pub mod api;
 pub mod app;
-pub mod auth;
-pub mod limit;
-pub mod observe;
 pub mod pb;
-pub mod reload;
-pub mod server;
 #[cfg(feature = "dev")]
 pub mod simulator;
+#[doc(hidden)]
+pub mod testing;
 
-pub use app::{CredentialsFrom, Gateway, RunError, run, shutdown_signal};
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod limit;
+pub(crate) mod observe;
+pub(crate) mod reload;
+pub(crate) mod server;
+
+pub use app::{CredentialsFrom, Gateway, RunError, Settings, run, shutdown_signal};

@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use ecs_gateway::aliyun::credentials::env::Env;
+use ecs_gateway::aliyun::Env;
 use ecs_gateway::app::cli::{Cli, Command};
-use ecs_gateway::app::{CredentialsFrom, Gateway, Settings, run_simulator, shutdown_signal};
-use ecs_gateway::observe::log as telemetry;
+use ecs_gateway::app::{
+    CredentialsFrom, Gateway, Settings, init_logging, run_simulator, shutdown_signal,
+};
 
 // glibc malloc's arena locks showed up in profiles under load; mimalloc removes them.
 #[global_allocator]
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
     // Inside the runtime: the trace exporter, when configured, runs on it.
     let telemetry = {
         let _entered = runtime.enter();
-        match telemetry::init(cli.log_format.into()) {
+        match init_logging(cli.log_format.into()) {
             Ok(telemetry) => telemetry,
             Err(error) => {
                 eprintln!("error: {error}");

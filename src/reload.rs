@@ -13,9 +13,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-/// How often watched files are re-read unless configured otherwise.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
-
 /// A value parsed from files, replaced when they change.
 pub struct Reloading<T> {
     current: Arc<ArcSwap<T>>,
@@ -75,7 +72,7 @@ pub enum LoadError {
 /// Reads `paths`, parses them with `parse` (which also sees the value being replaced, so that it
 /// can carry state across a reload), and re-reads them every `interval` for as long as any clone
 /// of the returned value lives. `setting` names the flag in errors and logs.
-pub async fn watch<T, E, P>(
+pub(crate) async fn watch<T, E, P>(
     setting: &'static str,
     paths: Vec<PathBuf>,
     interval: Duration,
@@ -168,6 +165,9 @@ async fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, (&Path, std::io::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How often watched files are re-read unless configured otherwise.
+    const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
     fn parse_number(files: &[Vec<u8>], _: Option<&u32>) -> Result<u32, String> {
         let text = String::from_utf8_lossy(&files[0]);

@@ -6,12 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use ecs_gateway::aliyun::regions::Regions;
-use ecs_gateway::auth::Access;
-use ecs_gateway::auth::files::SecurityFiles;
-use ecs_gateway::observe::log::LogFormat;
-use ecs_gateway::server::tls::TlsFiles;
+use ecs_gateway::aliyun::Regions;
 use ecs_gateway::simulator::SimulatorConfig;
+use ecs_gateway::testing::auth::Access;
+use ecs_gateway::testing::auth::SecurityFiles;
+use ecs_gateway::testing::observe::LogFormat;
+use ecs_gateway::testing::server::TlsFiles;
 use serde_json::Value;
 use support::log_capture::Capture;
 use support::pki::{Ca, TempDir};
@@ -139,7 +139,7 @@ async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used(
         client_ca: None,
         client_cert_optional: false,
     };
-    let tls = ecs_gateway::server::tls::watch(files, Duration::from_millis(20))
+    let tls = ecs_gateway::testing::server::watch_tls(files, Duration::from_millis(20))
         .await
         .unwrap();
     let before = tls.current();
@@ -164,7 +164,7 @@ async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used(
         })
         .unwrap();
     assert_eq!(line["level"], "ERROR");
-    assert_eq!(line["setting"], ecs_gateway::server::tls::SETTING);
+    assert_eq!(line["setting"], ecs_gateway::testing::server::TLS_SETTING);
     assert!(
         std::sync::Arc::ptr_eq(&before, &tls.current()),
         "the old configuration stays"

@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use clap::Parser as _;
-use ecs_gateway::aliyun::credentials::env::Env;
+use ecs_gateway::aliyun::Env;
 use ecs_gateway::app::{CredentialsFrom, Gateway, Settings};
-use ecs_gateway::observe::log::LogFormat;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{DEMO_ECS_ROLE, Simulator, SimulatorConfig};
+use ecs_gateway::testing::observe::LogFormat;
 use support::log_capture::Capture;
 use support::{error_info, request, start_simulator, test_credential};
 use tokio::sync::oneshot;

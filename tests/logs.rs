@@ -3,7 +3,7 @@
 
 mod support;
 
-use ecs_gateway::observe::log::LogFormat;
+use ecs_gateway::testing::observe::LogFormat;
 use support::log_capture::{assert_no_secrets, run_scenario};
 
 /// The top-level keys of a JSON object in order, duplicates kept (serde_json's map keeps only the

@@ -2,7 +2,7 @@
 
 mod support;
 
-use ecs_gateway::observe::log::LogFormat;
+use ecs_gateway::testing::observe::LogFormat;
 use support::log_capture::{assert_no_secrets, run_scenario};
 
 #[tokio::test]

@@ -4,8 +4,8 @@
 //! The HTTP status and the body come from separate inputs, so every status meets every body.
 #![no_main]
 
-use ecs_gateway::aliyun::error::EcsError;
-use ecs_gateway::aliyun::response::{Secrets, interpret};
+use ecs_gateway::aliyun::EcsError;
+use ecs_gateway::testing::aliyun::{Secrets, interpret};
 use libfuzzer_sys::fuzz_target;
 
 const SECRETS: Secrets<'static> = Secrets {
@@ -23,6 +23,6 @@ fuzz_target!(|input: (u16, &[u8])| {
         }
     }
     if let Err(error) = &answer {
-        let _ = ecs_gateway::api::status::from_ecs_error(error);
+        let _ = ecs_gateway::testing::api::from_ecs_error(error);
     }
 });

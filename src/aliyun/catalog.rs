@@ -44,7 +44,7 @@ pub fn public_regions() -> &'static [String] {
 }
 
 /// The host the SDKs' endpoint map names for `region`, if it names one.
-pub fn mapped_host(region: &str) -> Option<&'static str> {
+pub(crate) fn mapped_host(region: &str) -> Option<&'static str> {
     CATALOG.endpoint_map.get(region).map(String::as_str)
 }
 
@@ -55,7 +55,7 @@ pub fn mapped_regions() -> impl Iterator<Item = &'static str> {
 
 /// Appends the host of `region` on `network` to `out`: the mapped host (which ignores the network,
 /// as in the SDKs), else `ecs.<region>.aliyuncs.com` or `ecs-vpc.<region>.aliyuncs.com`.
-pub fn push_host(out: &mut String, region: &RegionId, network: Network) {
+pub(crate) fn push_host(out: &mut String, region: &RegionId, network: Network) {
     if let Some(host) = mapped_host(region.as_str()) {
         out.push_str(host);
         return;
@@ -68,16 +68,16 @@ pub fn push_host(out: &mut String, region: &RegionId, network: Network) {
     out.push_str(".aliyuncs.com");
 }
 
-/// The host of `region` on `network`.
-pub fn host(region: &RegionId, network: Network) -> String {
-    let mut out = String::with_capacity(region.as_str().len() + 24);
-    push_host(&mut out, region, network);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host of `region` on `network`.
+    fn host(region: &RegionId, network: Network) -> String {
+        let mut out = String::with_capacity(region.as_str().len() + 24);
+        push_host(&mut out, region, network);
+        out
+    }
 
     fn region(id: &str) -> RegionId {
         RegionId::parse(id).unwrap()

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::credential::Credential;
+use super::credentials::credential::Credential;
 use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
@@ -21,7 +21,7 @@ use super::tls::{self, EmptyTrustStore};
 use super::transport::{self, Transport, TransportSettings};
 
 /// The `User-Agent` the gateway sends.
-pub const USER_AGENT_VALUE: &str = concat!("ecs-gateway/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT_VALUE: &str = concat!("ecs-gateway/", env!("CARGO_PKG_VERSION"));
 /// The largest ECS response body read; ECS answers are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 

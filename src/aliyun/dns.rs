@@ -27,7 +27,7 @@ pub enum DnsConfig {
 
 /// A lookup failed; the two cases a retry policy must tell apart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DnsError {
+pub(crate) enum DnsError {
     /// The name server answered that the name does not exist (NXDOMAIN) or has no address.
     #[error("DNS: no such host {0}")]
     NoSuchHost(String),
@@ -43,7 +43,7 @@ pub enum DnsError {
 
 /// A resolver for hyper's connector, backed by hickory.
 #[derive(Clone)]
-pub struct HickoryResolver {
+pub(crate) struct HickoryResolver {
     resolver: Arc<TokioResolver>,
 }
 
@@ -55,7 +55,7 @@ impl fmt::Debug for HickoryResolver {
 
 impl HickoryResolver {
     /// Builds the resolver; `System` fails when the system configuration cannot be read.
-    pub fn new(config: &DnsConfig) -> Result<Self, ResolveError> {
+    pub(crate) fn new(config: &DnsConfig) -> Result<Self, ResolveError> {
         let provider = TokioConnectionProvider::default();
         let builder = match config {
             DnsConfig::System => TokioResolver::builder(provider)?,

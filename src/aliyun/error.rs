@@ -236,7 +236,7 @@ impl EcsError {
 
 /// The first error of type `T` in `error`'s chain of causes, looking inside `io::Error`s too (their
 /// `source()` skips the error they wrap, and TLS errors arrive as an io::Error inside another).
-pub fn find_cause<'a, T: std::error::Error + 'static>(
+pub(crate) fn find_cause<'a, T: std::error::Error + 'static>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
     let mut next = Some(error);
@@ -257,7 +257,7 @@ pub fn find_cause<'a, T: std::error::Error + 'static>(
 /// decides (`reference/error-mapping.md`). The one list: [`classify`] matches these exactly
 /// before any family, and they are the only values a metric label may take (anything else is
 /// `other`).
-pub const CODES: [(&str, Option<ErrorClass>); 36] = {
+pub(crate) const CODES: [(&str, Option<ErrorClass>); 36] = {
     use ErrorClass::*;
     [
         ("RegionId.ApiNotSupported", Some(InvalidArgument)),
@@ -320,7 +320,7 @@ const FAMILIES: [(&str, ErrorClass); 7] = {
 
 /// Classifies by ECS `Code` first — an exact entry of [`CODES`], else a family — and by HTTP
 /// status only for codes not listed (`reference/error-mapping.md`).
-pub fn classify(code: Option<&str>, http_status: u16) -> ErrorClass {
+pub(crate) fn classify(code: Option<&str>, http_status: u16) -> ErrorClass {
     use ErrorClass::*;
     if let Some(code) = code {
         let by_code = match CODES.iter().find(|(known, _)| *known == code) {
@@ -392,7 +392,7 @@ pub fn parse_body(bytes: &[u8]) -> Option<ParsedBody> {
 
 /// Cuts an ECS message before the echoed string-to-sign (`SignatureDoesNotMatch` appends
 /// `server string to sign is:<…>`, which carries the AccessKeyId and every parameter).
-pub fn sanitize_message(message: &str) -> String {
+pub(crate) fn sanitize_message(message: &str) -> String {
     let lower = message.to_ascii_lowercase();
     let cut = ["string to sign", "stringtosign"]
         .iter()

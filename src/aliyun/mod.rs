@@ -1,21 +1,32 @@
 //! Everything Alibaba-specific: credential, request model, regions, endpoint, signer, DNS, TLS,
-//! client and retry policy.
+//! client and retry policy. It knows nothing of gRPC, callers or metrics; the rest of the crate
+//! uses it through the names below.
 
-pub mod catalog;
-pub mod client;
+pub(crate) mod catalog;
+pub(crate) mod client;
 pub mod credentials;
-pub mod dns;
-pub mod endpoint;
-pub mod error;
-pub mod regions;
-pub mod request;
-pub mod response;
-pub mod retry;
-pub mod retry_budget;
-pub mod scrub;
+pub(crate) mod dns;
+pub(crate) mod endpoint;
+pub(crate) mod error;
+pub(crate) mod regions;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod retry;
+pub(crate) mod retry_budget;
+pub(crate) mod scrub;
 pub mod signer;
-pub mod tls;
-pub mod transport;
+pub(crate) mod tls;
+pub(crate) mod transport;
 
-/// The credential value type, where it always lived.
-pub use credentials::credential;
+pub use catalog::Network;
+pub use client::{
+    Admission, BuildError, ClientSettings, Clock, EcsClient, Failed, NonceSource, Sources, Stopped,
+    SystemClock, UuidNonce,
+};
+pub use credentials::{Credential, CredentialSupply, Env};
+pub use dns::DnsConfig;
+pub use endpoint::{Endpoint, EndpointError};
+pub use error::{ApiError, EcsError, ErrorClass, NotAdmitted};
+pub use regions::Regions;
+pub use request::{RegionId, StopInvocation};
+pub use retry::{RetryPolicy, Trail};

@@ -4,13 +4,13 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// The ECS API action this gateway forwards.
-pub const ACTION: &str = "StopInvocation";
+pub(crate) const ACTION: &str = "StopInvocation";
 /// The ECS API version of `ACTION`.
-pub const API_VERSION: &str = "2014-05-26";
+pub(crate) const API_VERSION: &str = "2014-05-26";
 /// The most instance IDs one StopInvocation accepts (`InstanceId.1` … `InstanceId.50`).
-pub const MAX_INSTANCE_IDS: usize = 50;
+pub(crate) const MAX_INSTANCE_IDS: usize = 50;
 /// The longest region ID accepted: a DNS label holds at most 63 bytes.
-pub const MAX_REGION_ID_LEN: usize = 63;
+pub(crate) const MAX_REGION_ID_LEN: usize = 63;
 
 /// A region ID that is one valid DNS label, safe to put into a host name: lowercase letters, digits
 /// and `-`, starting and ending with a letter or digit, not all digits (which resolvers read as an

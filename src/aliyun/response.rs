@@ -82,7 +82,7 @@ pub fn interpret(
 
 /// The wait ECS asked for: `x-acs-retry-after` in **milliseconds**, as Alibaba's Tea SDKs read it
 /// (a positive integer; anything else is ignored), else HTTP `Retry-After` in seconds; capped.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
     let acs = number("x-acs-retry-after")
         .filter(|ms| *ms > 0)

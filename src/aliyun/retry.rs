@@ -36,7 +36,7 @@ impl Default for RetryPolicy {
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Give up and report the failure.
     Stop(&'static str),
     /// Try again after a backoff, within the retry budget.
@@ -47,7 +47,7 @@ pub enum Decision {
 
 /// The retry policy: every class of failure, and why it is or is not retried. StopInvocation is
 /// idempotent (stopping twice is harmless), so anything that may not have reached ECS is retried.
-pub fn decide(class: ErrorClass) -> Decision {
+pub(crate) fn decide(class: ErrorClass) -> Decision {
     use Decision::*;
     use ErrorClass::*;
     match class {
@@ -85,7 +85,7 @@ pub fn decide(class: ErrorClass) -> Decision {
 /// Exponential backoff with decorrelated jitter: each delay is uniform in `[base, 3 × previous]`,
 /// capped — spreads retries from many replicas without synchronizing them.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     cap: Duration,
     previous: Duration,
@@ -93,7 +93,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Starts a backoff sequence for `policy`.
-    pub fn new(policy: &RetryPolicy) -> Self {
+    pub(crate) fn new(policy: &RetryPolicy) -> Self {
         Self {
             base: policy.base,
             cap: policy.cap,
@@ -102,7 +102,7 @@ impl Backoff {
     }
 
     /// The next delay, drawn from `rng`.
-    pub fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
+    pub(crate) fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
         let upper = (self.previous * 3).clamp(self.base, self.cap);
         let delay = if upper > self.base {
             rng.random_range(self.base..=upper)
@@ -159,7 +159,7 @@ impl Trail {
 /// refuses a retry. Each attempt is bounded by `attempt_timeout`; no attempt starts and no backoff
 /// sleeps past `deadline`. Returns the value and the number of attempts made; `trail` gets each
 /// attempt, and each runs in an `upstream_attempt` span (for trace export) naming why it was made.
-pub async fn run<T, F, Fut>(
+pub(crate) async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     attempt_timeout: Duration,
     deadline: Option<Instant>,

@@ -9,13 +9,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Retries allowed per second on top of the ratio.
-pub const MIN_RETRIES_PER_SECOND: f64 = 10.0;
+pub(crate) const MIN_RETRIES_PER_SECOND: f64 = 10.0;
 /// How much unused budget may be saved up: the last this-many seconds' worth.
-pub const WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 
 /// Tokens: each call earns `ratio`, time earns [`MIN_RETRIES_PER_SECOND`], a retry spends one.
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     ratio: f64,
     state: Mutex<State>,
 }
@@ -32,7 +32,7 @@ struct State {
 
 impl RetryBudget {
     /// A budget letting retries add `ratio` (0.2 = 20%) to the calls made; it starts empty.
-    pub fn new(ratio: f64) -> Self {
+    pub(crate) fn new(ratio: f64) -> Self {
         let now = Instant::now();
         Self {
             ratio: ratio.max(0.0),
@@ -47,7 +47,7 @@ impl RetryBudget {
     }
 
     /// Records a call's first attempt.
-    pub fn record_call(&self) {
+    pub(crate) fn record_call(&self) {
         let mut state = self.lock();
         state.refill(Instant::now());
         state.tokens += self.ratio;
@@ -56,7 +56,7 @@ impl RetryBudget {
     }
 
     /// Takes one retry from the budget; `false` means the retry must not be made.
-    pub fn try_retry(&self) -> bool {
+    pub(crate) fn try_retry(&self) -> bool {
         let mut state = self.lock();
         state.refill(Instant::now());
         if state.tokens >= 1.0 {

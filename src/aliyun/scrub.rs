@@ -8,26 +8,26 @@ use std::time::Duration;
 use super::signer::percent_encode;
 
 /// The most bytes kept of any string from an upstream answer.
-pub const MAX_TEXT: usize = 512;
+pub(crate) const MAX_TEXT: usize = 512;
 /// The most bytes kept of an ECS `Code`; real codes are a few dozen.
-pub const MAX_CODE: usize = 64;
+pub(crate) const MAX_CODE: usize = 64;
 /// The most bytes kept of an ECS `HostId`.
-pub const MAX_HOST_ID: usize = 128;
+pub(crate) const MAX_HOST_ID: usize = 128;
 /// The most bytes of a `Recommend` link kept; longer ones are dropped, not cut.
-pub const MAX_LINK: usize = 256;
+pub(crate) const MAX_LINK: usize = 256;
 /// The longest RequestId accepted (ECS's are 36-character UUIDs).
-pub const MAX_REQUEST_ID: usize = 64;
+pub(crate) const MAX_REQUEST_ID: usize = 64;
 /// The longest retry delay passed on, whatever the upstream asked for.
-pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// What a scrubbed secret is replaced with.
-pub const REDACTED: &str = "<redacted>";
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// Domains whose links may reach a caller as `Help`.
 const HELP_DOMAINS: [&str; 3] = ["aliyun.com", "aliyuncs.com", "alibabacloud.com"];
 
 /// Removes one attempt's secrets from upstream strings, in every form an echo may take them.
 #[derive(Default)]
-pub struct Scrubber {
+pub(crate) struct Scrubber {
     /// Raw, percent-encoded and doubly encoded forms (the string to sign encodes the query
     /// again), longest first so that a value containing another is removed whole.
     needles: Vec<String>,
@@ -41,7 +41,7 @@ impl std::fmt::Debug for Scrubber {
 
 impl Scrubber {
     /// A scrubber for `secrets` (AccessKeyId, secret, token, signature, signed query).
-    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
+    pub(crate) fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
         let mut needles = Vec::new();
         for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
             let once = percent_encode(secret).to_string();
@@ -54,7 +54,7 @@ impl Scrubber {
     }
 
     /// `text` with secrets replaced, control characters removed, cut to `max` bytes.
-    pub fn text(&self, text: &str, max: usize) -> String {
+    pub(crate) fn text(&self, text: &str, max: usize) -> String {
         let mut clean: String = text.chars().filter(|c| !c.is_control()).collect();
         for needle in &self.needles {
             if clean.contains(needle.as_str()) {
@@ -68,7 +68,7 @@ impl Scrubber {
 
 /// `id` if it looks like a RequestId (1–64 of `[A-Za-z0-9-]`) and contains none of `secrets`.
 /// Raw forms suffice: an encoded form has a `%`, which the shape already excludes.
-pub fn request_id(id: &str, secrets: &[&str]) -> Option<String> {
+pub(crate) fn request_id(id: &str, secrets: &[&str]) -> Option<String> {
     let shaped = !id.is_empty()
         && id.len() <= MAX_REQUEST_ID
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
@@ -88,7 +88,7 @@ fn cut(text: &mut String, max: usize) {
 }
 
 /// `link` if it is an https URL on an Alibaba Cloud domain, short enough to pass on.
-pub fn help_link(link: &str) -> Option<String> {
+pub(crate) fn help_link(link: &str) -> Option<String> {
     if link.len() > MAX_LINK {
         return None;
     }

@@ -47,7 +47,7 @@ pub fn client_config(roots: RootCertStore) -> ClientConfig {
 
 /// Whether `error` (or anything it wraps) is a failure to verify the peer's certificate: a
 /// configuration problem that no retry can fix.
-pub fn is_certificate_error(error: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn is_certificate_error(error: &(dyn StdError + 'static)) -> bool {
     matches!(
         find_cause::<rustls::Error>(error),
         Some(

@@ -42,7 +42,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How connections to ECS are made and kept.
 #[derive(Debug, Clone)]
-pub struct TransportSettings {
+pub(crate) struct TransportSettings {
     /// TCP connect and TLS handshake, together.
     pub connect_timeout: Duration,
     /// Idle keep-alive connections kept per host (HTTP/1.1; HTTP/2 needs one).
@@ -74,7 +74,7 @@ struct Host {
 
 /// A pooled HTTP client that only POSTs to ECS.
 #[derive(Debug, Clone)]
-pub struct Transport {
+pub(crate) struct Transport {
     /// Offers h2 and http/1.1 by ALPN; plain HTTP is HTTP/1.1.
     any: Client<Connector, Empty<Bytes>>,
     /// Offers only h2, for an endpoint known to speak it.
@@ -85,7 +85,7 @@ pub struct Transport {
 
 impl Transport {
     /// A client trusting `roots`, resolving with `resolver`.
-    pub fn new(
+    pub(crate) fn new(
         roots: rustls::RootCertStore,
         resolver: HickoryResolver,
         settings: &TransportSettings,
@@ -133,7 +133,7 @@ impl Transport {
 
     /// POSTs to `url` (which carries the signed query) with no body; redirects are not followed,
     /// since a redirect would resend the signed query to another host.
-    pub async fn post(&self, url: String) -> Result<Response<Incoming>, EcsError> {
+    pub(crate) async fn post(&self, url: String) -> Result<Response<Incoming>, EcsError> {
         let uri = Uri::try_from(url).map_err(|error| EcsError::Transport {
             kind: TransportKind::Build,
             detail: format!("the request URL does not parse: {error}"),
@@ -245,7 +245,10 @@ where
 }
 
 /// Reads at most `max` bytes of `response`'s body; `None` for a larger body.
-pub async fn read_capped(mut body: Incoming, max: usize) -> Result<Option<Vec<u8>>, EcsError> {
+pub(crate) async fn read_capped(
+    mut body: Incoming,
+    max: usize,
+) -> Result<Option<Vec<u8>>, EcsError> {
     let mut bytes = Vec::with_capacity(512);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| interrupted(&error))?;

@@ -13,7 +13,7 @@ use crate::api::status;
 use crate::pb::{StopInvocationRequest, StopInvocationResponse};
 
 /// How a failure to decode a message of this type is reported; every message type says so itself.
-pub trait DecodeFailure {
+pub(crate) trait DecodeFailure {
     /// The status for `error` while decoding this type.
     fn status(error: &prost::DecodeError) -> Status;
 }
@@ -34,7 +34,7 @@ impl DecodeFailure for StopInvocationResponse {
 
 /// Prost encoding; decoding failures reported by [`DecodeFailure`].
 #[derive(Debug)]
-pub struct GatewayCodec<T, U> {
+pub(crate) struct GatewayCodec<T, U> {
     inner: ProstCodec<T, U>,
 }
 
@@ -67,7 +67,7 @@ where
 
 /// Decodes `U` with prost.
 #[derive(Debug)]
-pub struct GatewayDecoder<U>(PhantomData<U>);
+pub(crate) struct GatewayDecoder<U>(PhantomData<U>);
 
 impl<U: Message + Default + DecodeFailure> Decoder for GatewayDecoder<U> {
     type Item = U;

@@ -10,10 +10,10 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 
 /// The header gRPC clients send their timeout in.
-pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
+pub(crate) const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 
 /// Parses a `grpc-timeout` value: at most 8 digits and a unit (`H M S m u n`).
-pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     // ASCII only, so splitting off the last byte cannot cut a character in two.
     if !value.is_ascii() {
         return None;
@@ -35,19 +35,19 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 }
 
 /// Time kept back from the caller's budget so our answer reaches it before its own timer fires.
-pub fn reserve(timeout: Duration) -> Duration {
+pub(crate) fn reserve(timeout: Duration) -> Duration {
     (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(20))
 }
 
 /// The `grpc-timeout` header is present but not a valid timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the grpc-timeout header must be 1 to 8 digits followed by a unit (H, M, S, m, u or n)")]
-pub struct MalformedTimeout;
+pub(crate) struct MalformedTimeout;
 
 /// The instant by which all work on a call must end: the caller's deadline (less a small reserve)
 /// or `started + max_call`, whichever comes first. A malformed `grpc-timeout` is an error rather
 /// than no deadline at all.
-pub fn for_call(
+pub(crate) fn for_call(
     metadata: &MetadataMap,
     started: Instant,
     max_call: Duration,

@@ -1,9 +1,9 @@
 //! The gRPC face: the only modules that know the generated API types and make a `tonic::Status`.
 //! A call goes codec → service → (auth, validate) → the ECS client → status.
 
-pub mod codec;
-pub mod deadline;
-pub mod routes;
-pub mod service;
-pub mod status;
-pub mod validate;
+pub(crate) mod codec;
+pub(crate) mod deadline;
+pub(crate) mod routes;
+pub(crate) mod service;
+pub(crate) mod status;
+pub(crate) mod validate;

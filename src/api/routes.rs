@@ -10,10 +10,10 @@ use crate::pb::cloud_assistant_service_server::CloudAssistantServiceServer;
 use crate::server::Served;
 
 /// The reflection service could not load a descriptor set.
-pub type ReflectionError = tonic_reflection::server::Error;
+pub(crate) type ReflectionError = tonic_reflection::server::Error;
 
 /// The handler's routes, with reflection when its settings ask for it.
-pub fn routes(service: CloudAssistant) -> Result<Served, ReflectionError> {
+pub(crate) fn routes(service: CloudAssistant) -> Result<Served, ReflectionError> {
     let (reflect, max_bytes) = (
         service.settings().reflection,
         service.settings().max_request_bytes,

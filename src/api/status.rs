@@ -15,16 +15,16 @@ use crate::auth::policy::Denial;
 use crate::auth::{Caller, Unauthenticated};
 
 /// `ErrorInfo.domain` for errors ECS returned.
-pub const ECS_DOMAIN: &str = "ecs.aliyuncs.com";
+pub(crate) const ECS_DOMAIN: &str = "ecs.aliyuncs.com";
 /// `ErrorInfo.domain` for the gateway's own errors.
-pub const GATEWAY_DOMAIN: &str = "ecs-gateway";
+pub(crate) const GATEWAY_DOMAIN: &str = "ecs-gateway";
 /// Response metadata key carrying ECS's RequestId, on success and on error.
-pub const REQUEST_ID_METADATA: &str = "x-acs-request-id";
+pub(crate) const REQUEST_ID_METADATA: &str = "x-acs-request-id";
 /// The retry delay suggested when ECS gave none.
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// The gRPC code for each class of failure (`reference/error-mapping.md`).
-pub fn grpc_code(class: ErrorClass) -> Code {
+pub(crate) fn grpc_code(class: ErrorClass) -> Code {
     use ErrorClass::*;
     match class {
         InvalidArgument => Code::InvalidArgument,
@@ -44,7 +44,7 @@ pub fn grpc_code(class: ErrorClass) -> Code {
 }
 
 /// Whether a class means the gateway itself is misconfigured or wrong, so operators must look.
-pub fn is_gateway_fault(class: ErrorClass) -> bool {
+pub(crate) fn is_gateway_fault(class: ErrorClass) -> bool {
     matches!(
         class,
         ErrorClass::CredentialRejected
@@ -55,7 +55,7 @@ pub fn is_gateway_fault(class: ErrorClass) -> bool {
 }
 
 /// `InvalidInvokeId.NotFound` → `INVALID_INVOKE_ID_NOT_FOUND`.
-pub fn reason_from_code(code: &str) -> String {
+pub(crate) fn reason_from_code(code: &str) -> String {
     let mut reason = String::with_capacity(code.len() + 8);
     let mut previous: Option<char> = None;
     for c in code.chars() {
@@ -180,7 +180,7 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
 }
 
 /// The status for a request that failed validation: every violation in a `BadRequest`.
-pub fn from_violations(violations: &Violations) -> Status {
+pub(crate) fn from_violations(violations: &Violations) -> Status {
     let mut field_violations: Vec<FieldViolation> = violations
         .listed
         .iter()
@@ -199,7 +199,7 @@ pub fn from_violations(violations: &Violations) -> Status {
 
 /// The status for a region that passed validation but is not one the gateway serves: nothing was
 /// sent, and no retry will help.
-pub fn unknown_region(region: &RegionId) -> Status {
+pub(crate) fn unknown_region(region: &RegionId) -> Status {
     let details = ErrorDetails::with_error_info(
         "INVALID_REGION_ID_NOT_FOUND",
         GATEWAY_DOMAIN,
@@ -213,13 +213,13 @@ pub fn unknown_region(region: &RegionId) -> Status {
 }
 
 /// The status for a call without a valid caller identity: nothing was sent.
-pub fn unauthenticated(error: Unauthenticated) -> Status {
+pub(crate) fn unauthenticated(error: Unauthenticated) -> Status {
     let details = ErrorDetails::with_error_info("UNAUTHENTICATED", GATEWAY_DOMAIN, HashMap::new());
     Status::with_error_details(Code::Unauthenticated, error.to_string(), details)
 }
 
 /// The status for a call the per-caller policy refuses: nothing was sent.
-pub fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Status {
+pub(crate) fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Status {
     let mut metadata = HashMap::from([("caller".to_owned(), caller.name().to_owned())]);
     match denial {
         Denial::UnknownCaller => Status::with_error_details(
@@ -259,7 +259,7 @@ pub fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Status {
 }
 
 /// The status for a `grpc-timeout` header that is present but malformed.
-pub fn malformed_timeout(error: MalformedTimeout) -> Status {
+pub(crate) fn malformed_timeout(error: MalformedTimeout) -> Status {
     let details = ErrorDetails::with_error_info(
         "INVALID_GRPC_TIMEOUT",
         GATEWAY_DOMAIN,
@@ -270,7 +270,7 @@ pub fn malformed_timeout(error: MalformedTimeout) -> Status {
 
 /// The status for a request message that is not valid protobuf for its type (bad wire format,
 /// invalid UTF-8 in a string): the caller sent it, so it is `INVALID_ARGUMENT`, not `INTERNAL`.
-pub fn undecodable(message_type: &str, error: &prost::DecodeError) -> Status {
+pub(crate) fn undecodable(message_type: &str, error: &prost::DecodeError) -> Status {
     let details = ErrorDetails::with_error_info(
         "UNDECODABLE_REQUEST",
         GATEWAY_DOMAIN,
@@ -284,12 +284,12 @@ pub fn undecodable(message_type: &str, error: &prost::DecodeError) -> Status {
 }
 
 /// The status a client reports for an answer it cannot decode: the server is at fault.
-pub fn undecodable_answer(message_type: &str, error: &prost::DecodeError) -> Status {
+pub(crate) fn undecodable_answer(message_type: &str, error: &prost::DecodeError) -> Status {
     Status::internal(format!("the answer is not a valid {message_type}: {error}"))
 }
 
 /// The status for a call refused because the gateway is at its concurrency limit.
-pub fn overloaded(limit: usize) -> Status {
+pub(crate) fn overloaded(limit: usize) -> Status {
     let mut details = ErrorDetails::with_error_info(
         "GATEWAY_OVERLOADED",
         GATEWAY_DOMAIN,
@@ -305,7 +305,7 @@ pub fn overloaded(limit: usize) -> Status {
 
 /// Metadata with `x-acs-request-id` when there is a (non-empty) RequestId that is a valid header
 /// value.
-pub fn request_id_metadata(request_id: Option<&str>) -> MetadataMap {
+pub(crate) fn request_id_metadata(request_id: Option<&str>) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     let request_id = request_id.filter(|id| !id.is_empty());
     if let Some(value) = request_id.and_then(|id| MetadataValue::try_from(id).ok()) {

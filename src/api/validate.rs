@@ -6,9 +6,9 @@ use crate::aliyun::request::{MAX_INSTANCE_IDS, RegionId, StopInvocation};
 use crate::pb::StopInvocationRequest;
 
 /// The longest invoke or instance ID accepted.
-pub const MAX_ID_LEN: usize = 128;
+pub(crate) const MAX_ID_LEN: usize = 128;
 /// The longest `owner_account` or `resource_owner_account` accepted.
-pub const MAX_ACCOUNT_LEN: usize = 128;
+pub(crate) const MAX_ACCOUNT_LEN: usize = 128;
 
 /// One broken rule: the request field (a path such as `instance_ids[3]`) and what it must satisfy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Violation {
 
 /// The most violations listed; the rest are only counted, so a hostile request cannot make the
 /// answer (trailers) or the log line large.
-pub const MAX_LISTED: usize = 10;
+pub(crate) const MAX_LISTED: usize = 10;
 /// The most violations named in the one-line message; the full list is in `listed`.
 const MAX_IN_MESSAGE: usize = 3;
 

@@ -7,9 +7,13 @@
 pub(crate) const NOT_BUILT: &str = "this build has no dev tooling (--dev, the simulator subcommand): build with the `dev` feature, which is on by default (cargo run --release -- --dev)";
 
 #[cfg(feature = "dev")]
-pub use with_simulator::{run_simulator, start};
+pub use with_simulator::run_simulator;
+#[cfg(feature = "dev")]
+pub(crate) use with_simulator::start;
 #[cfg(not(feature = "dev"))]
-pub use without_simulator::{run_simulator, start};
+pub use without_simulator::run_simulator;
+#[cfg(not(feature = "dev"))]
+pub(crate) use without_simulator::start;
 
 #[cfg(feature = "dev")]
 mod with_simulator {
@@ -21,7 +25,7 @@ mod with_simulator {
     use super::super::RunError;
     use super::super::cli::SimulatorArgs;
     use super::super::settings::DevSettings;
-    use crate::aliyun::credential::Credential;
+    use crate::aliyun::credentials::credential::Credential;
     use crate::aliyun::credentials::ecs_metadata::EcsRamRole;
     use crate::aliyun::credentials::fetch::{FetchError, Fetcher};
     use crate::aliyun::credentials::refresh::CredentialSupply;
@@ -31,7 +35,7 @@ mod with_simulator {
     use crate::simulator::{self, DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatorConfig};
 
     /// Starts the in-process simulator; the endpoint to send to and the credential to sign with.
-    pub async fn start(dev: &DevSettings) -> Result<(Endpoint, CredentialSupply), RunError> {
+    pub(crate) async fn start(dev: &DevSettings) -> Result<(Endpoint, CredentialSupply), RunError> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(RunError::Simulator)?;
@@ -122,7 +126,7 @@ mod without_simulator {
     use crate::aliyun::endpoint::Endpoint;
 
     /// Refused: this build has no simulator.
-    pub async fn start(_: &DevSettings) -> Result<(Endpoint, CredentialSupply), RunError> {
+    pub(crate) async fn start(_: &DevSettings) -> Result<(Endpoint, CredentialSupply), RunError> {
         Err(ConfigError::DevNotBuilt(NOT_BUILT).into())
     }
 

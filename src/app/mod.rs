@@ -31,6 +31,7 @@ use crate::api::service::CloudAssistant;
 use crate::auth::Access;
 use crate::limit::fleet::FleetStore;
 use crate::limit::upstream::UpstreamQuota;
+pub use crate::observe::log::{LogFormat, Telemetry, init as init_logging};
 use crate::observe::metrics::Metrics;
 use crate::server::{self, Runtime, Served};
 
@@ -280,7 +281,9 @@ fn log_credential(from: &str, source: &Source, expiration: Option<std::time::Sys
 
 /// The settings `--dev` overrides, so that an operator who set them hears that they are unused.
 fn ignored_in_dev(settings: &Settings, credentials: &CredentialsFrom) -> Vec<&'static str> {
-    use crate::aliyun::credential::{ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN};
+    use crate::aliyun::credentials::credential::{
+        ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN,
+    };
     let mut ignored: Vec<&'static str> = match credentials {
         CredentialsFrom::Chain(env) => {
             [ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_SECURITY_TOKEN]

@@ -1,9 +1,9 @@
 //! Who is calling, and whether they may: the caller's identity from its bearer token or its
 //! verified client certificate, then the per-caller policy.
 
-pub mod files;
-pub mod policy;
-pub mod tokens;
+pub(crate) mod files;
+pub(crate) mod policy;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +20,12 @@ use policy::{Denial, Policy};
 use tokens::TokenTable;
 
 /// How the token file is named in errors and logs.
-pub const TOKENS_SETTING: &str = "--auth-tokens-file / ECS_GATEWAY_AUTH_TOKENS_FILE";
+pub(crate) const TOKENS_SETTING: &str = "--auth-tokens-file / ECS_GATEWAY_AUTH_TOKENS_FILE";
 /// How the policy file is named in errors and logs.
-pub const POLICY_SETTING: &str = "--policy / ECS_GATEWAY_POLICY";
+pub(crate) const POLICY_SETTING: &str = "--policy / ECS_GATEWAY_POLICY";
 
 /// The metadata key carrying `Bearer TOKEN`.
-pub const AUTHORIZATION: &str = "authorization";
+pub(crate) const AUTHORIZATION: &str = "authorization";
 
 /// Who made a call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq as _;
 /// The prefix of a token's digest in the file.
 const DIGEST_PREFIX: &str = "sha256:";
 /// Longest caller name accepted.
-pub const MAX_NAME_LEN: usize = 256;
+pub(crate) const MAX_NAME_LEN: usize = 256;
 
 /// The callers that may present a bearer token, by the SHA-256 of their token.
 #[derive(Default)]

@@ -324,9 +324,9 @@ async fn main() -> anyhow::Result<()> {
             report(&args.load, outcome);
         }
         Command::Ecs(args) => {
-            use ecs_gateway::aliyun::client::{ClientSettings, EcsClient};
-            use ecs_gateway::aliyun::credential::Credential;
-            use ecs_gateway::aliyun::endpoint::Endpoint as EcsEndpoint;
+            use ecs_gateway::aliyun::Credential;
+            use ecs_gateway::aliyun::Endpoint as EcsEndpoint;
+            use ecs_gateway::aliyun::{ClientSettings, EcsClient};
             use ecs_gateway::simulator::demo_credential;
             let credential = Credential::from_env().unwrap_or_else(|_| demo_credential());
             let settings = ClientSettings {
@@ -334,7 +334,7 @@ async fn main() -> anyhow::Result<()> {
                 ..ClientSettings::default()
             };
             let client = EcsClient::new(credential, settings)?;
-            let request = ecs_gateway::api::validate::stop_invocation(&StopInvocationRequest {
+            let request = ecs_gateway::testing::api::stop_invocation(&StopInvocationRequest {
                 region_id: "cn-hangzhou".into(),
                 invoke_id: "t-demo0001".into(),
                 ..Default::default()
@@ -389,10 +389,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Http(args) => {
             // https:// URLs are verified against the system's CAs (SSL_CERT_FILE honoured).
-            let roots = ecs_gateway::aliyun::tls::native_roots()
+            let roots = ecs_gateway::testing::aliyun::native_roots()
                 .unwrap_or_else(|_| rustls::RootCertStore::empty());
             let client = reqwest::Client::builder()
-                .use_preconfigured_tls(ecs_gateway::aliyun::tls::client_config(roots))
+                .use_preconfigured_tls(ecs_gateway::testing::aliyun::client_config(roots))
                 .tcp_nodelay(true)
                 .build()?;
             let url = args.url.clone();

@@ -7,10 +7,11 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{NotUntil, Quota};
 
 /// The highest rate accepted, in calls per second.
-pub const MAX_RATE: f64 = 1_000_000.0;
+pub(crate) const MAX_RATE: f64 = 1_000_000.0;
 
 /// The rule a rate must meet, as operators read it in errors.
-pub const RATE_RULE: &str = "must be a number of calls per second above 0 and at most 1000000";
+pub(crate) const RATE_RULE: &str =
+    "must be a number of calls per second above 0 and at most 1000000";
 
 /// Calls per second, above 0 and at most [`MAX_RATE`]; the burst is as many calls (at least one),
 /// so an idle client may spend one second's worth at once.
@@ -67,10 +68,10 @@ impl std::str::FromStr for Rate {
 }
 
 /// The instant type of the process-local limiters.
-pub type LocalInstant = <DefaultClock as governor::clock::Clock>::Instant;
+pub(crate) type LocalInstant = <DefaultClock as governor::clock::Clock>::Instant;
 
 /// How long until a local limiter that said no would say yes.
-pub fn local_wait(not_until: NotUntil<LocalInstant>) -> Duration {
+pub(crate) fn local_wait(not_until: NotUntil<LocalInstant>) -> Duration {
     not_until.wait_time_from(DefaultClock::default().now())
 }
 

@@ -14,12 +14,16 @@ use tokio::net::TcpListener;
 use super::metrics::Metrics;
 
 /// The content type of the Prometheus text format.
-pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// A scrape that has not sent its request by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {

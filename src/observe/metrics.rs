@@ -318,7 +318,7 @@ impl Drop for InFlight {
 }
 
 /// grpc-go's names for codes (`codes.Code.String()`), as go-grpc-prometheus writes them.
-pub fn code_name(code: Code) -> &'static str {
+pub(crate) fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
         Code::Cancelled => "Canceled",
@@ -371,7 +371,7 @@ fn status_label(status: Option<u16>) -> &'static str {
 }
 
 /// An ECS code as a label: one of the codes the error table names, else `other`.
-pub fn ecs_code_label(code: &str) -> &'static str {
+pub(crate) fn ecs_code_label(code: &str) -> &'static str {
     crate::aliyun::error::CODES
         .iter()
         .find(|(known, _)| *known == code)
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn the_credentials_expiry_is_read_at_scrape_time() {
-        use crate::aliyun::credential::Credential;
+        use crate::aliyun::credentials::credential::Credential;
         let at = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
         let supply =
             CredentialSupply::fixed(Credential::new("id", "s", Some("t".into())).expiring_at(at));

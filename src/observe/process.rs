@@ -16,13 +16,13 @@ use crate::aliyun::credentials::refresh::CredentialSupply;
 
 /// The process and credential collector.
 #[derive(Debug)]
-pub struct ProcessCollector {
+pub(crate) struct ProcessCollector {
     credentials: Option<CredentialSupply>,
 }
 
 impl ProcessCollector {
     /// A collector that also reports `credentials`' expiry, when given.
-    pub fn new(credentials: Option<CredentialSupply>) -> Self {
+    pub(crate) fn new(credentials: Option<CredentialSupply>) -> Self {
         Self { credentials }
     }
 }

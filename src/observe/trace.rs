@@ -16,7 +16,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 static EXPORTING: OnceLock<()> = OnceLock::new();
 
 /// The standard variable that turns export on.
-pub const ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub(crate) const ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// Reads `traceparent` (and `tracestate`) from gRPC metadata.
 struct Metadata<'a>(&'a MetadataMap);
@@ -39,7 +39,7 @@ impl Extractor for Metadata<'_> {
 
 /// Continues the caller's trace in `span` (a new one when the call brought none, or a malformed
 /// one) and records its id as the span's `trace_id` field.
-pub fn continue_trace(span: &tracing::Span, metadata: &MetadataMap) {
+pub(crate) fn continue_trace(span: &tracing::Span, metadata: &MetadataMap) {
     let parent = TraceContextPropagator::new().extract(&Metadata(metadata));
     let remote = parent.span().span_context().clone();
     let trace_id = if EXPORTING.get().is_some() {
@@ -58,7 +58,7 @@ pub fn continue_trace(span: &tracing::Span, metadata: &MetadataMap) {
 /// The OTLP pipeline, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_ENDPOINT`) is set:
 /// `OTEL_EXPORTER_OTLP_PROTOCOL` `grpc`, else `http/protobuf` (the specification's default).
 /// Needs a Tokio runtime; the provider must be shut down at exit to flush what is batched.
-pub fn otlp_provider() -> Result<Option<SdkTracerProvider>, String> {
+pub(crate) fn otlp_provider() -> Result<Option<SdkTracerProvider>, String> {
     let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
     if !set(ENDPOINT_VARIABLE) && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         return Ok(None);
@@ -99,7 +99,7 @@ pub fn otlp_provider() -> Result<Option<SdkTracerProvider>, String> {
 }
 
 /// The tracing layer exporting through `provider`; marks export as on.
-pub fn layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S>
+pub(crate) fn layer<S>(provider: &SdkTracerProvider) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {

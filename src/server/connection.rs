@@ -62,7 +62,7 @@ impl Default for ConnectionSettings {
 /// `tls` is given (within the handshake timeout, which covers TLS and the HTTP/2 preface together).
 /// `draining` turning true sends GOAWAY, and closes at once a connection that has not finished its
 /// handshake.
-pub async fn serve(
+pub(crate) async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,

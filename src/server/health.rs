@@ -14,20 +14,21 @@ use tonic_health::server::HealthService;
 
 /// The standard health service, with `Watch` streams that end when draining starts.
 #[derive(Debug)]
-pub struct DrainingHealth {
+pub(crate) struct DrainingHealth {
     inner: HealthService,
     draining: watch::Receiver<bool>,
 }
 
 impl DrainingHealth {
     /// Wraps `inner`; `draining` turns true once, when shutdown starts.
-    pub fn new(inner: HealthService, draining: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(inner: HealthService, draining: watch::Receiver<bool>) -> Self {
         Self { inner, draining }
     }
 }
 
 /// The stream type of `Watch`.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+pub(crate) type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Health for DrainingHealth {

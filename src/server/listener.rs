@@ -21,7 +21,7 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// An accepted connection and its place under the connection limit, released when dropped.
 #[derive(Debug)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     /// The socket, with TCP_NODELAY set.
     pub stream: TcpStream,
     /// The client's address.
@@ -32,7 +32,7 @@ pub struct Accepted {
 
 /// Accepts connections within a limit.
 #[derive(Debug)]
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     max_connections: usize,
@@ -45,7 +45,7 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Accepts on `listener`, keeping at most `max_connections` open.
-    pub fn new(listener: TcpListener, max_connections: usize) -> Self {
+    pub(crate) fn new(listener: TcpListener, max_connections: usize) -> Self {
         Self {
             listener,
             slots: Arc::new(Semaphore::new(max_connections)),
@@ -59,14 +59,14 @@ impl Acceptor {
     }
 
     /// Counts connections refused at the limit in `metrics`.
-    pub fn counting_in(mut self, metrics: Option<Metrics>) -> Self {
+    pub(crate) fn counting_in(mut self, metrics: Option<Metrics>) -> Self {
         self.metrics = metrics;
         self
     }
 
     /// The next connection within the limit. Connections past the limit are closed here, and
     /// accept errors are waited out here, so the caller only ever sees usable connections.
-    pub async fn accept(&mut self) -> Accepted {
+    pub(crate) async fn accept(&mut self) -> Accepted {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {

@@ -2,11 +2,11 @@
 //! connection handling, and a shutdown that lets go of everything that is not a call. It knows no
 //! API type: [`crate::api::routes`] hands it the routes and the name health reports them under.
 
-pub mod connection;
-pub mod health;
-pub mod listener;
-pub mod peer;
-pub mod tls;
+pub(crate) mod connection;
+pub(crate) mod health;
+pub(crate) mod listener;
+pub(crate) mod peer;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -71,7 +71,7 @@ pub struct Runtime {
 
 /// The routes to serve and the service name health reports for them.
 #[derive(Debug)]
-pub struct Served {
+pub(crate) struct Served {
     /// Every route but health, which the server adds.
     pub routes: Routes,
     /// The fully qualified gRPC service name whose health is reported.
@@ -95,7 +95,7 @@ pub enum ServeError {
 /// health watchers are let go; after the drain delay the listener closes and every connection gets
 /// GOAWAY (those without a call close at once); calls in flight get the grace period; whatever is
 /// left after it is dropped.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     served: Served,
     settings: ServerSettings,

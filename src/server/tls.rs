@@ -36,7 +36,7 @@ pub struct TlsFiles {
 
 /// The PEM files make no usable TLS configuration; never echoes their contents.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// The certificate file holds no certificate.
     #[error("--tls-cert holds no PEM certificate")]
     NoCertificate,
@@ -71,7 +71,7 @@ pub async fn watch(
 /// A server configuration offering HTTP/2 by ALPN, from PEM bytes; with `client_ca`, clients
 /// must present a certificate chaining to it (unless `client_cert_optional`, and then a
 /// certificate that is presented must still chain to it).
-pub fn server_config(
+pub(crate) fn server_config(
     cert: &[u8],
     key: &[u8],
     client_ca: Option<&[u8]>,
@@ -125,7 +125,7 @@ pub fn server_config(
 /// The caller a verified client certificate names: its first URI SAN (a SPIFFE ID), else its
 /// first DNS SAN, else its subject CN. `None` when it names none of these, or only with
 /// characters that would not survive a log line (controls, non-ASCII).
-pub fn certificate_identity(cert: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn certificate_identity(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(cert.as_ref()).ok()?;
     let names = cert
         .subject_alternative_name()

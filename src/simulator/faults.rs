@@ -22,7 +22,7 @@ pub struct Faults {
 
 /// What a fault roll decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Injected {
+pub(crate) enum Injected {
     /// No fault: judge the request normally.
     None,
     /// Answer 500 `InternalError.Dispatch`.
@@ -36,7 +36,7 @@ pub enum Injected {
 }
 
 /// Parses `50ms` or `50ms..200ms`.
-pub fn parse_latency(value: &str) -> Result<(Duration, Duration), String> {
+pub(crate) fn parse_latency(value: &str) -> Result<(Duration, Duration), String> {
     let parse = |s: &str| humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"));
     match value.split_once("..") {
         Some((lo, hi)) => {
@@ -52,14 +52,14 @@ pub fn parse_latency(value: &str) -> Result<(Duration, Duration), String> {
 
 /// The faults in force plus the throttling window.
 #[derive(Debug)]
-pub struct FaultState {
+pub(crate) struct FaultState {
     faults: Faults,
     window: Mutex<(Instant, u32)>,
 }
 
 impl FaultState {
     /// Fault state for `faults`.
-    pub fn new(faults: Faults) -> Self {
+    pub(crate) fn new(faults: Faults) -> Self {
         Self {
             faults,
             window: Mutex::new((Instant::now(), 0)),
@@ -67,7 +67,7 @@ impl FaultState {
     }
 
     /// The latency to add to this request.
-    pub fn latency(&self) -> Option<Duration> {
+    pub(crate) fn latency(&self) -> Option<Duration> {
         let (lo, hi) = self.faults.latency?;
         Some(if hi > lo {
             rand::rng().random_range(lo..=hi)
@@ -77,7 +77,7 @@ impl FaultState {
     }
 
     /// Rolls the dice for this request.
-    pub fn roll(&self) -> Injected {
+    pub(crate) fn roll(&self) -> Injected {
         if let Some(limit) = self.faults.throttle_rps {
             let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();

@@ -12,7 +12,7 @@ use super::state::{API_NOT_SUPPORTED_REGION, REGIONS, World};
 
 /// The answer to a request: success, or an ECS error code with its status and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// 200 with a RequestId.
     Ok,
     /// An ECS error.
@@ -46,7 +46,7 @@ fn missing(name: &str) -> Answer {
 
 /// What the judge needs to know besides the request.
 #[derive(Debug)]
-pub struct Judge {
+pub(crate) struct Judge {
     /// The credentials the simulator accepts.
     pub keyring: Keyring,
     /// Allowed clock skew of `Timestamp`.
@@ -55,7 +55,7 @@ pub struct Judge {
 
 impl Judge {
     /// A judge accepting the keys in `keyring`.
-    pub fn new(keyring: Keyring) -> Self {
+    pub(crate) fn new(keyring: Keyring) -> Self {
         Self {
             keyring,
             max_skew: Duration::from_secs(15 * 60),
@@ -63,7 +63,7 @@ impl Judge {
     }
 
     /// Checks authentication (everything but the action): the order ECS uses.
-    pub fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         method: &str,
         params: &[(String, String)],
@@ -200,7 +200,7 @@ impl Judge {
     }
 
     /// Performs the action of an authenticated request.
-    pub fn act(&self, params: &[(String, String)], world: &World) -> Answer {
+    pub(crate) fn act(&self, params: &[(String, String)], world: &World) -> Answer {
         let get = |name: &str| {
             params
                 .iter()

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::aliyun::credential::Credential;
+use crate::aliyun::credentials::credential::Credential;
 use crate::aliyun::signer::SigningKey;
 
 /// What a request's AccessKeyId must come with.

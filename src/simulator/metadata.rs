@@ -15,18 +15,18 @@ const ROLES_PATH: &str = "/latest/meta-data/ram/security-credentials/";
 
 /// The metadata service's state: the role and the session tokens handed out.
 #[derive(Debug)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     role: String,
     require_token: bool,
     tokens: Mutex<HashMap<String, Instant>>,
 }
 
 /// An answer: HTTP status and body.
-pub type Reply = (u16, String);
+pub(crate) type Reply = (u16, String);
 
 impl Metadata {
     /// A service for an instance with RAM role `role`; IMDSv1 (no token) refused when `require_token`.
-    pub fn new(role: impl Into<String>, require_token: bool) -> Self {
+    pub(crate) fn new(role: impl Into<String>, require_token: bool) -> Self {
         Self {
             role: role.into(),
             require_token,
@@ -35,7 +35,7 @@ impl Metadata {
     }
 
     /// Answers `method path` with the `X-aliyun-ecs-metadata-token(-ttl-seconds)` headers given.
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         method: &str,
         path: &str,

@@ -1,12 +1,15 @@
 //! The embedded ECS simulator: a faithful stand-in for the ECS RPC endpoint (StopInvocation only),
 //! used by `--dev`, by the integration tests and as the upstream of load tests.
 
-pub mod faults;
-pub mod judge;
-pub mod keyring;
-pub mod metadata;
-pub mod state;
-pub mod sts;
+pub(crate) mod faults;
+pub(crate) mod judge;
+pub(crate) mod keyring;
+pub(crate) mod metadata;
+pub(crate) mod state;
+pub(crate) mod sts;
+
+pub use faults::Faults;
+pub use state::{ExecutionStatus, Invocation};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,8 +25,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::aliyun::credential::Credential;
-use faults::{FaultState, Faults, Injected};
+use crate::aliyun::credentials::credential::Credential;
+use faults::{FaultState, Injected};
 use judge::{Answer, Judge};
 use keyring::Keyring;
 use metadata::Metadata;

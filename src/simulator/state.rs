@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Regions the simulator knows, as ECS lists them.
-pub const REGIONS: &[&str] = &[
+pub(crate) const REGIONS: &[&str] = &[
     "cn-hangzhou",
     "cn-shanghai",
     "cn-beijing",
@@ -34,11 +34,11 @@ pub const REGIONS: &[&str] = &[
     "cn-nanjing",
 ];
 /// A known region where StopInvocation answers `RegionId.ApiNotSupported`.
-pub const API_NOT_SUPPORTED_REGION: &str = "cn-nanjing";
+pub(crate) const API_NOT_SUPPORTED_REGION: &str = "cn-nanjing";
 /// The seeded demo invocation that is protected (`Operation.Forbidden`).
-pub const PROTECTED_DEMO_INVOCATION: &str = "t-demo0009";
+pub(crate) const PROTECTED_DEMO_INVOCATION: &str = "t-demo0009";
 /// The seeded demo invocation that runs periodically.
-pub const PERIODIC_DEMO_INVOCATION: &str = "t-demo0005";
+pub(crate) const PERIODIC_DEMO_INVOCATION: &str = "t-demo0005";
 
 /// Where one instance's execution of an invocation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,11 +10,11 @@ use super::judge::Answer;
 use super::keyring::Keyring;
 
 /// The actions this face answers.
-pub const ACTIONS: [&str; 2] = ["AssumeRole", "AssumeRoleWithOIDC"];
+pub(crate) const ACTIONS: [&str; 2] = ["AssumeRole", "AssumeRoleWithOIDC"];
 
 /// What STS needs besides the request.
 #[derive(Debug, Clone)]
-pub struct StsSettings {
+pub(crate) struct StsSettings {
     /// Longest lifetime of an issued credential (a real role's MaxSessionDuration, made short).
     pub lifetime: Duration,
     /// The OIDC token `AssumeRoleWithOIDC` must present; any non-empty one when `None`.
@@ -23,7 +23,7 @@ pub struct StsSettings {
 
 /// Answers an STS request whose signature (for `AssumeRole`) has been checked: the JSON body, or
 /// an error.
-pub fn act(
+pub(crate) fn act(
     params: &[(String, String)],
     keyring: &Keyring,
     settings: &StsSettings,
@@ -81,7 +81,9 @@ pub fn act(
 }
 
 /// The credential fields every issuing face writes, `Expiration` in UTC to the second.
-pub fn temporary_json(credential: &crate::aliyun::credential::Credential) -> serde_json::Value {
+pub(crate) fn temporary_json(
+    credential: &crate::aliyun::credentials::credential::Credential,
+) -> serde_json::Value {
     json!({
         "AccessKeyId": credential.access_key_id(),
         "AccessKeySecret": credential.access_key_secret(),

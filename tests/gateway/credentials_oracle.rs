@@ -9,10 +9,10 @@
 use std::path::Path;
 
 use crate::support::test_credential;
-use ecs_gateway::aliyun::credentials::chain;
-use ecs_gateway::aliyun::credentials::env::Env;
-use ecs_gateway::aliyun::credentials::fetch::Fetcher;
+use ecs_gateway::aliyun::Env;
 use ecs_gateway::simulator::{DEMO_ECS_ROLE, SimulatorConfig};
+use ecs_gateway::testing::aliyun::Fetcher;
+use ecs_gateway::testing::aliyun::resolve_chain;
 
 const CLOSED: &str = "127.0.0.1:9";
 
@@ -303,7 +303,7 @@ async fn the_gateway_picks_the_credential_alibabas_own_chain_picks() {
             url::Url::parse(&format!("http://{metadata}")).unwrap(),
         )
         .unwrap();
-        let ours = chain::resolve(&Env::from_pairs(vars.clone()), &fetcher).await;
+        let ours = resolve_chain(&Env::from_pairs(vars.clone()), &fetcher).await;
 
         let output = std::process::Command::new(&python)
             .arg("tests/sdk/credentials_chain.py")

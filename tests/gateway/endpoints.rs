@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ecs_gateway::aliyun::catalog::{self, Network};
-use ecs_gateway::aliyun::endpoint::Endpoint;
-use ecs_gateway::aliyun::request::RegionId;
+use ecs_gateway::aliyun::Endpoint;
+use ecs_gateway::aliyun::Network;
+use ecs_gateway::aliyun::RegionId;
+use ecs_gateway::testing::aliyun as catalog;
 use tokio::io::AsyncWriteExt as _;
 
 #[derive(serde::Deserialize)]

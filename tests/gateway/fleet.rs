@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::support::binary::Binary;
 use crate::support::redis::RedisServer;
 use crate::support::{eventually, request, start_simulator};
-use ecs_gateway::limit::fleet::{Bucket, FleetStore, RedisSettings};
-use ecs_gateway::limit::rate::Rate;
-use ecs_gateway::observe::metrics::Metrics;
 use ecs_gateway::simulator::{Simulator, SimulatorConfig, demo_credential};
+use ecs_gateway::testing::limit::Rate;
+use ecs_gateway::testing::limit::{Bucket, FleetStore, RedisSettings};
+use ecs_gateway::testing::observe::Metrics;
 use tokio::time::Instant;
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -446,8 +446,8 @@ async fn a_replica_starts_without_redis_and_joins_the_fleet_when_it_comes_up() {
 
 #[tokio::test]
 async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing() {
-    use ecs_gateway::aliyun::client::{EcsClient, Sources};
-    use ecs_gateway::limit::upstream::UpstreamQuota;
+    use ecs_gateway::aliyun::{EcsClient, Sources};
+    use ecs_gateway::testing::limit::UpstreamQuota;
     let Some(redis) = RedisServer::start().await else {
         return;
     };

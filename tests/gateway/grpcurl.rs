@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use crate::support::{Gateway, ecs_client, start_simulator, test_credential};
-use ecs_gateway::aliyun::regions::Regions;
-use ecs_gateway::api::service::ServiceSettings;
-use ecs_gateway::auth::Access;
-use ecs_gateway::auth::files::SecurityFiles;
-use ecs_gateway::server::ServerSettings;
-use ecs_gateway::server::tls::TlsFiles;
+use ecs_gateway::aliyun::Regions;
 use ecs_gateway::simulator::SimulatorConfig;
+use ecs_gateway::testing::api::ServiceSettings;
+use ecs_gateway::testing::auth::Access;
+use ecs_gateway::testing::auth::SecurityFiles;
+use ecs_gateway::testing::server::ServerSettings;
+use ecs_gateway::testing::server::TlsFiles;
 
 async fn grpcurl(args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new("grpcurl")
@@ -178,7 +178,7 @@ async fn grpcurl_calls_through_mutual_tls_with_cacert_cert_and_key() {
     let setup = crate::support::Setup {
         access,
         tls: Some(
-            ecs_gateway::server::tls::watch(files, Duration::from_secs(60))
+            ecs_gateway::testing::server::watch_tls(files, Duration::from_secs(60))
                 .await
                 .unwrap(),
         ),

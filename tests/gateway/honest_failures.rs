@@ -10,12 +10,12 @@ use crate::support::{
     Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client, error_info, eventually,
     gateway_for, request, settings, test_credential,
 };
-use ecs_gateway::aliyun::client::Sources;
-use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
-use ecs_gateway::aliyun::dns::DnsConfig;
-use ecs_gateway::aliyun::regions::Regions;
-use ecs_gateway::api::service::ServiceSettings;
-use ecs_gateway::server::ServerSettings;
+use ecs_gateway::aliyun::DnsConfig;
+use ecs_gateway::aliyun::Regions;
+use ecs_gateway::aliyun::Sources;
+use ecs_gateway::aliyun::{EcsClient, SystemClock, UuidNonce};
+use ecs_gateway::testing::api::ServiceSettings;
+use ecs_gateway::testing::server::ServerSettings;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 

@@ -11,16 +11,16 @@ use crate::support::{
     Gateway, ecs_answering, ecs_client, eventually, gateway_for, gateway_for_server, request,
     settings, test_credential,
 };
-use ecs_gateway::aliyun::client::Sources;
-use ecs_gateway::aliyun::client::{EcsClient, SystemClock, UuidNonce};
-use ecs_gateway::aliyun::credential::Credential;
-use ecs_gateway::aliyun::dns::DnsConfig;
-use ecs_gateway::aliyun::regions::Regions;
+use ecs_gateway::aliyun::Credential;
+use ecs_gateway::aliyun::DnsConfig;
+use ecs_gateway::aliyun::Regions;
+use ecs_gateway::aliyun::Sources;
 use ecs_gateway::aliyun::signer::percent_encode;
-use ecs_gateway::api::service::ServiceSettings;
+use ecs_gateway::aliyun::{EcsClient, SystemClock, UuidNonce};
 use ecs_gateway::pb::StopInvocationRequest;
-use ecs_gateway::server::ServerSettings;
-use ecs_gateway::server::connection::ConnectionSettings;
+use ecs_gateway::testing::api::ServiceSettings;
+use ecs_gateway::testing::server::ConnectionSettings;
+use ecs_gateway::testing::server::ServerSettings;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tonic::Code;

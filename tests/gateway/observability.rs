@@ -519,9 +519,9 @@ fn sample(exposition: &str, series: &str) -> f64 {
 async fn failing_gateway(
     delay: Duration,
     max_concurrent_requests: usize,
-    metrics: &ecs_gateway::observe::metrics::Metrics,
+    metrics: &ecs_gateway::testing::observe::Metrics,
 ) -> (crate::support::Gateway, MockServer) {
-    use ecs_gateway::api::service::ServiceSettings;
+    use ecs_gateway::testing::api::ServiceSettings;
     let ecs = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -533,7 +533,7 @@ async fn failing_gateway(
         .await;
     let mut settings = crate::support::settings(&format!("{}/", ecs.uri()));
     settings.retry_budget = 0.0;
-    let client = ecs_gateway::aliyun::client::EcsClient::new(test_credential(), settings).unwrap();
+    let client = ecs_gateway::aliyun::EcsClient::new(test_credential(), settings).unwrap();
     let setup = crate::support::Setup {
         service: ServiceSettings {
             max_concurrent_requests,
@@ -548,7 +548,7 @@ async fn failing_gateway(
 
 #[tokio::test]
 async fn shed_work_is_counted_by_the_limit_that_refused_it() {
-    use ecs_gateway::observe::metrics::Metrics;
+    use ecs_gateway::testing::observe::Metrics;
 
     // One call at a time, the upstream slow: the two calls that arrive meanwhile are shed.
     let metrics = Metrics::new(None);

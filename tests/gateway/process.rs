@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::support::binary::{Logs, follow_logs};
 use crate::support::{request, start_simulator, test_credential};
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+use ecs_gateway::simulator::Faults;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::simulator::faults::Faults;
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ecs-gateway");

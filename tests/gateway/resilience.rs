@@ -9,8 +9,8 @@ use crate::support::{
     CountingNonce, FixedNonce, Gateway, RawBehavior, RawUpstream, ecs_answering, ecs_client,
     eventually, gateway_for, request, settings, test_credential,
 };
-use ecs_gateway::aliyun::client::Sources;
-use ecs_gateway::aliyun::client::{EcsClient, SystemClock};
+use ecs_gateway::aliyun::Sources;
+use ecs_gateway::aliyun::{EcsClient, SystemClock};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use wiremock::matchers::method;

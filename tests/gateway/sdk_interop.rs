@@ -3,8 +3,8 @@
 //! `scripts/test.sh` installs the SDKs (scripts/test-requirements.txt); without them this fails.
 
 use crate::support::{start_simulator, test_credential};
+use ecs_gateway::simulator::ExecutionStatus;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::simulator::state::ExecutionStatus;
 
 #[tokio::test]
 async fn alibabas_python_sdks_are_judged_like_ecs_judges_them() {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::support::{Gateway, ecs_client, gateway_for_server, request, test_credential};
-use ecs_gateway::api::service::ServiceSettings;
-use ecs_gateway::server::ServerSettings;
+use ecs_gateway::testing::api::ServiceSettings;
+use ecs_gateway::testing::server::ServerSettings;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;

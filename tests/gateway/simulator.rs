@@ -3,10 +3,10 @@
 use std::time::{Duration, SystemTime};
 
 use crate::support::{start_simulator, test_credential};
-use ecs_gateway::aliyun::credential::Credential;
+use ecs_gateway::aliyun::Credential;
 use ecs_gateway::aliyun::signer::{SigningKey, sign_query};
+use ecs_gateway::simulator::Faults;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::simulator::faults::Faults;
 
 /// A request's parameters, editable before signing.
 struct Call {

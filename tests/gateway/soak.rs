@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::{Gateway, ecs_client, request, start_simulator, test_credential};
+use ecs_gateway::simulator::Faults;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::simulator::faults::Faults;
 use tonic::Code;
 
 const CALLS: usize = 1500;

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::{Gateway, at, pinned_client, request, start_simulator, test_credential};
-use ecs_gateway::aliyun::credential::Credential;
+use ecs_gateway::aliyun::Credential;
+use ecs_gateway::simulator::ExecutionStatus;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::simulator::state::ExecutionStatus;
 use serde::Deserialize;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -214,9 +214,8 @@ async fn dev_mode_serves_the_demo_invocations_with_no_credentials() {
     let settings = ecs_gateway::app::Settings::try_from(&cli.gateway).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     // --dev never reads the chain: an empty environment proves it.
-    let nothing = ecs_gateway::CredentialsFrom::Chain(
-        ecs_gateway::aliyun::credentials::env::Env::from_pairs::<&str, &str>([]),
-    );
+    let nothing =
+        ecs_gateway::CredentialsFrom::Chain(ecs_gateway::aliyun::Env::from_pairs::<&str, &str>([]));
     let gateway = ecs_gateway::Gateway::build(settings, nothing)
         .await
         .unwrap();

@@ -11,14 +11,14 @@ use crate::support::{
     Gateway, Setup, ecs_client, error_info, gateway_with_access, request, start_simulator,
     test_credential, tls_channel, with_bearer,
 };
-use ecs_gateway::aliyun::regions::Regions;
-use ecs_gateway::auth::Access;
-use ecs_gateway::auth::files::SecurityFiles;
+use ecs_gateway::aliyun::Regions;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
-use ecs_gateway::reload::Reloading;
-use ecs_gateway::server::tls::TlsFiles;
-use ecs_gateway::simulator::state::{ExecutionStatus, Invocation};
+use ecs_gateway::simulator::{ExecutionStatus, Invocation};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
+use ecs_gateway::testing::auth::Access;
+use ecs_gateway::testing::auth::SecurityFiles;
+use ecs_gateway::testing::server::Reloading;
+use ecs_gateway::testing::server::TlsFiles;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
@@ -100,7 +100,7 @@ async fn server_tls(
         client_ca: client_ca.map(|ca| dir.write("ca.crt", &ca.pem())),
         client_cert_optional: optional_client_cert,
     };
-    ecs_gateway::server::tls::watch(files, RELOAD)
+    ecs_gateway::testing::server::watch_tls(files, RELOAD)
         .await
         .unwrap()
 }
@@ -402,7 +402,7 @@ rate = 2
 [callers.ops]
 regions = ["*"]
 "#;
-    let metrics = ecs_gateway::observe::metrics::Metrics::new(None);
+    let metrics = ecs_gateway::testing::observe::Metrics::new(None);
     let setup = Setup {
         access: access(&dir, Some(&tokens), Some(policy), false).await,
         metrics: Some(metrics.clone()),

@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use ecs_gateway::aliyun::credential::Credential;
-use ecs_gateway::observe::log::{LogFormat, init_with};
+use ecs_gateway::aliyun::Credential;
 use ecs_gateway::simulator::SimulatorConfig;
+use ecs_gateway::testing::observe::{LogFormat, init_with};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 

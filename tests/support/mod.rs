@@ -1,5 +1,5 @@
 //! Spawns a gateway and an upstream on 127.0.0.1:0 and hands out clients and shutdown handles.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, unreachable_pub)]
 
 pub mod binary;
 pub mod dns;
@@ -15,19 +15,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use ecs_gateway::aliyun::client::{ClientSettings, Clock, EcsClient, NonceSource, Sources};
-use ecs_gateway::aliyun::credential::Credential;
-use ecs_gateway::aliyun::endpoint::Endpoint;
-use ecs_gateway::aliyun::retry::RetryPolicy;
-use ecs_gateway::api::service::{CloudAssistant, ServiceSettings};
+use ecs_gateway::aliyun::Credential;
+use ecs_gateway::aliyun::Endpoint;
+use ecs_gateway::aliyun::RetryPolicy;
+use ecs_gateway::aliyun::{ClientSettings, Clock, EcsClient, NonceSource, Sources};
 use ecs_gateway::app::{Gateway as Built, RunError};
-use ecs_gateway::auth::Access;
-use ecs_gateway::observe::metrics::Metrics;
 use ecs_gateway::pb::StopInvocationRequest;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
-use ecs_gateway::reload::Reloading;
-use ecs_gateway::server::{Runtime, ServerSettings};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
+use ecs_gateway::testing::api::{CloudAssistant, ServiceSettings};
+use ecs_gateway::testing::auth::Access;
+use ecs_gateway::testing::observe::Metrics;
+use ecs_gateway::testing::server::Reloading;
+use ecs_gateway::testing::server::{Runtime, ServerSettings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -44,13 +44,13 @@ struct ConfigFile {
 }
 
 /// `$HOME/.aliyun/config.json`.
-pub fn path(env: &Env) -> Option<PathBuf> {
+pub(crate) fn path(env: &Env) -> Option<PathBuf> {
     env.home()
         .map(|home| home.join(".aliyun").join("config.json"))
 }
 
 /// The source the CLI profile file describes, or why it describes none.
-pub fn source(env: &Env) -> Result<Source, String> {
+pub(crate) fn source(env: &Env) -> Result<Source, String> {
     if env.is_true("ALIBABA_CLOUD_CLI_PROFILE_DISABLED") {
         return Err("disabled by ALIBABA_CLOUD_CLI_PROFILE_DISABLED".into());
     }

@@ -6,11 +6,11 @@ use std::time::SystemTime;
 use secrecy::{ExposeSecret as _, SecretString};
 
 /// Environment variable holding the AccessKey ID (the name Alibaba's SDKs use).
-pub const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
+pub(crate) const ENV_ACCESS_KEY_ID: &str = "ALIBABA_CLOUD_ACCESS_KEY_ID";
 /// Environment variable holding the AccessKey secret.
-pub const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
+pub(crate) const ENV_ACCESS_KEY_SECRET: &str = "ALIBABA_CLOUD_ACCESS_KEY_SECRET";
 /// Environment variable holding the optional STS security token.
-pub const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
+pub(crate) const ENV_SECURITY_TOKEN: &str = "ALIBABA_CLOUD_SECURITY_TOKEN";
 
 /// A credential could not be loaded; the message names the variable.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -61,6 +61,6 @@ impl std::fmt::Debug for Env {
 }
 
 /// The environment's AccessKey, or why there is none.
-pub fn credential(env: &Env) -> Result<Credential, CredentialError> {
+pub(crate) fn credential(env: &Env) -> Result<Credential, CredentialError> {
     Credential::from_lookup(|name| env.var(name))
 }

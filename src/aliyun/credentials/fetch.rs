@@ -12,7 +12,7 @@ use super::credential::Credential;
 use crate::aliyun::tls;
 
 /// Where the instance metadata service is, unless overridden.
-pub const DEFAULT_METADATA_ENDPOINT: &str = "http://100.100.100.200";
+pub(crate) const DEFAULT_METADATA_ENDPOINT: &str = "http://100.100.100.200";
 
 /// Fetching a credential failed; the message never holds a secret or a response body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,16 +2,22 @@
 //! credential chain (the order, variable names and file formats of `alibabacloud-credentials`), one
 //! provider per file, and a background refresh of temporary credentials.
 
-pub mod assume_role;
-pub mod chain;
-pub mod cli_config;
-pub mod credential;
-pub mod ecs_metadata;
-pub mod env;
-pub mod fetch;
-pub mod oidc;
-pub mod profile;
-pub mod refresh;
-pub mod source;
-pub mod sts;
-pub mod uri;
+pub(crate) mod assume_role;
+pub(crate) mod chain;
+pub(crate) mod cli_config;
+pub(crate) mod credential;
+pub(crate) mod ecs_metadata;
+pub(crate) mod env;
+pub(crate) mod fetch;
+pub(crate) mod oidc;
+pub(crate) mod profile;
+pub(crate) mod refresh;
+pub(crate) mod source;
+pub(crate) mod sts;
+pub(crate) mod uri;
+
+pub use chain::NothingFound;
+pub use credential::Credential;
+pub use env::Env;
+pub use fetch::FetchError;
+pub use refresh::CredentialSupply;

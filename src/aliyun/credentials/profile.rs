@@ -14,7 +14,7 @@ use super::source::Source;
 use super::sts;
 
 /// The file the SDKs read.
-pub fn path(env: &Env) -> Option<PathBuf> {
+pub(crate) fn path(env: &Env) -> Option<PathBuf> {
     env.var("ALIBABA_CLOUD_CREDENTIALS_FILE")
         .map(PathBuf::from)
         .or_else(|| {
@@ -24,7 +24,7 @@ pub fn path(env: &Env) -> Option<PathBuf> {
 }
 
 /// The source the credentials file describes, or why it describes none.
-pub fn source(env: &Env) -> Result<Source, String> {
+pub(crate) fn source(env: &Env) -> Result<Source, String> {
     let path = path(env).ok_or("HOME is not set")?;
     let shown = path.display();
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;

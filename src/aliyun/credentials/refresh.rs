@@ -130,14 +130,14 @@ impl std::fmt::Debug for CredentialSupply {
 
 /// When to refresh a credential obtained at `obtained` that expires at `expiration`: 15 minutes
 /// before expiry, or at 80% of its lifetime when that is earlier.
-pub fn refresh_at(obtained: SystemTime, expiration: SystemTime) -> SystemTime {
+pub(crate) fn refresh_at(obtained: SystemTime, expiration: SystemTime) -> SystemTime {
     let lifetime = expiration.duration_since(obtained).unwrap_or_default();
     let lead = LEAD.min(lifetime / 5);
     (expiration - lead).max(obtained + MIN_INTERVAL)
 }
 
 /// An expiry as logs show it: an RFC 3339 time, or that there is none.
-pub fn describe_expiration(expiration: Option<SystemTime>) -> String {
+pub(crate) fn describe_expiration(expiration: Option<SystemTime>) -> String {
     expiration.map_or_else(
         || "never (long-lived AccessKey)".to_owned(),
         |at| humantime::format_rfc3339_seconds(at).to_string(),

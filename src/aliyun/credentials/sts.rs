@@ -11,16 +11,16 @@ use super::env::Env;
 use super::fetch::{FetchError, Fetcher, Temporary, http_failure, now};
 
 /// The STS API version every SDK sends.
-pub const API_VERSION: &str = "2015-04-01";
+pub(crate) const API_VERSION: &str = "2015-04-01";
 /// Session length asked for when none is configured (the SDKs' default).
-pub const DEFAULT_DURATION_SECONDS: u32 = 3600;
+pub(crate) const DEFAULT_DURATION_SECONDS: u32 = 3600;
 /// The shortest session STS grants.
-pub const MIN_DURATION_SECONDS: u32 = 900;
+pub(crate) const MIN_DURATION_SECONDS: u32 = 900;
 
 /// The STS host the SDKs call: `sts.<region>.aliyuncs.com` for an explicit region, else for
 /// `ALIBABA_CLOUD_STS_REGION`, with `sts-vpc.` when VPC endpoints are on (explicitly, else by
 /// `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED`); `sts.aliyuncs.com` when no region is known, VPC or not.
-pub fn host(region: Option<&str>, vpc: Option<bool>, env: &Env) -> String {
+pub(crate) fn host(region: Option<&str>, vpc: Option<bool>, env: &Env) -> String {
     let vpc = vpc.unwrap_or_else(|| env.is_true("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED"));
     let prefix = if vpc { "sts-vpc" } else { "sts" };
     let region = region
@@ -34,7 +34,7 @@ pub fn host(region: Option<&str>, vpc: Option<bool>, env: &Env) -> String {
 }
 
 /// The session name: explicit, else `ALIBABA_CLOUD_ROLE_SESSION_NAME`, else `ecs-gateway-<unix time>`.
-pub fn session_name(explicit: Option<&str>, env: &Env) -> String {
+pub(crate) fn session_name(explicit: Option<&str>, env: &Env) -> String {
     explicit
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
@@ -46,7 +46,7 @@ pub fn session_name(explicit: Option<&str>, env: &Env) -> String {
 }
 
 /// The session length: unset or 0 is the default; under 900 s is refused, as STS would.
-pub fn duration(seconds: Option<u64>) -> Result<u32, String> {
+pub(crate) fn duration(seconds: Option<u64>) -> Result<u32, String> {
     match seconds {
         None | Some(0) => Ok(DEFAULT_DURATION_SECONDS),
         Some(s) if s < u64::from(MIN_DURATION_SECONDS) => Err(format!(

@@ -12,7 +12,7 @@ use tracing_subscriber::fmt::{FormatFields, FormattedFields};
 
 /// A [`FormatFields`] for the JSON format whose `add_fields` appends to the span's object.
 #[derive(Debug, Default)]
-pub struct AppendingJsonFields;
+pub(crate) struct AppendingJsonFields;
 
 impl<'writer> FormatFields<'writer> for AppendingJsonFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {

@@ -3,8 +3,8 @@
 //! output has its own filter, so the per-attempt spans (debug level) cost nothing unless exported.
 //! Lines reach stdout through a [`BatchedWriter`], which [`Telemetry::shutdown`] flushes.
 
-pub mod json_fields;
-pub mod writer;
+pub(crate) mod json_fields;
+pub(crate) mod writer;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};

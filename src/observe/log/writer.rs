@@ -20,7 +20,7 @@ const GATHER: Duration = Duration::from_millis(10);
 
 /// Bytes waiting to be written beyond which new lines are dropped: seconds of lines at full load
 /// (about 6 MB/s at 20,000 calls/s), so that only a writer that is stuck, not merely busy, loses any.
-pub const MAX_PENDING: usize = 32 << 20;
+pub(crate) const MAX_PENDING: usize = 32 << 20;
 
 /// The longest shutdown waits for the last lines to be written to a stalled output.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,7 +32,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Log lines this process has dropped because its output fell behind or failed.
-pub fn dropped_lines() -> u64 {
+pub(crate) fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
@@ -61,7 +61,7 @@ impl Shared {
 
 /// A [`MakeWriter`] whose lines a background thread writes to the output in batches; call
 /// [`BatchedWriter::flush`] before the process exits.
-pub struct BatchedWriter {
+pub(crate) struct BatchedWriter {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -74,12 +74,12 @@ impl std::fmt::Debug for BatchedWriter {
 
 impl BatchedWriter {
     /// A writer to this process's stdout.
-    pub fn stdout() -> io::Result<Self> {
+    pub(crate) fn stdout() -> io::Result<Self> {
         Self::new(io::stdout())
     }
 
     /// A writer to `output`, which only the background thread touches.
-    pub fn new(output: impl Write + Send + 'static) -> io::Result<Self> {
+    pub(crate) fn new(output: impl Write + Send + 'static) -> io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("log-writer".into())
@@ -94,7 +94,7 @@ impl BatchedWriter {
     }
 
     /// A cheap handle that appends to the same buffer.
-    pub fn handle(&self) -> BatchedHandle {
+    pub(crate) fn handle(&self) -> BatchedHandle {
         BatchedHandle {
             shared: Arc::clone(&self.shared),
         }
@@ -102,7 +102,7 @@ impl BatchedWriter {
 
     /// Writes out every line appended so far and stops the thread; waits at most a few seconds
     /// for an output that does not take them. Lines appended afterwards are dropped and counted.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut state = self.shared.lock();
         state.closing = true;
         self.shared.changed.notify_all();
@@ -131,7 +131,7 @@ impl BatchedWriter {
 
 /// Appends whole lines to a [`BatchedWriter`]'s buffer.
 #[derive(Clone)]
-pub struct BatchedHandle {
+pub(crate) struct BatchedHandle {
     shared: Arc<Shared>,
 }
 
@@ -156,7 +156,7 @@ impl BatchedHandle {
 
 /// One event's writer. tracing-subscriber formats an event into one buffer and hands it over in
 /// a single `write`, so each `write` is a whole line and lines never interleave.
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     handle: &'a BatchedHandle,
 }
 

@@ -1,0 +1,48 @@
+//! What the integration tests, benches and the fuzz crate reach inside the gateway for: pieces
+//! they assemble by hand (a handler around a pinned ECS client, TLS from a test CA), and the pure
+//! functions they check stage by stage. Not an API: it shrinks as tests move to `Gateway::build`.
+
+/// The gRPC face.
+pub mod api {
+    pub use crate::api::service::{CloudAssistant, ServiceSettings};
+    pub use crate::api::status::from_ecs_error;
+    pub use crate::api::validate::stop_invocation;
+}
+
+/// Callers' identities and policy.
+pub mod auth {
+    pub use crate::auth::Access;
+    pub use crate::auth::files::SecurityFiles;
+}
+
+/// The server and its TLS.
+pub mod server {
+    pub use crate::reload::Reloading;
+    pub use crate::server::connection::ConnectionSettings;
+    pub use crate::server::tls::{SETTING as TLS_SETTING, TlsFiles, watch as watch_tls};
+    pub use crate::server::{Runtime, ServerSettings};
+}
+
+/// Rates and the fleet's store.
+pub mod limit {
+    pub use crate::limit::fleet::{Bucket, FleetStore, RedisSettings};
+    pub use crate::limit::rate::Rate;
+    pub use crate::limit::upstream::UpstreamQuota;
+}
+
+/// Metrics and log set-up.
+pub mod observe {
+    pub use crate::observe::log::{LogFormat, init_with};
+    pub use crate::observe::metrics::Metrics;
+}
+
+/// Alibaba pieces below the client's API.
+pub mod aliyun {
+    pub use crate::aliyun::catalog::{mapped_regions, public_regions};
+    pub use crate::aliyun::credentials::chain::resolve as resolve_chain;
+    pub use crate::aliyun::credentials::fetch::Fetcher;
+    pub use crate::aliyun::error::parse_body;
+    pub use crate::aliyun::request::Param;
+    pub use crate::aliyun::response::{Secrets, interpret};
+    pub use crate::aliyun::tls::{client_config, native_roots};
+}
