@@ -22,4 +22,4 @@ pub(crate) mod observe;
 pub(crate) mod reload;
 pub(crate) mod server;
 
-pub use app::{CredentialsFrom, Gateway, RunError, Settings, run, shutdown_signal};
+pub use app::{CredentialsFrom, Gateway, RunError, Settings, shutdown_signal};

@@ -22,8 +22,8 @@ mod with_simulator {
 
     use tokio::net::TcpListener;
 
-    use super::super::RunError;
     use super::super::cli::SimulatorArgs;
+    use super::super::error::RunError;
     use super::super::settings::DevSettings;
     use crate::aliyun::credentials::credential::Credential;
     use crate::aliyun::credentials::ecs_metadata::EcsRamRole;
@@ -67,7 +67,7 @@ mod with_simulator {
             imdsv1_disabled: true,
         });
         let first = source.fetch(&fetcher).await?;
-        super::super::log_credential(
+        super::super::credentials::log_credential(
             "dev simulator's instance metadata service",
             &source,
             first.expiration(),
@@ -118,8 +118,8 @@ mod with_simulator {
 mod without_simulator {
     use std::future::Future;
 
-    use super::super::RunError;
     use super::super::cli::SimulatorArgs;
+    use super::super::error::RunError;
     use super::super::settings::{ConfigError, DevSettings};
     use super::NOT_BUILT;
     use crate::aliyun::credentials::refresh::CredentialSupply;

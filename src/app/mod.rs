@@ -4,6 +4,7 @@
 //! watched files, the ECS client — is made here and passed down as an argument.
 
 pub mod cli;
+mod credentials;
 mod dev;
 mod error;
 pub mod settings;
@@ -21,11 +22,8 @@ pub use self::settings::{ConfigError, Settings};
 pub use self::signal::shutdown_signal;
 use crate::aliyun::catalog::Network;
 use crate::aliyun::client::{Admission, EcsClient, Sources};
-use crate::aliyun::credentials::chain;
 use crate::aliyun::credentials::env::Env;
-use crate::aliyun::credentials::fetch::Fetcher;
-use crate::aliyun::credentials::refresh::{CredentialSupply, describe_expiration};
-use crate::aliyun::credentials::source::Source;
+use crate::aliyun::credentials::refresh::CredentialSupply;
 use crate::api::routes;
 use crate::api::service::CloudAssistant;
 use crate::auth::Access;
@@ -83,7 +81,7 @@ impl Gateway {
                 }
                 match credentials {
                     CredentialsFrom::Given(supply) => supply,
-                    CredentialsFrom::Chain(env) => from_chain(&settings, &env).await?,
+                    CredentialsFrom::Chain(env) => credentials::from_chain(&settings, &env).await?,
                 }
             }
         };
@@ -146,6 +144,7 @@ impl Gateway {
 
     /// The last step of [`Gateway::build`]: binds `listen` for `service`. Tests that bring their
     /// own ECS client (pinned clocks, canned upstreams) start here.
+    #[doc(hidden)]
     pub async fn assemble(
         service: CloudAssistant,
         settings: server::ServerSettings,
@@ -235,48 +234,6 @@ impl Gateway {
             );
         }
     }
-}
-
-/// Builds the gateway from `settings` and serves it until `shutdown` resolves.
-pub async fn run(
-    settings: Settings,
-    credentials: CredentialsFrom,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), RunError> {
-    Gateway::build(settings, credentials)
-        .await?
-        .serve(shutdown)
-        .await
-}
-
-/// The first credential the default chain finds, refreshed in the background when it expires.
-async fn from_chain(settings: &Settings, env: &Env) -> Result<CredentialSupply, RunError> {
-    let endpoints = &settings.credential_endpoints;
-    let fetcher = Fetcher::new(endpoints.sts.clone(), endpoints.metadata.clone())?;
-    let found = chain::resolve(env, &fetcher).await?;
-    for (step, why) in &found.passed_over {
-        tracing::warn!(source = step.name(), reason = %why, "credential source configured but passed over");
-    }
-    log_credential(
-        found.step.name(),
-        &found.source,
-        found.credential.expiration(),
-    );
-    Ok(if found.credential.expiration().is_some() {
-        CredentialSupply::refreshing(found.source, found.credential, fetcher)
-    } else {
-        CredentialSupply::fixed(found.credential)
-    })
-}
-
-/// Says where the credential came from and when it expires; never any part of it.
-fn log_credential(from: &str, source: &Source, expiration: Option<std::time::SystemTime>) {
-    tracing::info!(
-        source = from,
-        provider = source.kind(),
-        expiration = %describe_expiration(expiration),
-        "credential found"
-    );
 }
 
 /// The settings `--dev` overrides, so that an operator who set them hears that they are unused.
