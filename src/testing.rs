@@ -1,17 +1,17 @@
-//! What the integration tests, benches and the fuzz crate reach inside the gateway for: pieces
-//! they assemble by hand (a handler around a pinned ECS client, TLS from a test CA), and the pure
-//! functions they check stage by stage. Not an API: it shrinks as tests move to `Gateway::build`.
+//! What the integration tests, benches and the fuzz crate reach inside the gateway for: the
+//! settings they change before `Gateway::build`, what they read after it (metrics), pieces they
+//! drive alone (the TLS watcher, the fleet store, log capture), and the pure functions they check
+//! stage by stage. Not an API: it shrinks as tests need less of the inside.
 
 /// The gRPC face.
 pub mod api {
-    pub use crate::api::service::{CloudAssistant, ServiceSettings};
+    pub use crate::api::service::ServiceSettings;
     pub use crate::api::status::from_ecs_error;
     pub use crate::api::validate::stop_invocation;
 }
 
 /// Callers' identities and policy.
 pub mod auth {
-    pub use crate::auth::Access;
     pub use crate::auth::files::SecurityFiles;
 }
 

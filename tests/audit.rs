@@ -6,9 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use ecs_gateway::aliyun::Regions;
 use ecs_gateway::simulator::SimulatorConfig;
-use ecs_gateway::testing::auth::Access;
 use ecs_gateway::testing::auth::SecurityFiles;
 use ecs_gateway::testing::observe::LogFormat;
 use ecs_gateway::testing::server::TlsFiles;
@@ -42,10 +40,7 @@ async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never
             "[callers.billing]\nregions = [\"cn-hangzhou\"]\n",
         )),
     };
-    let access = Access::load(&files, &Regions::public(), Duration::from_secs(60))
-        .await
-        .unwrap();
-    let gw = gateway_with_access(&url, access).await;
+    let gw = gateway_with_access(&url, files).await;
     let mut client = gw.client.clone();
 
     let ok = client

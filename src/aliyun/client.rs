@@ -225,6 +225,11 @@ impl EcsClient {
         })
     }
 
+    /// The credential the client signs with.
+    pub(crate) fn credentials(&self) -> &CredentialSupply {
+        &self.inner.credentials
+    }
+
     /// Stops the invocation, retrying transient failures, and never working past `deadline`.
     pub async fn stop_invocation(
         &self,

@@ -51,7 +51,7 @@ impl Default for ServiceSettings {
 
 /// The gRPC handler; clones share the ECS client and the concurrency budget.
 #[derive(Clone, Debug)]
-pub struct CloudAssistant {
+pub(crate) struct CloudAssistant {
     client: EcsClient,
     permits: Arc<Semaphore>,
     settings: Arc<Handler>,
@@ -76,7 +76,7 @@ impl std::ops::Deref for Handler {
 impl CloudAssistant {
     /// A handler that admits at most `settings.max_concurrent_requests` calls at once and refuses
     /// the rest; `access` says who may call, and calls are counted in `metrics` when given.
-    pub fn new(
+    pub(crate) fn new(
         client: EcsClient,
         settings: ServiceSettings,
         access: Access,
@@ -94,7 +94,7 @@ impl CloudAssistant {
     }
 
     /// The handler's settings.
-    pub fn settings(&self) -> &ServiceSettings {
+    pub(crate) fn settings(&self) -> &ServiceSettings {
         &self.settings.settings
     }
 

@@ -40,6 +40,8 @@ pub enum CredentialsFrom {
     Chain(Env),
     /// This supply, as it is (tests).
     Given(CredentialSupply),
+    /// This ECS client, with the credential it holds: tests that pin its clock, nonces or quota.
+    Client(EcsClient),
 }
 
 /// A gateway that is built, bound and ready to serve.
@@ -50,16 +52,16 @@ pub struct Gateway {
     served: Served,
     settings: server::ServerSettings,
     runtime: Runtime,
-    metrics: Option<(TcpListener, Metrics)>,
+    exporter: Option<TcpListener>,
 }
 
 impl Gateway {
     /// Makes every handle `settings` call for, in order — the dev simulator or the credential
-    /// chain, metrics, the fleet store, the watched files, the ECS client — then binds the gRPC
+    /// chain, metrics, the fleet store, the ECS client, the watched files — then binds the gRPC
     /// address last, so that it accepts only once the gateway can serve.
     pub async fn build(settings: Settings, credentials: CredentialsFrom) -> Result<Self, RunError> {
         let mut client_settings = settings.client.clone();
-        let credentials = match &settings.dev {
+        let (supply, client) = match &settings.dev {
             Some(dev) => {
                 let ignored = ignored_in_dev(&settings, &credentials);
                 if !ignored.is_empty() {
@@ -70,7 +72,7 @@ impl Gateway {
                 }
                 let (endpoint, supply) = dev::start(dev).await?;
                 client_settings.endpoint = endpoint;
-                supply
+                (supply, None)
             }
             None => {
                 if settings.endpoint_overridden && settings.network != Network::Public {
@@ -80,14 +82,16 @@ impl Gateway {
                     );
                 }
                 match credentials {
-                    CredentialsFrom::Given(supply) => supply,
-                    CredentialsFrom::Chain(env) => credentials::from_chain(&settings, &env).await?,
+                    CredentialsFrom::Chain(env) => {
+                        (credentials::from_chain(&settings, &env).await?, None)
+                    }
+                    CredentialsFrom::Given(supply) => (supply, None),
+                    CredentialsFrom::Client(client) => (client.credentials().clone(), Some(client)),
                 }
             }
         };
-        let ready = credentials.available();
-        let metrics = match settings.metrics_listen {
-            None => None,
+        let (exporter, metrics) = match settings.metrics_listen {
+            None => (None, None),
             Some(addr) => {
                 let listener = TcpListener::bind(addr)
                     .await
@@ -95,27 +99,29 @@ impl Gateway {
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(%addr, "metrics listening (GET /metrics)");
                 }
-                Some((listener, Metrics::new(Some(credentials.clone()))))
+                (Some(listener), Some(Metrics::new(Some(supply.clone()))))
             }
         };
-        let metrics_handle = metrics.as_ref().map(|(_, m)| m.clone());
         let fleet = match &settings.fleet {
             None => None,
-            Some(fleet) => {
-                Some(FleetStore::connect(fleet.redis.clone(), metrics_handle.clone()).await?)
+            Some(fleet) => Some(FleetStore::connect(fleet.redis.clone(), metrics.clone()).await?),
+        };
+        let client = match client {
+            Some(client) => client,
+            None => {
+                let admission = match (&settings.fleet, &fleet) {
+                    (Some(f), Some(store)) => f.rate.map(|rate| {
+                        Arc::new(UpstreamQuota::new(rate, store.clone())) as Arc<dyn Admission>
+                    }),
+                    _ => None,
+                };
+                let sources = Sources {
+                    admission,
+                    ..Sources::default()
+                };
+                EcsClient::with_sources(supply.clone(), client_settings, sources)?
             }
         };
-        let admission = match (&settings.fleet, &fleet) {
-            (Some(f), Some(store)) => f.rate.map(|rate| {
-                Arc::new(UpstreamQuota::new(rate, store.clone())) as Arc<dyn Admission>
-            }),
-            _ => None,
-        };
-        let sources = Sources {
-            admission,
-            ..Sources::default()
-        };
-        let client = EcsClient::with_sources(credentials, client_settings, sources)?;
         let files = &settings.security;
         let mut access =
             Access::load(files, &settings.service.regions, settings.reload_interval).await?;
@@ -124,57 +130,34 @@ impl Gateway {
             Some(tls) => Some(server::tls::watch(tls, settings.reload_interval).await?),
             None => None,
         };
-        let service = CloudAssistant::new(
-            client,
-            settings.service.clone(),
-            access,
-            metrics_handle.clone(),
-        );
-        let runtime = Runtime {
-            tls,
-            ready: Some(ready),
-            metrics: metrics_handle,
-        };
-        let gateway = Self::assemble(service, settings.server.clone(), runtime, settings.listen)
-            .await?
-            .with_metrics(metrics);
-        gateway.announce(&settings);
-        Ok(gateway)
-    }
-
-    /// The last step of [`Gateway::build`]: binds `listen` for `service`. Tests that bring their
-    /// own ECS client (pinned clocks, canned upstreams) start here.
-    #[doc(hidden)]
-    pub async fn assemble(
-        service: CloudAssistant,
-        settings: server::ServerSettings,
-        runtime: Runtime,
-        listen: SocketAddr,
-    ) -> Result<Self, RunError> {
+        let service =
+            CloudAssistant::new(client, settings.service.clone(), access, metrics.clone());
         let served = routes::routes(service)?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|error| RunError::Listen {
-                addr: listen,
-                error,
-            })?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|error| RunError::Listen {
+                    addr: settings.listen,
+                    error,
+                })?;
         let addr = listener.local_addr().map_err(|error| RunError::Listen {
-            addr: listen,
+            addr: settings.listen,
             error,
         })?;
-        Ok(Self {
+        let gateway = Self {
             listener,
             addr,
             served,
-            settings,
-            runtime,
-            metrics: None,
-        })
-    }
-
-    fn with_metrics(mut self, metrics: Option<(TcpListener, Metrics)>) -> Self {
-        self.metrics = metrics;
-        self
+            settings: settings.server.clone(),
+            runtime: Runtime {
+                tls,
+                ready: Some(supply.available()),
+                metrics,
+            },
+            exporter,
+        };
+        gateway.announce(&settings);
+        Ok(gateway)
     }
 
     /// The address the gRPC server is bound to.
@@ -184,15 +167,19 @@ impl Gateway {
 
     /// The address `/metrics` is served on, when metrics are on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics
-            .as_ref()
-            .and_then(|(listener, _)| listener.local_addr().ok())
+        self.exporter.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// What the gateway counts, when metrics are on; tests read it directly.
+    #[doc(hidden)]
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.runtime.metrics.as_ref()
     }
 
     /// Serves until `shutdown` resolves, then drains (see [`server::serve`]).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Some((listener, metrics)) = self.metrics {
+        if let (Some(listener), Some(metrics)) = (self.exporter, self.runtime.metrics.clone()) {
             tokio::spawn(crate::observe::exporter::serve(listener, metrics, async {
                 let _ = metrics_stopped.await;
             }));
@@ -248,7 +235,7 @@ fn ignored_in_dev(settings: &Settings, credentials: &CredentialsFrom) -> Vec<&'s
                 .filter(|name| env.var(name).is_some())
                 .collect()
         }
-        CredentialsFrom::Given(_) => vec!["credential"],
+        CredentialsFrom::Given(_) | CredentialsFrom::Client(_) => vec!["credential"],
     };
     if settings.endpoint_overridden {
         ignored.push("--endpoint / ECS_GATEWAY_ENDPOINT");

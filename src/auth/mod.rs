@@ -29,7 +29,7 @@ pub(crate) const AUTHORIZATION: &str = "authorization";
 
 /// Who made a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// Nobody is asked: the gateway runs without authentication.
     Anonymous,
     /// A token's name or a certificate's identity.
@@ -38,7 +38,7 @@ pub enum Caller {
 
 impl Caller {
     /// The name the audit log and policy use; `-` for an anonymous caller.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Caller::Anonymous => "-",
             Caller::Named(name) => name,
@@ -48,7 +48,7 @@ impl Caller {
 
 /// Why a call has no caller identity. Never carries the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Unauthenticated {
+pub(crate) enum Unauthenticated {
     /// Neither a token nor a client certificate identifies the caller.
     #[error("no caller identity: send `authorization: Bearer <token>`{}", if *.certificates { " or connect with a client certificate" } else { "" })]
     Missing {
@@ -65,7 +65,7 @@ pub enum Unauthenticated {
 
 /// The gateway's authentication and authorization settings; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Access {
+pub(crate) struct Access {
     /// Callers with bearer tokens.
     pub tokens: Option<Reloading<TokenTable>>,
     /// Whether verified client certificates identify callers (mutual TLS is on).
@@ -79,7 +79,7 @@ pub struct Access {
 impl Access {
     /// Loads the token and policy files that `files` names and keeps them current; every region
     /// the policy names must be in `served`.
-    pub async fn load(
+    pub(crate) async fn load(
         files: &SecurityFiles,
         served: &Regions,
         interval: Duration,
@@ -117,14 +117,14 @@ impl Access {
     }
 
     /// Whether callers must identify themselves.
-    pub fn authenticates(&self) -> bool {
+    pub(crate) fn authenticates(&self) -> bool {
         self.tokens.is_some() || self.certificates
     }
 
     /// The caller of a call with `metadata`, on the connection `peer`. A token, when sent, must
     /// be valid and names the caller (a bad token is never overlooked in favour of a
     /// certificate); without one, the client certificate does.
-    pub fn authenticate(
+    pub(crate) fn authenticate(
         &self,
         metadata: &MetadataMap,
         peer: Option<&Peer>,
@@ -157,7 +157,7 @@ impl Access {
     }
 
     /// Whether `caller` may stop a command in `region` now (taking one call from its rate).
-    pub async fn authorize(&self, caller: &Caller, region: &RegionId) -> Result<(), Denial> {
+    pub(crate) async fn authorize(&self, caller: &Caller, region: &RegionId) -> Result<(), Denial> {
         let Some(policy) = &self.policy else {
             return Ok(());
         };

@@ -30,7 +30,7 @@ struct CallerEntry {
 
 /// What each caller may do.
 #[derive(Debug, Default)]
-pub struct Policy {
+pub(crate) struct Policy {
     callers: HashMap<String, CallerRules>,
 }
 
@@ -44,7 +44,7 @@ struct CallerRules {
 /// A caller's rate, with this replica's own limiter for it (used alone without Redis, and while
 /// Redis does not answer); cheap to clone.
 #[derive(Clone)]
-pub struct CallerLimit {
+pub(crate) struct CallerLimit {
     rate: Rate,
     local: Arc<DefaultDirectRateLimiter>,
 }
@@ -57,7 +57,11 @@ impl std::fmt::Debug for CallerLimit {
 
 impl CallerLimit {
     /// Takes one call from `caller`'s rate: fleet-wide in `fleet` when given, else locally.
-    pub async fn take(&self, caller: &str, fleet: Option<&FleetStore>) -> Result<(), Denial> {
+    pub(crate) async fn take(
+        &self,
+        caller: &str,
+        fleet: Option<&FleetStore>,
+    ) -> Result<(), Denial> {
         let local = || self.local.check().map_err(local_wait);
         let outcome = match fleet {
             Some(fleet) => {
@@ -76,7 +80,7 @@ impl CallerLimit {
 
 /// Why the policy refuses a call.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Denial {
+pub(crate) enum Denial {
     /// The caller is not in the policy.
     UnknownCaller,
     /// The caller may not use this region.
@@ -92,7 +96,7 @@ pub enum Denial {
 
 /// The policy file is unusable.
 #[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
+pub(crate) enum PolicyError {
     /// Not TOML, or not this file's shape.
     #[error("{0}")]
     Syntax(String),
@@ -109,7 +113,7 @@ pub enum PolicyError {
 impl Policy {
     /// Parses the file; every region named must be one the gateway serves. Callers whose rate is
     /// unchanged from `previous` keep their limiter, so a reload does not refill anyone's burst.
-    pub fn parse(
+    pub(crate) fn parse(
         text: &[u8],
         served: &Regions,
         previous: Option<&Policy>,
@@ -152,7 +156,11 @@ impl Policy {
     }
 
     /// Whether `caller` may stop a command in `region`; its rate, if it has one, is left to take.
-    pub fn check(&self, caller: &str, region: &RegionId) -> Result<Option<CallerLimit>, Denial> {
+    pub(crate) fn check(
+        &self,
+        caller: &str,
+        region: &RegionId,
+    ) -> Result<Option<CallerLimit>, Denial> {
         let rules = self.callers.get(caller).ok_or(Denial::UnknownCaller)?;
         if let Some(allowed) = &rules.regions
             && !allowed.contains(region.as_str())
@@ -163,12 +171,14 @@ impl Policy {
     }
 
     /// Number of callers named.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.callers.len()
     }
 
     /// Whether the policy names no caller (so refuses everyone).
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.callers.is_empty()
     }
 }

@@ -14,7 +14,7 @@ pub(crate) const MAX_NAME_LEN: usize = 256;
 
 /// The callers that may present a bearer token, by the SHA-256 of their token.
 #[derive(Default)]
-pub struct TokenTable {
+pub(crate) struct TokenTable {
     entries: Vec<(Arc<str>, [u8; 32])>,
 }
 
@@ -30,7 +30,7 @@ impl std::fmt::Debug for TokenTable {
 /// A line of the token file is unusable; the line's content is never echoed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {rule}")]
-pub struct TokenFileError {
+pub(crate) struct TokenFileError {
     /// 1-based line number.
     pub line: usize,
     /// What the line breaks.
@@ -40,7 +40,7 @@ pub struct TokenFileError {
 impl TokenTable {
     /// Parses the file: `NAME sha256:HEX` a line (HEX: 64 hex digits), blank lines and `#`
     /// comments ignored; names and digests must be unique.
-    pub fn parse(text: &[u8]) -> Result<Self, TokenFileError> {
+    pub(crate) fn parse(text: &[u8]) -> Result<Self, TokenFileError> {
         let error = |line, rule| TokenFileError { line, rule };
         let text = std::str::from_utf8(text).map_err(|_| error(0, "the file is not UTF-8"))?;
         let mut entries = Vec::new();
@@ -79,7 +79,7 @@ impl TokenTable {
 
     /// The caller whose token this is. Every entry is compared, without stopping at a match, so
     /// the time taken says nothing about which entry matched or how much of one did.
-    pub fn identify(&self, token: &[u8]) -> Option<Arc<str>> {
+    pub(crate) fn identify(&self, token: &[u8]) -> Option<Arc<str>> {
         let digest: [u8; 32] = Sha256::digest(token).into();
         let mut found = None;
         for (name, expected) in &self.entries {
@@ -91,13 +91,9 @@ impl TokenTable {
     }
 
     /// Number of callers.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether no caller has a token.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 /// The connection a call arrived on: where from, and who its client certificate names.
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// The client's address.
     pub addr: SocketAddr,
     /// The identity of a verified client certificate (mutual TLS), if one was presented.

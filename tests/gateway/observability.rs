@@ -514,12 +514,11 @@ fn sample(exposition: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in\n{exposition}"))
 }
 
-/// A gateway counting into `metrics` whose upstream answers 503 after `delay`, taking at most
+/// A gateway with metrics on whose upstream answers 503 after `delay`, taking at most
 /// `max_concurrent_requests` calls at once, with a retry budget that has nothing saved yet.
 async fn failing_gateway(
     delay: Duration,
     max_concurrent_requests: usize,
-    metrics: &ecs_gateway::testing::observe::Metrics,
 ) -> (crate::support::Gateway, MockServer) {
     use ecs_gateway::testing::api::ServiceSettings;
     let ecs = MockServer::start().await;
@@ -535,11 +534,11 @@ async fn failing_gateway(
     settings.retry_budget = 0.0;
     let client = ecs_gateway::aliyun::EcsClient::new(test_credential(), settings).unwrap();
     let setup = crate::support::Setup {
-        service: ServiceSettings {
+        service: Some(ServiceSettings {
             max_concurrent_requests,
             ..ServiceSettings::default()
-        },
-        metrics: Some(metrics.clone()),
+        }),
+        metrics: true,
         ..crate::support::Setup::default()
     };
     let gateway = crate::support::Gateway::start_setup(client, setup, None).await;
@@ -548,11 +547,9 @@ async fn failing_gateway(
 
 #[tokio::test]
 async fn shed_work_is_counted_by_the_limit_that_refused_it() {
-    use ecs_gateway::testing::observe::Metrics;
-
     // One call at a time, the upstream slow: the two calls that arrive meanwhile are shed.
-    let metrics = Metrics::new(None);
-    let (gateway, _ecs) = failing_gateway(Duration::from_millis(500), 1, &metrics).await;
+    let (gateway, _ecs) = failing_gateway(Duration::from_millis(500), 1).await;
+    let metrics = gateway.metrics.clone().expect("metrics are on");
     let calls = (0..3).map(|i| {
         let mut client = gateway.client.clone();
         async move {
@@ -593,8 +590,8 @@ async fn shed_work_is_counted_by_the_limit_that_refused_it() {
 
     // A fast transient failure right after start: the budget (10 retries a second, none saved
     // yet) refuses the retry.
-    let metrics = Metrics::new(None);
-    let (gateway, _ecs) = failing_gateway(Duration::ZERO, 8, &metrics).await;
+    let (gateway, _ecs) = failing_gateway(Duration::ZERO, 8).await;
+    let metrics = gateway.metrics.clone().expect("metrics are on");
     let status = gateway.refused_t1().await;
     assert_eq!(status.code(), tonic::Code::Unavailable);
     let exposition = metrics.encode();

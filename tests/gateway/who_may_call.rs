@@ -8,16 +8,13 @@ use std::time::Duration;
 
 use crate::support::pki::{Ca, Leaf, TempDir, client_tls, dns, uri};
 use crate::support::{
-    Gateway, Setup, ecs_client, error_info, gateway_with_access, request, start_simulator,
-    test_credential, tls_channel, with_bearer,
+    Gateway, Setup, ecs_client, error_info, request, start_simulator, test_credential, tls_channel,
+    with_bearer,
 };
-use ecs_gateway::aliyun::Regions;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{ExecutionStatus, Invocation};
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
-use ecs_gateway::testing::auth::Access;
 use ecs_gateway::testing::auth::SecurityFiles;
-use ecs_gateway::testing::server::Reloading;
 use ecs_gateway::testing::server::TlsFiles;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -70,55 +67,59 @@ fn caller_of(status: &tonic::Status) -> String {
     info.metadata.get("caller").cloned().unwrap_or_default()
 }
 
-async fn access(dir: &TempDir, tokens: Option<&str>, policy: Option<&str>, mtls: bool) -> Access {
-    let files = SecurityFiles {
-        tls: mtls.then(|| TlsFiles {
-            cert: dir.path().join("tls.crt"),
-            key: dir.path().join("tls.key"),
-            client_ca: Some(dir.path().join("ca.crt")),
-            client_cert_optional: tokens.is_some(),
-        }),
+/// Writes the token and policy files, as the gateway's settings name them (TLS is `server_tls`'s).
+fn access(dir: &TempDir, tokens: Option<&str>, policy: Option<&str>) -> SecurityFiles {
+    SecurityFiles {
+        tls: None,
         tokens: tokens.map(|t| dir.write("tokens", t)),
         policy: policy.map(|p| dir.write("policy.toml", p)),
-    };
-    Access::load(&files, &Regions::public(), RELOAD)
-        .await
-        .unwrap()
+    }
 }
 
-/// Writes the server certificate (and the client CA when given) and loads them as the listener's
-/// TLS; `optional_client_cert` when tokens may identify callers too.
-async fn server_tls(
+/// Writes the server certificate (and the client CA when given) as the listener's TLS files;
+/// `optional_client_cert` when tokens may identify callers too.
+fn server_tls(
     dir: &TempDir,
     server: &Leaf,
     client_ca: Option<&Ca>,
     optional_client_cert: bool,
-) -> Reloading<rustls::ServerConfig> {
-    let files = TlsFiles {
+) -> TlsFiles {
+    TlsFiles {
         cert: dir.write("tls.crt", &server.cert_pem),
         key: dir.write("tls.key", &server.key_pem),
         client_ca: client_ca.map(|ca| dir.write("ca.crt", &ca.pem())),
         client_cert_optional: optional_client_cert,
-    };
-    ecs_gateway::testing::server::watch_tls(files, RELOAD)
-        .await
-        .unwrap()
+    }
 }
 
-/// A gateway serving `tls` in front of `url`, admitting callers by `access`, with a client
-/// connected through `client`.
+/// A gateway serving `tls` in front of `url`, admitting callers as `access` says, with a client
+/// connected through `client`; files are re-read every `RELOAD`.
 async fn start_tls(
     url: &str,
-    access: Access,
-    tls: Reloading<rustls::ServerConfig>,
+    access: SecurityFiles,
+    tls: TlsFiles,
     client: tonic::transport::ClientTlsConfig,
 ) -> Gateway {
     let setup = Setup {
-        access,
-        tls: Some(tls),
+        security: SecurityFiles {
+            tls: Some(tls),
+            ..access
+        },
+        reload_interval: Some(RELOAD),
         ..Setup::default()
     };
     Gateway::start_setup(ecs_client(url, test_credential()), setup, Some(client)).await
+}
+
+/// A plaintext gateway in front of `url` admitting callers as `access` says; files are re-read
+/// every `RELOAD`.
+async fn gateway_with_access(url: &str, access: SecurityFiles) -> Gateway {
+    let setup = Setup {
+        security: access,
+        reload_interval: Some(RELOAD),
+        ..Setup::default()
+    };
+    Gateway::start_setup(ecs_client(url, test_credential()), setup, None).await
 }
 
 /// The certificate a fresh TLS handshake with the gateway presents.
@@ -171,8 +172,14 @@ async fn ops_code(mut client: CloudAssistantServiceClient<Channel>, region: &str
 async fn tls_serves_calls_and_a_plaintext_client_gets_nothing() {
     let (url, sim) = upstream().await;
     let (ca, dir) = (Ca::new("test ca"), TempDir::new());
-    let settings = server_tls(&dir, &ca.server("gateway"), None, false).await;
-    let gw = start_tls(&url, Access::default(), settings, client_tls(&ca, None)).await;
+    let settings = server_tls(&dir, &ca.server("gateway"), None, false);
+    let gw = start_tls(
+        &url,
+        SecurityFiles::default(),
+        settings,
+        client_tls(&ca, None),
+    )
+    .await;
     let answer = gw
         .client
         .clone()
@@ -198,11 +205,11 @@ async fn tls_serves_calls_and_a_plaintext_client_gets_nothing() {
 async fn mutual_tls_refuses_the_handshake_without_a_certificate_from_the_client_ca() {
     let (url, sim) = upstream().await;
     let (ca, dir) = (Ca::new("client ca"), TempDir::new());
-    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false).await;
+    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false);
     let runner = ca.client(vec![uri("spiffe://test/ns/ops/sa/runner")], None);
     let gw = start_tls(
         &url,
-        access(&dir, None, None, true).await,
+        access(&dir, None, None),
         settings,
         client_tls(&ca, Some(&runner)),
     )
@@ -245,8 +252,8 @@ regions = ["cn-shanghai"]
 [callers."Legacy Client"]
 regions = ["cn-beijing"]
 "#;
-    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false).await;
-    let access = access(&dir, None, Some(policy), true).await;
+    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false);
+    let access = access(&dir, None, Some(policy));
     let gw = start_tls(
         &url,
         access,
@@ -324,7 +331,7 @@ async fn tokens_identify_callers_and_anything_else_is_unauthenticated_with_nothi
     let (url, sim) = upstream().await;
     let dir = TempDir::new();
     let tokens = token_line("billing", BILLING_TOKEN);
-    let gw = gateway_with_access(&url, access(&dir, Some(&tokens), None, false).await).await;
+    let gw = gateway_with_access(&url, access(&dir, Some(&tokens), None)).await;
     let mut client = gw.client.clone();
     client
         .stop_invocation(with_token("cn-hangzhou", BILLING_TOKEN))
@@ -402,10 +409,10 @@ rate = 2
 [callers.ops]
 regions = ["*"]
 "#;
-    let metrics = ecs_gateway::testing::observe::Metrics::new(None);
     let setup = Setup {
-        access: access(&dir, Some(&tokens), Some(policy), false).await,
-        metrics: Some(metrics.clone()),
+        security: access(&dir, Some(&tokens), Some(policy)),
+        metrics: true,
+        reload_interval: Some(RELOAD),
         ..Setup::default()
     };
     let gw = Gateway::start_setup(
@@ -456,6 +463,7 @@ regions = ["*"]
         "ecs_gateway_shed_total{{reason=\"caller_rate\"}} {}\n",
         5 - admitted
     );
+    let metrics = gw.metrics.as_ref().expect("metrics are on");
     assert!(metrics.encode().contains(&shed), "{shed}");
     let limited = limited.expect("some calls are over the rate");
     assert_eq!(limited.code(), Code::ResourceExhausted);
@@ -496,8 +504,8 @@ regions = ["cn-shanghai"]
 [callers."spiffe://test/runner"]
 regions = ["cn-hangzhou"]
 "#;
-    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), true).await;
-    let access = access(&dir, Some(&tokens), Some(policy), true).await;
+    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), true);
+    let access = access(&dir, Some(&tokens), Some(policy));
     let runner = ca.client(vec![uri("spiffe://test/runner")], None);
     let gw = start_tls(&url, access, settings, client_tls(&ca, Some(&runner))).await;
     let mut with_cert = gw.client.clone();
@@ -544,13 +552,13 @@ regions = ["cn-hangzhou"]
 async fn health_and_reflection_need_no_caller_identity() {
     let (url, sim) = upstream().await;
     let (ca, dir) = (Ca::new("client ca"), TempDir::new());
-    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false).await;
+    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false);
     // A certificate the policy does not know: it completes the handshake, and nothing more.
     let nobody = ca.client(vec![uri("spiffe://test/nobody")], None);
     let policy = "[callers.\"spiffe://test/runner\"]\nregions = [\"*\"]\n";
     let gw = start_tls(
         &url,
-        access(&dir, None, Some(policy), true).await,
+        access(&dir, None, Some(policy)),
         settings,
         client_tls(&ca, Some(&nobody)),
     )
@@ -601,8 +609,14 @@ async fn certificates_rotate_in_place_without_dropping_connections_or_calls() {
     let (url, _sim) = upstream().await;
     let (ca, dir) = (Ca::new("test ca"), TempDir::new());
     let (first, second) = (ca.server("gateway-1"), ca.server("gateway-2"));
-    let settings = server_tls(&dir, &first, None, false).await;
-    let gw = start_tls(&url, Access::default(), settings, client_tls(&ca, None)).await;
+    let settings = server_tls(&dir, &first, None, false);
+    let gw = start_tls(
+        &url,
+        SecurityFiles::default(),
+        settings,
+        client_tls(&ca, None),
+    )
+    .await;
     assert_eq!(
         presented_certificate(gw.addr, &ca).await,
         first.der.to_vec()
@@ -676,7 +690,7 @@ async fn tokens_and_policy_reload_while_calls_run() {
     let dir = TempDir::new();
     let policy = "[callers.billing]\nregions = [\"cn-hangzhou\"]\n";
     let tokens = token_line("billing", BILLING_TOKEN);
-    let access = access(&dir, Some(&tokens), Some(policy), false).await;
+    let access = access(&dir, Some(&tokens), Some(policy));
     let gw = gateway_with_access(&url, access).await;
     let client = gw.client.clone();
 

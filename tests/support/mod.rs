@@ -19,15 +19,15 @@ use ecs_gateway::aliyun::Credential;
 use ecs_gateway::aliyun::Endpoint;
 use ecs_gateway::aliyun::RetryPolicy;
 use ecs_gateway::aliyun::{ClientSettings, Clock, EcsClient, NonceSource, Sources};
-use ecs_gateway::app::{Gateway as Built, RunError};
+use ecs_gateway::app::cli::Cli;
+use ecs_gateway::app::{CredentialsFrom, Gateway as Built, RunError, Settings};
 use ecs_gateway::pb::StopInvocationRequest;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
-use ecs_gateway::testing::api::{CloudAssistant, ServiceSettings};
-use ecs_gateway::testing::auth::Access;
+use ecs_gateway::testing::api::ServiceSettings;
+use ecs_gateway::testing::auth::SecurityFiles;
 use ecs_gateway::testing::observe::Metrics;
-use ecs_gateway::testing::server::Reloading;
-use ecs_gateway::testing::server::{Runtime, ServerSettings};
+use ecs_gateway::testing::server::ServerSettings;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -104,15 +104,18 @@ pub async fn start_simulator(config: SimulatorConfig) -> (String, Simulator) {
     (url, simulator)
 }
 
-/// How a test gateway is put together around its ECS client: what `Gateway::build` makes from
-/// settings and files, given directly.
+/// What a test gateway is built with besides its ECS client: the settings `Gateway::build` reads,
+/// defaulting to what `main` parses from no flags (but on 127.0.0.1:0).
 #[derive(Default)]
 pub struct Setup {
-    pub service: ServiceSettings,
-    pub access: Access,
-    pub metrics: Option<Metrics>,
-    pub server: ServerSettings,
-    pub tls: Option<Reloading<rustls::ServerConfig>>,
+    pub service: Option<ServiceSettings>,
+    pub server: Option<ServerSettings>,
+    /// The TLS, token and policy files.
+    pub security: SecurityFiles,
+    /// Count into a registry (`Gateway::metrics`), exported on 127.0.0.1:0.
+    pub metrics: bool,
+    /// How often watched files are checked, when not the default.
+    pub reload_interval: Option<Duration>,
 }
 
 /// A gateway on 127.0.0.1:0 with a connected client.
@@ -120,6 +123,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub client: CloudAssistantServiceClient<Channel>,
     pub channel: Channel,
+    /// What the gateway counts, with `Setup::metrics`.
+    pub metrics: Option<Metrics>,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<Result<(), RunError>>,
 }
@@ -136,7 +141,7 @@ impl Gateway {
 
     /// Serves `ecs` with default limits.
     pub async fn start(ecs: EcsClient) -> Self {
-        Self::start_with(ecs, ServiceSettings::default(), ServerSettings::default()).await
+        Self::start_setup(ecs, Setup::default(), None).await
     }
 
     /// Serves `ecs` with the given handler and server settings.
@@ -146,31 +151,43 @@ impl Gateway {
         server: ServerSettings,
     ) -> Self {
         let setup = Setup {
-            service,
-            server,
+            service: Some(service),
+            server: Some(server),
             ..Setup::default()
         };
         Self::start_setup(ecs, setup, None).await
     }
 
-    /// Serves `ecs` put together as `setup` says, with a client connected through `client_tls`
-    /// when given (`setup.tls` must be set then).
+    /// Builds the gateway as `main` does — settings parsed from flags, then `Gateway::build` —
+    /// around `ecs`, with what `setup` changes; a client connects through `client_tls` when given
+    /// (`setup.security.tls` must be set then).
     pub async fn start_setup(
         ecs: EcsClient,
         setup: Setup,
         client_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
-        let (tx, rx) = oneshot::channel::<()>();
-        let service = CloudAssistant::new(ecs, setup.service, setup.access, setup.metrics.clone());
-        let runtime = Runtime {
-            tls: setup.tls,
-            ready: None,
-            metrics: setup.metrics,
-        };
-        let built = Built::assemble(service, setup.server, runtime, ([127, 0, 0, 1], 0).into())
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["ecs-gateway", "--listen", "127.0.0.1:0"]).unwrap();
+        let mut settings = Settings::try_from(&cli.gateway).unwrap();
+        if let Some(service) = setup.service {
+            settings.service = service;
+        }
+        if let Some(server) = setup.server {
+            settings.server = server;
+        }
+        if let Some(interval) = setup.reload_interval {
+            settings.reload_interval = interval;
+        }
+        settings.security = setup.security;
+        if setup.metrics {
+            settings.metrics_listen = Some(([127, 0, 0, 1], 0).into());
+        }
+        let built = Built::build(settings, CredentialsFrom::Client(ecs))
             .await
             .expect("the gateway starts");
         let addr = built.addr();
+        let metrics = built.metrics().cloned();
+        let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(built.serve(async {
             let _ = rx.await;
         }));
@@ -188,6 +205,7 @@ impl Gateway {
             addr,
             client: CloudAssistantServiceClient::new(channel.clone()),
             channel,
+            metrics,
             shutdown: Some(tx),
             task,
         }
@@ -201,10 +219,11 @@ impl Gateway {
     }
 }
 
-/// A plaintext gateway in front of `url` (with the test credential) admitting callers by `access`.
-pub async fn gateway_with_access(url: &str, access: Access) -> Gateway {
+/// A plaintext gateway in front of `url` (with the test credential) admitting callers as the
+/// token and policy files in `security` say.
+pub async fn gateway_with_access(url: &str, security: SecurityFiles) -> Gateway {
     let setup = Setup {
-        access,
+        security,
         ..Setup::default()
     };
     Gateway::start_setup(ecs_client(url, test_credential()), setup, None).await
