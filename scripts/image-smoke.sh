@@ -7,7 +7,7 @@
 #   MODE=prebuilt (default): the host's release binary (built without `dev`) stands in for the
 #                            Dockerfile's builder stage; a minute or two.
 #   MODE=full:               every stage runs, on a local stand-in for rust:1.95-slim-bookworm made
-#                            from Debian's rustc/cargo; about 9 minutes cold.
+#                            from Debian's rustc/cargo; 386 s cold on a 2-core machine.
 #
 # The container uses the host's network and listens on 127.0.0.1 only (never a bridge, never -p),
 # with a read-only root and every capability dropped. ECS is the dev build's `ecs-gateway
