@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prints the import loops between the crate's source files: the cycles of the graph whose nodes
 are the files under src/ and whose edges are their `use crate::…` / `use super::…` lines (braced
-groups included), each path resolved to the deepest module file it names. A loop of one file with
+groups included) and the `crate::…` / `super::…` paths written in code, each resolved to the
+deepest module file it names. A loop of one file with
 itself is not one; unit tests (an inline `#[cfg(test)] mod`, at the bottom of their file by the
 project's convention) are left out. Exits 1 when there is a loop, 0 when there is none.
 
@@ -29,9 +30,12 @@ def use_paths(text: str) -> list[tuple[int, list[str]]]:
     if tests:
         text = text[: tests.start()]
     paths, inline, depth = [], [], 0
-    for token in re.finditer(r"\bmod\s+\w+\s*\{|\{|\}|\buse\s+[^;]+;", text):
+    pattern = r"\bmod\s+\w+\s*\{|\{|\}|\buse\s+[^;]+;|\b(?:crate|super)(?:::\w+)+"
+    for token in re.finditer(pattern, text):
         t = token.group(0)
-        if t.startswith("mod"):
+        if t.startswith(("crate", "super")):
+            paths.append((len(inline), t.split("::")))
+        elif t.startswith("mod"):
             depth += 1
             inline.append(depth)
         elif t == "{":

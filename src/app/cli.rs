@@ -15,6 +15,9 @@ use crate::observe::log::LogFormat;
 #[cfg(feature = "dev")]
 use crate::simulator::faults;
 
+/// What a build without the `dev` feature answers to `--dev` and `simulator`.
+pub(crate) const NOT_BUILT: &str = "this build has no dev tooling (--dev, the simulator subcommand): build with the `dev` feature, which is on by default (cargo run --release -- --dev)";
+
 /// `ecs-gateway`: a gRPC gateway for ECS StopInvocation.
 #[derive(Debug, Parser)]
 #[command(
@@ -119,7 +122,7 @@ pub struct SimulatorArgs {
 /// Without the simulator there is no latency to inject; the subcommand is refused anyway.
 #[cfg(not(feature = "dev"))]
 fn no_latency(_: &str) -> Result<(Duration, Duration), String> {
-    Err(super::dev::NOT_BUILT.to_owned())
+    Err(NOT_BUILT.to_owned())
 }
 
 /// The most retries `--max-retries` accepts: more would multiply load in an outage.

@@ -1,10 +1,7 @@
 //! Dev tooling, built only with the `dev` feature (on by default): `--dev`, which starts the
 //! embedded ECS simulator in-process and signs with its demo credential, and the `simulator`
 //! subcommand. This is the one product file that names the simulator; without the feature both are
-//! refused with [`NOT_BUILT`], and no demo key is in the binary.
-
-/// What a build without the `dev` feature answers to `--dev` and `simulator`.
-pub(crate) const NOT_BUILT: &str = "this build has no dev tooling (--dev, the simulator subcommand): build with the `dev` feature, which is on by default (cargo run --release -- --dev)";
+//! refused with [`super::cli::NOT_BUILT`], and no demo key is in the binary.
 
 #[cfg(feature = "dev")]
 pub use with_simulator::run_simulator;
@@ -118,10 +115,10 @@ mod with_simulator {
 mod without_simulator {
     use std::future::Future;
 
+    use super::super::cli::NOT_BUILT;
     use super::super::cli::SimulatorArgs;
     use super::super::error::RunError;
     use super::super::settings::{ConfigError, DevSettings};
-    use super::NOT_BUILT;
     use crate::aliyun::credentials::refresh::CredentialSupply;
     use crate::aliyun::endpoint::Endpoint;
 

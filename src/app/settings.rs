@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::cli::{Concealed, GatewayArgs, Switch, path_setting};
+use super::cli::{Concealed, GatewayArgs, NOT_BUILT, Switch, path_setting};
 use crate::aliyun::catalog::Network;
 use crate::aliyun::client::ClientSettings;
 use crate::aliyun::dns::DnsConfig;
@@ -132,7 +132,7 @@ impl TryFrom<&GatewayArgs> for Settings {
                 .map(|lifetime| lifetime.max(MIN_DEV_CREDENTIAL_LIFETIME)),
         });
         if dev.is_some() && !cfg!(feature = "dev") {
-            return Err(ConfigError::DevNotBuilt(super::dev::NOT_BUILT));
+            return Err(ConfigError::DevNotBuilt(NOT_BUILT));
         }
         let endpoint_override = args.endpoint.as_deref().filter(|e| !e.trim().is_empty());
         let network = Network::from(args.network);
