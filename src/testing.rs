@@ -18,9 +18,9 @@ pub mod auth {
 /// The server and its TLS.
 pub mod server {
     pub use crate::reload::Reloading;
+    pub use crate::server::ServerSettings;
     pub use crate::server::connection::ConnectionSettings;
     pub use crate::server::tls::{SETTING as TLS_SETTING, TlsFiles, watch as watch_tls};
-    pub use crate::server::{Runtime, ServerSettings};
 }
 
 /// Rates and the fleet's store.

@@ -59,7 +59,7 @@ impl Default for ServerSettings {
 
 /// What the server runs with besides its settings: handles made at start.
 #[derive(Debug, Clone, Default)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     /// TLS for the listener (kept current as its files rotate); plaintext when `None`.
     pub tls: Option<Reloading<rustls::ServerConfig>>,
     /// Whether the gateway can serve (it holds a valid credential); health follows it until
