@@ -78,7 +78,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             Gateway::build(settings, credentials)
                 .await?
                 .serve(shutdown)
-                .await?;
+                .await;
         }
     }
     Ok(())

@@ -11,7 +11,6 @@ use crate::aliyun::credentials::fetch::FetchError;
 use crate::api::routes::ReflectionError;
 use crate::limit::fleet::StoreError;
 use crate::reload::LoadError;
-use crate::server::ServeError;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +55,12 @@ pub enum RunError {
     /// Reflection could not load the descriptor set.
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] ReflectionError),
-    /// The gRPC server failed.
-    #[error(transparent)]
-    Serve(#[from] ServeError),
+    /// The health address cannot be listened on.
+    #[error("cannot listen on {addr} (--health-listen / ECS_GATEWAY_HEALTH_LISTEN): {error}")]
+    HealthListen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
 }

@@ -47,7 +47,7 @@ pub enum CredentialsFrom {
 /// A gateway that is built, bound and ready to serve.
 #[derive(Debug)]
 pub struct Gateway {
-    listener: TcpListener,
+    ports: server::Ports,
     addr: SocketAddr,
     served: Served,
     settings: server::ServerSettings,
@@ -90,18 +90,9 @@ impl Gateway {
                 }
             }
         };
-        let (exporter, metrics) = match settings.metrics_listen {
-            None => (None, None),
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .map_err(|error| RunError::MetricsListen { addr, error })?;
-                if let Ok(addr) = listener.local_addr() {
-                    tracing::info!(%addr, "metrics listening (GET /metrics)");
-                }
-                (Some(listener), Some(Metrics::new(Some(supply.clone()))))
-            }
-        };
+        let metrics = settings
+            .metrics_listen
+            .map(|_| Metrics::new(Some(supply.clone())));
         let fleet = match &settings.fleet {
             None => None,
             Some(fleet) => Some(FleetStore::connect(fleet.redis.clone(), metrics.clone()).await?),
@@ -133,6 +124,23 @@ impl Gateway {
         let service =
             CloudAssistant::new(client, settings.service.clone(), access, metrics.clone());
         let served = routes::routes(service)?;
+        // Every port binds last, once the gateway can serve; the gRPC port last of all.
+        let exporter = match settings.metrics_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| RunError::MetricsListen { addr, error })?,
+            ),
+        };
+        let health = match settings.health_listen {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| RunError::HealthListen { addr, error })?,
+            ),
+        };
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -145,7 +153,10 @@ impl Gateway {
             error,
         })?;
         let gateway = Self {
-            listener,
+            ports: server::Ports {
+                grpc: listener,
+                health,
+            },
             addr,
             served,
             settings: settings.server.clone(),
@@ -177,27 +188,32 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` resolves, then drains (see [`server::serve`]).
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RunError> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         if let (Some(listener), Some(metrics)) = (self.exporter, self.runtime.metrics.clone()) {
-            tokio::spawn(crate::observe::exporter::serve(listener, metrics, async {
+            tokio::spawn(crate::server::scrape::serve(listener, metrics, async {
                 let _ = metrics_stopped.await;
             }));
         }
         server::serve(
-            self.listener,
+            self.ports,
             self.served,
             self.settings,
             self.runtime,
             shutdown,
         )
-        .await?;
+        .await;
         drop(metrics_stop);
-        Ok(())
     }
 
     /// The start-up lines: what is served, how, and to whom.
     fn announce(&self, settings: &Settings) {
+        if let Some(addr) = self.metrics_addr() {
+            tracing::info!(%addr, "metrics listening (GET /metrics)");
+        }
+        if let Some(addr) = self.ports.health.as_ref().and_then(|l| l.local_addr().ok()) {
+            tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
+        }
         let addr = self.addr;
         let files = &settings.security;
         if !files.authenticates() && !addr.ip().to_canonical().is_loopback() {

@@ -42,6 +42,8 @@ pub struct Settings {
     pub credential_endpoints: CredentialEndpoints,
     /// The Prometheus address, when metrics are on.
     pub metrics_listen: Option<SocketAddr>,
+    /// The plaintext address serving only `grpc.health.v1`, for probes that cannot speak TLS.
+    pub health_listen: Option<SocketAddr>,
     /// The Redis the fleet shares, and the fleet's upstream rate.
     pub fleet: Option<FleetSettings>,
     /// How often watched files are checked for changes.
@@ -168,7 +170,6 @@ impl TryFrom<&GatewayArgs> for Settings {
                 },
                 drain_delay: args.drain_delay,
                 shutdown_grace: args.shutdown_grace,
-                health_listen: args.health_listen,
             },
             security,
             allow_unauthenticated: args.allow_unauthenticated,
@@ -177,6 +178,7 @@ impl TryFrom<&GatewayArgs> for Settings {
                 metadata: args.metadata_endpoint.clone(),
             },
             metrics_listen: args.metrics_listen,
+            health_listen: args.health_listen,
             fleet: fleet_settings(args)?,
             reload_interval: args.reload_interval,
             network,

@@ -1,6 +1,6 @@
-//! The accept loop: at most `max_connections` open at once (past it a new connection is closed at
-//! once), and accept errors such as EMFILE back off instead of spinning, logged at most once a
-//! second.
+//! The accept loop every port the gateway opens runs (gRPC, health, metrics): at most
+//! `max_connections` open at once (past it a new connection is closed at once), and accept errors
+//! such as EMFILE back off instead of spinning, logged at most once a second.
 
 use crate::observe::metrics::{Metrics, Shed};
 use std::io;
@@ -34,6 +34,7 @@ pub(crate) struct Accepted {
 #[derive(Debug)]
 pub(crate) struct Acceptor {
     listener: TcpListener,
+    name: &'static str,
     slots: Arc<Semaphore>,
     max_connections: usize,
     backoff: Duration,
@@ -44,10 +45,12 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    /// Accepts on `listener`, keeping at most `max_connections` open.
-    pub(crate) fn new(listener: TcpListener, max_connections: usize) -> Self {
+    /// Accepts on `listener`, keeping at most `max_connections` open; `name` says which port in
+    /// logs.
+    pub(crate) fn new(listener: TcpListener, max_connections: usize, name: &'static str) -> Self {
         Self {
             listener,
+            name,
             slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
             backoff: MIN_BACKOFF,
@@ -56,6 +59,11 @@ impl Acceptor {
             refused_since_log: 0,
             metrics: None,
         }
+    }
+
+    /// Which port this is.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
     }
 
     /// Counts connections refused at the limit in `metrics`.
@@ -79,6 +87,7 @@ impl Acceptor {
                         self.refused_since_log += 1;
                         if due(&mut self.refusals_logged_at) {
                             tracing::warn!(
+                                listener = self.name,
                                 limit = self.max_connections,
                                 refused = self.refused_since_log,
                                 "at the connection limit: closing new connections"
@@ -95,7 +104,7 @@ impl Acceptor {
                 Err(e) if per_connection(&e) => continue,
                 Err(error) => {
                     if due(&mut self.errors_logged_at) {
-                        tracing::error!(%error, backoff = ?self.backoff, "accept failed; backing off");
+                        tracing::error!(listener = self.name, %error, backoff = ?self.backoff, "accept failed; backing off");
                     }
                     tokio::time::sleep(self.backoff).await;
                     self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -135,7 +144,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = Metrics::new(None);
-        let mut acceptor = Acceptor::new(listener, 1).counting_in(Some(metrics.clone()));
+        let mut acceptor = Acceptor::new(listener, 1, "test").counting_in(Some(metrics.clone()));
         let _first_client = TcpStream::connect(addr).await.unwrap();
         let first = acceptor.accept().await;
 

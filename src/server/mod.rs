@@ -6,10 +6,10 @@ pub(crate) mod connection;
 pub(crate) mod health;
 pub(crate) mod listener;
 pub(crate) mod peer;
+pub(crate) mod scrape;
 pub(crate) mod tls;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
@@ -40,9 +39,6 @@ pub struct ServerSettings {
     pub drain_delay: Duration,
     /// How long in-flight calls may take to finish once draining starts.
     pub shutdown_grace: Duration,
-    /// A second, plaintext address serving only `grpc.health.v1`, for probes that cannot speak
-    /// TLS (the kubelet's gRPC probes); none when unset.
-    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -52,7 +48,6 @@ impl Default for ServerSettings {
             connection: ConnectionSettings::default(),
             drain_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(30),
-            health_listen: None,
         }
     }
 }
@@ -78,30 +73,26 @@ pub(crate) struct Served {
     pub name: &'static str,
 }
 
-/// The server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The health address cannot be listened on.
-    #[error("cannot listen on {addr} (--health-listen / ECS_GATEWAY_HEALTH_LISTEN): {error}")]
-    HealthListen {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        error: std::io::Error,
-    },
+/// The bound ports the server accepts on.
+#[derive(Debug)]
+pub(crate) struct Ports {
+    /// The gRPC port: every route, TLS when configured.
+    pub grpc: TcpListener,
+    /// The plaintext probe port: `grpc.health.v1` only.
+    pub health: Option<TcpListener>,
 }
 
-/// Serves `served` on `listener` until `shutdown` resolves. Then: health turns NOT_SERVING and
-/// health watchers are let go; after the drain delay the listener closes and every connection gets
+/// Serves `served` on the ports until `shutdown` resolves. Then: health turns NOT_SERVING and
+/// health watchers are let go; after the drain delay the listeners close and every connection gets
 /// GOAWAY (those without a call close at once); calls in flight get the grace period; whatever is
-/// left after it is dropped.
+/// left after it is dropped. Both ports run the same accept loop and connection handling.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    ports: Ports,
     served: Served,
     settings: ServerSettings,
     runtime: Runtime,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
+) {
     let Served { routes, name } = served;
     let health = HealthReporter::new();
     health
@@ -123,40 +114,35 @@ pub(crate) async fn serve(
             draining_rx.clone(),
         ))
     };
-    if let Some(addr) = settings.health_listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|error| ServeError::HealthListen { addr, error })?;
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
-        }
+    let limits = Arc::new(settings.connection.clone());
+    let grace = settings.shutdown_grace;
+    let probes = ports.health.map(|listener| {
+        let acceptor = Acceptor::new(listener, HEALTH_MAX_CONNECTIONS, "health")
+            .counting_in(runtime.metrics.clone());
+        let routes = Routes::new(health_service()).prepare();
+        let probe_limits = Arc::new(ConnectionSettings {
+            handshake_timeout: settings
+                .connection
+                .handshake_timeout
+                .min(HEALTH_HANDSHAKE_TIMEOUT),
+            ..settings.connection.clone()
+        });
+        let mut port = Port::new(acceptor, None, routes, probe_limits, closing_rx.clone());
         let mut closing = closing_rx.clone();
-        let closed = async move {
-            let _ = closing.wait_for(|closed| *closed).await;
-        };
-        let probes = tonic::transport::Server::builder()
-            .add_service(health_service())
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), closed);
-        tokio::spawn(probes);
-    }
-    let routes = routes.add_service(health_service()).prepare();
-    let tls = runtime.tls.clone();
+        tokio::spawn(async move {
+            port.accept_until(async move {
+                let _ = closing.wait_for(|closed| *closed).await;
+            })
+            .await;
+            port.stop_accepting().finish(grace).await;
+        })
+    });
 
-    let per_connection = Arc::new(settings.connection.clone());
-    let mut acceptor =
-        Acceptor::new(listener, settings.max_connections).counting_in(runtime.metrics.clone());
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = acceptor.accept() => {
-                spawn(&mut connections, accepted, tls.as_ref(), &routes, &per_connection, &closing_rx);
-            }
-            // Reap finished connections as we go, so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+    let routes = routes.add_service(health_service()).prepare();
+    let acceptor = Acceptor::new(ports.grpc, settings.max_connections, "grpc")
+        .counting_in(runtime.metrics.clone());
+    let mut grpc = Port::new(acceptor, runtime.tls.clone(), routes, limits, closing_rx);
+    grpc.accept_until(shutdown).await;
 
     tracing::info!("shutdown requested: health NOT_SERVING, draining");
     health
@@ -167,35 +153,106 @@ pub(crate) async fn serve(
         .await;
     let _ = draining_tx.send(true);
     // Still accepting during the delay: the load balancer may not have noticed yet.
-    let accepting = async {
-        loop {
-            let accepted = acceptor.accept().await;
-            spawn(
-                &mut connections,
-                accepted,
-                tls.as_ref(),
-                &routes,
-                &per_connection,
-                &closing_rx,
-            );
-        }
-    };
-    let _ = tokio::time::timeout(settings.drain_delay, accepting).await;
-    drop(acceptor);
+    grpc.accept_until(tokio::time::sleep(settings.drain_delay))
+        .await;
+    let open = grpc.stop_accepting();
     let _ = closing_tx.send(true);
-
-    let grace = settings.shutdown_grace;
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, drained).await.is_err() {
-        tracing::warn!(
-            ?grace,
-            left = connections.len(),
-            "shutdown grace expired; dropping calls still in flight"
-        );
-        connections.shutdown().await;
+    open.finish(grace).await;
+    if let Some(probes) = probes {
+        let _ = probes.await;
     }
     tracing::info!("server stopped");
-    Ok(())
+}
+
+/// The most probe connections open at once on the health port: the kubelet and a load balancer
+/// need a few; a flood of idle sockets must not take the process's file descriptors.
+const HEALTH_MAX_CONNECTIONS: usize = 64;
+/// The longest a probe connection may take to say its HTTP/2 preface: probes are plaintext and
+/// near, so idle sockets are let go soon and the slots return to the kubelet.
+const HEALTH_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One listening port and the connections accepted on it.
+struct Port {
+    acceptor: Acceptor,
+    tls: Option<Reloading<rustls::ServerConfig>>,
+    routes: Routes,
+    limits: Arc<ConnectionSettings>,
+    closing: watch::Receiver<bool>,
+    connections: JoinSet<()>,
+}
+
+impl Port {
+    fn new(
+        acceptor: Acceptor,
+        tls: Option<Reloading<rustls::ServerConfig>>,
+        routes: Routes,
+        limits: Arc<ConnectionSettings>,
+        closing: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            acceptor,
+            tls,
+            routes,
+            limits,
+            closing,
+            connections: JoinSet::new(),
+        }
+    }
+
+    /// Accepts and serves connections until `stop` resolves.
+    async fn accept_until(&mut self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                accepted = self.acceptor.accept() => self.spawn(accepted),
+                // Reap finished connections as we go, so the set does not grow without bound.
+                Some(_) = self.connections.join_next(), if !self.connections.is_empty() => {}
+            }
+        }
+    }
+
+    /// Serves one accepted connection on its own task, with the TLS configuration current at
+    /// accept; its slot is freed when the task ends.
+    fn spawn(&mut self, accepted: Accepted) {
+        let routes = self.routes.clone();
+        let (limits, closing) = (self.limits.clone(), self.closing.clone());
+        let tls = self.tls.as_ref().map(Reloading::current);
+        self.connections.spawn(async move {
+            connection::serve(accepted.stream, accepted.peer, tls, routes, limits, closing).await;
+            drop(accepted.slot);
+        });
+    }
+
+    /// Closes the listener; the connections stay open.
+    fn stop_accepting(self) -> Open {
+        Open {
+            name: self.acceptor.name(),
+            connections: self.connections,
+        }
+    }
+}
+
+/// Connections still open on a port that no longer accepts.
+struct Open {
+    name: &'static str,
+    connections: JoinSet<()>,
+}
+
+impl Open {
+    /// Waits up to `grace` for the connections to end, then drops those left.
+    async fn finish(mut self, grace: Duration) {
+        let drained = async { while self.connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!(
+                listener = self.name,
+                ?grace,
+                left = self.connections.len(),
+                "shutdown grace expired; dropping calls still in flight"
+            );
+            self.connections.shutdown().await;
+        }
+    }
 }
 
 /// Health follows `ready` (SERVING / NOT_SERVING, the service and the server as a whole) until
@@ -228,22 +285,4 @@ async fn follow_readiness(
 async fn set_status(health: &HealthReporter, name: &str, status: ServingStatus) {
     health.set_service_status(name, status).await;
     health.set_service_status("", status).await;
-}
-
-/// Serves one accepted connection on its own task, with the TLS configuration current at accept;
-/// its slot is freed when the task ends.
-fn spawn(
-    connections: &mut JoinSet<()>,
-    accepted: Accepted,
-    tls: Option<&Reloading<rustls::ServerConfig>>,
-    routes: &Routes,
-    limits: &Arc<ConnectionSettings>,
-    closing: &watch::Receiver<bool>,
-) {
-    let (routes, limits, closing) = (routes.clone(), limits.clone(), closing.clone());
-    let tls = tls.map(Reloading::current);
-    connections.spawn(async move {
-        connection::serve(accepted.stream, accepted.peer, tls, routes, limits, closing).await;
-        drop(accepted.slot);
-    });
 }

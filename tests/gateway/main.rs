@@ -14,6 +14,7 @@ mod ghz;
 mod grpcurl;
 mod honest_failures;
 mod hostile;
+mod listeners;
 mod observability;
 mod process;
 mod resilience;

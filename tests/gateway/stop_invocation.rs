@@ -233,7 +233,6 @@ async fn dev_mode_serves_the_demo_invocations_with_no_credentials() {
     tokio::time::timeout(Duration::from_secs(5), run)
         .await
         .unwrap()
-        .unwrap()
         .unwrap();
 }
 

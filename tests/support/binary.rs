@@ -24,7 +24,18 @@ impl Binary {
     /// Starts `ecs-gateway --listen 127.0.0.1:0 --log-format json <args>` with only `env` for
     /// credentials (see [`super::isolate_credentials`]) and waits until it listens.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_ecs-gateway")), args, env).await
+    }
+
+    /// [`Self::start`] under `ulimit -n fds`, as in a container with a low file limit.
+    pub async fn start_with_fd_limit(fds: u32, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &format!("ulimit -n {fds} && exec \"$0\" \"$@\"")])
+            .arg(env!("CARGO_BIN_EXE_ecs-gateway"));
+        Self::spawn(cmd, args, env).await
+    }
+
+    async fn spawn(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         super::isolate_credentials(&mut cmd);
         cmd.env_remove("RUST_LOG")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -43,6 +54,16 @@ impl Binary {
             metrics,
             logs,
         }
+    }
+
+    /// CPU time (user and system) the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_second = rustix::param::clock_ticks_per_second();
+        Duration::from_secs_f64(ticks as f64 / per_second as f64)
     }
 
     /// A client connected to the gateway.

@@ -20,7 +20,7 @@ use ecs_gateway::aliyun::Endpoint;
 use ecs_gateway::aliyun::RetryPolicy;
 use ecs_gateway::aliyun::{ClientSettings, Clock, EcsClient, NonceSource, Sources};
 use ecs_gateway::app::cli::Cli;
-use ecs_gateway::app::{CredentialsFrom, Gateway as Built, RunError, Settings};
+use ecs_gateway::app::{CredentialsFrom, Gateway as Built, Settings};
 use ecs_gateway::pb::StopInvocationRequest;
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{Simulator, SimulatorConfig};
@@ -126,7 +126,7 @@ pub struct Gateway {
     /// What the gateway counts, with `Setup::metrics`.
     pub metrics: Option<Metrics>,
     shutdown: Option<oneshot::Sender<()>>,
-    pub task: JoinHandle<Result<(), RunError>>,
+    pub task: JoinHandle<()>,
 }
 
 impl Gateway {

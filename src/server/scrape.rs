@@ -11,31 +11,32 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::metrics::Metrics;
+use super::listener::Acceptor;
+use crate::observe::metrics::Metrics;
 
 /// The content type of the Prometheus text format.
 pub(crate) const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// A scrape that has not sent its request by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `metrics` on `listener` until `shutdown` resolves.
+/// The most scrapers connected at once: Prometheus keeps one connection per target, so a handful
+/// is plenty, and keep-alive clients must not take the file descriptors the gRPC port needs.
+const MAX_CONNECTIONS: usize = 32;
+
+/// Serves `metrics` on `listener` until `shutdown` resolves, through the same accept loop as the
+/// gRPC port. hyper's header timeout also closes a keep-alive connection idle between scrapes.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut acceptor =
+        Acceptor::new(listener, MAX_CONNECTIONS, "metrics").counting_in(Some(metrics.clone()));
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "metrics listener accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = acceptor.accept() => accepted,
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
@@ -46,8 +47,9 @@ pub(crate) async fn serve(
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(accepted.stream), service)
                 .await;
+            drop(accepted.slot);
         });
     }
 }
