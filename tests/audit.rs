@@ -74,6 +74,15 @@ async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["span"]["name"] == "StopInvocation")
         .collect();
+    // Other tests in this binary log to the same capture: keep this client's connection's lines.
+    let first = lines
+        .iter()
+        .find(|l| l["span"]["invoke_id"] == "t-demo0001");
+    let connection = first.map(|l| l["span"]["peer"].clone()).unwrap_or_default();
+    let lines: Vec<Value> = lines
+        .into_iter()
+        .filter(|l| l["span"]["peer"] == connection)
+        .collect();
     assert_eq!(lines.len(), 4, "one line per call: {logs}");
     let by_invoke = |id: &str| -> &Value {
         lines
@@ -168,4 +177,60 @@ async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used(
         !capture.text().contains("PRIVATE KEY"),
         "key material was logged"
     );
+}
+
+#[tokio::test]
+async fn a_token_or_policy_file_that_denies_everyone_is_applied_with_a_warning() {
+    let capture = Capture::shared(LogFormat::Json, "info");
+    let (url, _sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let dir = TempDir::new();
+    let setup = support::Setup {
+        security: SecurityFiles {
+            tls: None,
+            tokens: Some(dir.write("tokens", &format!("billing sha256:{TOKEN_SHA256}\n"))),
+            policy: Some(dir.write("policy.toml", "[callers.billing]\nregions = [\"*\"]\n")),
+        },
+        reload_interval: Some(Duration::from_millis(20)),
+        ..support::Setup::default()
+    };
+    let ecs = support::ecs_client(&url, test_credential());
+    let gw = support::Gateway::start_setup(ecs, setup, None).await;
+    let mut client = gw.client.clone();
+    client
+        .stop_invocation(with_token("cn-hangzhou", "t-demo0006", TOKEN))
+        .await
+        .unwrap();
+
+    let warned = |setting: &str| {
+        capture
+            .text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|l| {
+                l["level"] == "WARN"
+                    && l["setting"] == setting
+                    && l["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("names no caller"))
+            })
+    };
+    dir.write("policy.toml", "");
+    let policy = "--policy / ECS_GATEWAY_POLICY";
+    assert!(
+        support::eventually(Duration::from_secs(10), || warned(policy)).await,
+        "{}",
+        capture.text()
+    );
+    dir.write("tokens", "# nobody\n");
+    let tokens = "--auth-tokens-file / ECS_GATEWAY_AUTH_TOKENS_FILE";
+    assert!(
+        support::eventually(Duration::from_secs(10), || warned(tokens)).await,
+        "{}",
+        capture.text()
+    );
+    let refused = client
+        .stop_invocation(with_token("cn-hangzhou", "t-demo0007", TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }

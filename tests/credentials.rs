@@ -13,6 +13,7 @@ use ecs_gateway::app::{CredentialsFrom, Gateway, Settings};
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::simulator::{DEMO_ECS_ROLE, Simulator, SimulatorConfig};
 use ecs_gateway::testing::observe::LogFormat;
+use support::credential_source::{Answer, CredentialSource};
 use support::log_capture::Capture;
 use support::{error_info, request, start_simulator, test_credential};
 use tokio::sync::oneshot;
@@ -32,6 +33,15 @@ struct Running {
 
 impl Running {
     async fn start(sim_url: &str, vars: Vec<(&str, String)>) -> Self {
+        Self::try_start(sim_url, vars)
+            .await
+            .unwrap_or_else(|error| panic!("the gateway did not start: {error}"))
+    }
+
+    async fn try_start(
+        sim_url: &str,
+        vars: Vec<(&str, String)>,
+    ) -> Result<Self, ecs_gateway::RunError> {
         let cli = ecs_gateway::app::cli::Cli::try_parse_from([
             "ecs-gateway",
             "--listen",
@@ -50,9 +60,7 @@ impl Running {
             vars.into_iter()
                 .chain([("HOME", "/nonexistent".to_owned())]),
         );
-        let gateway = Gateway::build(settings, CredentialsFrom::Chain(env))
-            .await
-            .unwrap_or_else(|error| panic!("the gateway did not start: {error}"));
+        let gateway = Gateway::build(settings, CredentialsFrom::Chain(env)).await?;
         let addr = gateway.addr();
         tokio::spawn(gateway.serve(async {
             let _ = stopped.await;
@@ -67,10 +75,10 @@ impl Running {
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        Self {
+        Ok(Self {
             channel,
             _stop: stop,
-        }
+        })
     }
 
     fn client(&self) -> CloudAssistantServiceClient<Channel> {
@@ -365,4 +373,126 @@ async fn dev_mode_can_show_a_refreshing_credential() {
         .await
         .expect("calls signed with the refreshed credential succeed");
     binary.stop().await;
+}
+
+/// The chain reading only a credentials URI at `url`.
+fn uri_only(url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ALIBABA_CLOUD_CREDENTIALS_URI", url.to_owned()),
+        ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
+#[tokio::test]
+async fn a_credential_answer_of_100_mb_or_without_end_is_refused_after_64_kib() {
+    let (sim_url, _sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
+    for answer in [Answer::Huge, Answer::Endless] {
+        let source = CredentialSource::start(answer.clone()).await;
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            Running::try_start(&sim_url, uri_only(&source.url)),
+        )
+        .await
+        .expect("refused at once, not at the 10 s timeout");
+        let error = refused.err().expect("no credential").to_string();
+        assert!(
+            error.contains("credentials URI") && error.contains("larger than 64 KiB"),
+            "{answer:?}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fetched_credential_that_has_expired_or_is_malformed_is_never_installed() {
+    let (sim_url, _sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
+    let with = |id: &str, secret: &str| Answer::Credential {
+        id: id.to_owned(),
+        secret: secret.to_owned(),
+        expires_in: 3600,
+    };
+    let cases = [
+        (Answer::valid_for(-60), "already expired or about to"),
+        (Answer::valid_for(1), "already expired or about to"),
+        (
+            with("STS.id\r\n", "secret"),
+            "AccessKeyId has surrounding whitespace or control characters",
+        ),
+        (
+            with(" STS.id", "secret"),
+            "AccessKeyId has surrounding whitespace or control characters",
+        ),
+        (
+            with("STS.id", "sec\nret"),
+            "AccessKeySecret has surrounding whitespace or control characters",
+        ),
+        (with("", "secret"), "the answer has no AccessKeyId"),
+    ];
+    for (answer, why) in cases {
+        let source = CredentialSource::start(answer.clone()).await;
+        let refused = Running::try_start(&sim_url, uri_only(&source.url)).await;
+        let error = refused.err().expect("no credential").to_string();
+        assert!(error.contains(why), "{answer:?}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_credential_through_a_hanging_and_an_expired_refresh() {
+    let logs = Capture::shared(LogFormat::Json, "info");
+    let (sim_url, _sim) = start_simulator(simulator_config(Duration::from_secs(3600))).await;
+    // Valid for 5 s: refreshed at 80 %, 4 s in.
+    let source = CredentialSource::start(Answer::valid_for(5)).await;
+    let gateway = Running::start(&sim_url, uri_only(&source.url)).await;
+    let started = Instant::now();
+    assert_eq!(gateway.health().await, ServingStatus::Serving);
+
+    // The refresh hangs (the fetch timeout is 10 s): health turns NOT_SERVING at expiry, not 10 s later.
+    source.set(Answer::Hang);
+    assert!(
+        gateway
+            .wait_for_health(ServingStatus::NotServing, Duration::from_secs(8))
+            .await,
+        "NOT_SERVING once the credential expired"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}: NOT_SERVING came only after the hanging fetch gave up",
+        started.elapsed()
+    );
+    // Answers of an expired credential are refused, and said at WARN with the expiry.
+    source.set(Answer::valid_for(-30));
+    let warned = async {
+        loop {
+            let text = logs.text();
+            if text.lines().any(|l| {
+                l.contains("\"WARN\"")
+                    && l.contains("credential refresh failed")
+                    && l.contains("already expired or about to")
+            }) || text
+                .lines()
+                .any(|l| l.contains("\"ERROR\"") && l.contains("already expired or about to"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(40), warned)
+        .await
+        .expect("the refused expired answer is logged");
+    assert_eq!(gateway.health().await, ServingStatus::NotServing);
+    // The source recovers: SERVING again, calls succeed.
+    source.set(Answer::valid_for(3600));
+    assert!(
+        gateway
+            .wait_for_health(ServingStatus::Serving, Duration::from_secs(40))
+            .await,
+        "SERVING again on recovery"
+    );
+    assert_no_secrets_in(&logs.text());
+}
+
+fn assert_no_secrets_in(text: &str) {
+    for secret in ["hostile-source-secret", "hostile-source-token"] {
+        assert!(!text.contains(secret), "{secret} in the logs");
+    }
 }

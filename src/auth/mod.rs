@@ -88,7 +88,14 @@ impl Access {
             None => None,
             Some(path) => Some(
                 reload::watch(TOKENS_SETTING, vec![path.clone()], interval, |text, _| {
-                    TokenTable::parse(&text[0])
+                    let table = TokenTable::parse(&text[0])?;
+                    if table.is_empty() {
+                        tracing::warn!(
+                            setting = TOKENS_SETTING,
+                            "the token file names no caller: every token is refused"
+                        );
+                    }
+                    Ok::<_, tokens::TokenFileError>(table)
                 })
                 .await?,
             ),
@@ -102,7 +109,16 @@ impl Access {
                         POLICY_SETTING,
                         vec![path.clone()],
                         interval,
-                        move |text, previous| Policy::parse(&text[0], &served, previous),
+                        move |text, previous| {
+                            let policy = Policy::parse(&text[0], &served, previous)?;
+                            if policy.is_empty() {
+                                tracing::warn!(
+                                    setting = POLICY_SETTING,
+                                    "the policy names no caller: every call is refused"
+                                );
+                            }
+                            Ok::<_, policy::PolicyError>(policy)
+                        },
                     )
                     .await?,
                 )

@@ -177,7 +177,6 @@ impl Policy {
     }
 
     /// Whether the policy names no caller (so refuses everyone).
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.callers.is_empty()
     }

@@ -95,6 +95,11 @@ impl TokenTable {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// Whether the table names no caller (so no token is accepted).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 fn parse_digest(field: &str) -> Option<[u8; 32]> {

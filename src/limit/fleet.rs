@@ -134,7 +134,7 @@ impl RedisSettings {
             .into_connection_info()
             .map_err(|e| url_error(e.to_string()))?;
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| StoreError {
+            let text = crate::bounded::read_text(path).map_err(|e| StoreError {
                 setting: "--redis-password-file / ECS_GATEWAY_REDIS_PASSWORD_FILE",
                 url: self.url.to_string(),
                 reason: format!("cannot read {}: {e}", path.display()),

@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs, unreachable_pub)]
 
 pub mod binary;
+pub mod credential_source;
 pub mod dns;
 pub mod echo;
 pub mod log_capture;

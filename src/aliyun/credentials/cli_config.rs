@@ -56,7 +56,7 @@ pub(crate) fn source(env: &Env) -> Result<Source, String> {
     }
     let path = path(env).ok_or("HOME is not set")?;
     let shown = path.display();
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
+    let text = crate::bounded::read_text(&path).map_err(|e| format!("{shown}: {e}"))?;
     let config: ConfigFile =
         serde_json::from_str(&text).map_err(|e| format!("{shown}: not a CLI config file: {e}"))?;
     let name = env

@@ -114,7 +114,7 @@ impl Credential {
 }
 
 /// No surrounding whitespace and no control characters: what a value pasted with a newline lacks.
-fn is_clean(value: &str) -> bool {
+pub(crate) fn is_clean(value: &str) -> bool {
     value.trim() == value && !value.chars().any(char::is_control)
 }
 

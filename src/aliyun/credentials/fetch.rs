@@ -8,11 +8,17 @@ use std::time::{Duration, SystemTime};
 use serde::Deserialize;
 use url::Url;
 
-use super::credential::Credential;
+use super::credential::{Credential, is_clean};
 use crate::aliyun::tls;
+use crate::bounded;
 
 /// Where the instance metadata service is, unless overridden.
 pub(crate) const DEFAULT_METADATA_ENDPOINT: &str = "http://100.100.100.200";
+
+/// A fetched credential must be valid at least this long to be installed: one that has expired, or
+/// is about to, would only turn every call into CREDENTIALS_UNAVAILABLE (a broken source, or a
+/// clock far off).
+pub(crate) const MIN_VALIDITY: Duration = Duration::from_secs(2);
 
 /// Fetching a credential failed; the message never holds a secret or a response body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,8 +72,14 @@ impl Fetcher {
         };
         let response = request.send().await.map_err(failed)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(failed)?;
-        Ok((status, body.to_vec()))
+        let body = bounded::read_answer(response).await.map_err(failed)?;
+        let body = body.ok_or_else(|| {
+            FetchError(format!(
+                "{what}: the answer is larger than {} KiB",
+                bounded::MAX_ANSWER_BYTES / 1024
+            ))
+        })?;
+        Ok((status, body))
     }
 }
 
@@ -82,19 +94,28 @@ pub(super) struct Temporary {
 }
 
 impl Temporary {
-    /// The credential, when every field is there and the expiry is a UTC timestamp.
+    /// The credential, when every field is there, held to the environment's rules (non-empty,
+    /// no surrounding whitespace or control characters), and the expiry is a UTC timestamp.
     pub(super) fn into_credential(self, what: &str) -> Result<Credential, FetchError> {
-        let missing = |field: &str| FetchError(format!("{what}: the answer has no {field}"));
-        let id = self.access_key_id.ok_or_else(|| missing("AccessKeyId"))?;
-        let secret = self
-            .access_key_secret
-            .ok_or_else(|| missing("AccessKeySecret"))?;
-        let token = self
-            .security_token
-            .ok_or_else(|| missing("SecurityToken"))?;
-        let expiration = self.expiration.ok_or_else(|| missing("Expiration"))?;
+        let field = |name: &str, value: Option<String>| match value.filter(|v| !v.is_empty()) {
+            None => Err(FetchError(format!("{what}: the answer has no {name}"))),
+            Some(v) if !is_clean(&v) => Err(FetchError(format!(
+                "{what}: {name} has surrounding whitespace or control characters"
+            ))),
+            Some(v) => Ok(v),
+        };
+        let id = field("AccessKeyId", self.access_key_id)?;
+        let secret = field("AccessKeySecret", self.access_key_secret)?;
+        let token = field("SecurityToken", self.security_token)?;
+        let expiration = field("Expiration", self.expiration)?;
         let at = humantime::parse_rfc3339(&expiration)
             .map_err(|_| FetchError(format!("{what}: Expiration is not a UTC timestamp")))?;
+        if at < now() + MIN_VALIDITY {
+            return Err(FetchError(format!(
+                "{what}: the credential it answered expires at {} (already expired or about to)",
+                humantime::format_rfc3339_seconds(at)
+            )));
+        }
         Ok(Credential::new(id, secret, Some(token)).expiring_at(at))
     }
 }
@@ -153,7 +174,7 @@ pub(super) fn static_key(
 ) -> Result<Credential, String> {
     let clean = |field: &str, value: Option<&str>| match value.filter(|v| !v.is_empty()) {
         None => Err(format!("{field} is missing")),
-        Some(v) if v.trim() != v || v.chars().any(char::is_control) => Err(format!(
+        Some(v) if !is_clean(v) => Err(format!(
             "{field} has surrounding whitespace or control characters"
         )),
         Some(v) => Ok(v.to_owned()),

@@ -49,7 +49,7 @@ impl OidcRole {
     /// that no proxy or access log keeps it.
     pub async fn fetch(&self, fetcher: &Fetcher) -> Result<Credential, FetchError> {
         const WHAT: &str = "STS AssumeRoleWithOIDC";
-        let token = tokio::fs::read_to_string(&self.token_file)
+        let token = crate::bounded::read_text_async(&self.token_file)
             .await
             .map_err(|e| {
                 FetchError(format!(

@@ -27,7 +27,7 @@ pub(crate) fn path(env: &Env) -> Option<PathBuf> {
 pub(crate) fn source(env: &Env) -> Result<Source, String> {
     let path = path(env).ok_or("HOME is not set")?;
     let shown = path.display();
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
+    let text = crate::bounded::read_text(&path).map_err(|e| format!("{shown}: {e}"))?;
     let name = env
         .var("ALIBABA_CLOUD_PROFILE")
         .unwrap_or_else(|| "default".to_owned());

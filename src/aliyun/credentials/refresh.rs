@@ -70,7 +70,7 @@ impl CredentialSupply {
     }
 
     fn acting_as(credential: Credential, principal: String) -> Self {
-        let (available, _) = watch::channel(true);
+        let (available, _) = watch::channel(credential.is_valid_at(SystemTime::now()));
         Self {
             shared: Arc::new(Shared {
                 current: ArcSwap::from_pointee(Current::new(credential)),
@@ -165,7 +165,7 @@ async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
         tokio::time::sleep(until(refresh_at(obtained, expiration))).await;
         let mut backoff = MIN_BACKOFF;
         loop {
-            let fetched = source.fetch(&fetcher).await;
+            let fetched = fetch_watching_expiry(&shared, &source, &fetcher, expiration).await;
             let Some(shared) = shared.upgrade() else {
                 return;
             };
@@ -187,6 +187,8 @@ async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
                     if left.is_zero() {
                         if shared.available.send_replace(false) {
                             tracing::error!(source = kind, %error, "the credential expired and cannot be refreshed: health NOT_SERVING, calls answered UNAVAILABLE until a refresh succeeds");
+                        } else {
+                            tracing::warn!(source = kind, %error, retry_in = ?backoff, "credential refresh failed; still no valid credential");
                         }
                     } else {
                         tracing::warn!(source = kind, %error, retry_in = ?backoff, valid_for = ?left, "credential refresh failed; keeping the current credential until it expires");
@@ -203,6 +205,32 @@ async fn refresher(shared: Weak<Shared>, source: Source, fetcher: Fetcher) {
             }
         }
     }
+}
+
+/// Fetches from `source`; should the credential in use expire while the fetch hangs, health turns
+/// NOT_SERVING then, not when the fetch gives up.
+async fn fetch_watching_expiry(
+    shared: &Weak<Shared>,
+    source: &Source,
+    fetcher: &Fetcher,
+    expiration: SystemTime,
+) -> Result<Credential, super::fetch::FetchError> {
+    let fetch = source.fetch(fetcher);
+    tokio::pin!(fetch);
+    tokio::select! {
+        fetched = &mut fetch => return fetched,
+        () = tokio::time::sleep(until(expiration)) => {}
+    }
+    if let Some(shared) = shared.upgrade()
+        && shared.available.send_replace(false)
+    {
+        tracing::error!(
+            source = source.kind(),
+            expired = %describe_expiration(Some(expiration)),
+            "the credential expired while its refresh is still waiting for an answer: health NOT_SERVING, calls answered UNAVAILABLE"
+        );
+    }
+    fetch.await
 }
 
 #[cfg(test)]
