@@ -18,6 +18,7 @@ pub mod testing;
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod bounded;
+pub(crate) mod identity;
 pub(crate) mod limit;
 pub(crate) mod observe;
 pub(crate) mod reload;

@@ -94,7 +94,7 @@ async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never
     let peer = |span: &Value| span["peer"].as_str().unwrap_or_default().to_owned();
 
     let ok = by_invoke("t-demo0001");
-    assert_eq!(ok["caller"], "billing");
+    assert_eq!(ok["caller"], "token:billing");
     assert!(peer(ok).starts_with("127.0.0.1:"), "{ok}");
     assert_eq!(ok["region"], "cn-hangzhou");
     assert_eq!(ok["instances"], 1);
@@ -114,7 +114,7 @@ async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never
     );
 
     let denied = by_invoke("t-demo0002");
-    assert_eq!(denied["caller"], "billing");
+    assert_eq!(denied["caller"], "token:billing");
     assert_eq!(denied["region"], "cn-beijing");
     assert_eq!(denied["grpc_code"], "PermissionDenied");
     assert!(

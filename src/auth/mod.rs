@@ -32,7 +32,7 @@ pub(crate) const AUTHORIZATION: &str = "authorization";
 pub(crate) enum Caller {
     /// Nobody is asked: the gateway runs without authentication.
     Anonymous,
-    /// A token's name or a certificate's identity.
+    /// A typed identity ([`crate::identity`]): `token:…`, `spiffe://…`, `dns:…` or `cn:…`.
     Named(Arc<str>),
 }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::aliyun::regions::Regions;
 use crate::aliyun::request::RegionId;
+use crate::identity;
 use crate::limit::fleet::{Bucket, FleetStore};
 use crate::limit::rate::{Rate, local_wait};
 
@@ -127,11 +128,20 @@ impl Policy {
             PolicyError::Syntax(format!("line {line}: {}", e.message()))
         })?;
         let mut callers = HashMap::with_capacity(file.callers.len());
-        for (caller, entry) in file.callers {
+        for (written, entry) in file.callers {
+            let caller = identity::policy_name(&written).map_err(|rule| PolicyError::Entry {
+                caller: written.clone(),
+                rule,
+            })?;
             let rule = |rule: String| PolicyError::Entry {
-                caller: caller.clone(),
+                caller: written.clone(),
                 rule,
             };
+            if callers.contains_key(&caller) {
+                return Err(rule(format!(
+                    "names the same caller as another entry ({caller})"
+                )));
+            }
             let regions = parse_regions(&entry.regions, served).map_err(rule)?;
             let rate = match entry.rate {
                 None => None,
@@ -243,15 +253,15 @@ regions = ["*"]
             Ok(())
         );
         assert_eq!(
-            admit(&policy, "billing", &region("cn-hangzhou")).await,
+            admit(&policy, "token:billing", &region("cn-hangzhou")).await,
             Ok(())
         );
         assert_eq!(
-            admit(&policy, "billing", &region("cn-beijing")).await,
+            admit(&policy, "token:billing", &region("cn-beijing")).await,
             Err(Denial::Region)
         );
         assert_eq!(
-            admit(&policy, "payroll", &region("cn-hangzhou")).await,
+            admit(&policy, "token:payroll", &region("cn-hangzhou")).await,
             Err(Denial::UnknownCaller)
         );
     }
@@ -261,9 +271,9 @@ regions = ["*"]
         let policy = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), None).unwrap();
         let hz = region("cn-hangzhou");
         for _ in 0..3 {
-            assert_eq!(admit(&policy, "billing", &hz).await, Ok(()));
+            assert_eq!(admit(&policy, "token:billing", &hz).await, Ok(()));
         }
-        match admit(&policy, "billing", &hz).await {
+        match admit(&policy, "token:billing", &hz).await {
             Err(Denial::Rate {
                 per_second,
                 retry_after,
@@ -279,12 +289,43 @@ regions = ["*"]
         // A reload with the same rate keeps the exhausted bucket; a new rate starts afresh.
         let same = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), Some(&policy)).unwrap();
         assert!(matches!(
-            admit(&same, "billing", &hz).await,
+            admit(&same, "token:billing", &hz).await,
             Err(Denial::Rate { .. })
         ));
         let faster = EXAMPLE.replace("rate = 3", "rate = 4");
         let faster = Policy::parse(faster.as_bytes(), &Regions::public(), Some(&same)).unwrap();
-        assert_eq!(admit(&faster, "billing", &hz).await, Ok(()));
+        assert_eq!(admit(&faster, "token:billing", &hz).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_named_like_a_token_caller_or_a_spiffe_id_is_neither() {
+        let policy = Policy::parse(EXAMPLE.as_bytes(), &Regions::public(), None).unwrap();
+        let hz = region("cn-hangzhou");
+        for impostor in [
+            "cn:billing",
+            "dns:billing",
+            "cn:spiffe://prod.example/ns/ops/sa/runner",
+            "dns:spiffe://prod.example/ns/ops/sa/runner",
+        ] {
+            assert_eq!(
+                admit(&policy, impostor, &hz).await,
+                Err(Denial::UnknownCaller),
+                "{impostor}"
+            );
+        }
+        let typed = "[callers.\"cn:billing\"]\nregions = [\"*\"]\n[callers.\"token:billing\"]\nregions = [\"cn-beijing\"]\n";
+        let policy = Policy::parse(typed.as_bytes(), &Regions::public(), None).unwrap();
+        assert_eq!(admit(&policy, "cn:billing", &hz).await, Ok(()));
+        assert_eq!(
+            admit(&policy, "token:billing", &hz).await,
+            Err(Denial::Region)
+        );
+        let twice = "[callers.billing]\nregions = [\"*\"]\n[callers.\"token:billing\"]\nregions = [\"*\"]\n";
+        let error = Policy::parse(twice.as_bytes(), &Regions::public(), None).unwrap_err();
+        assert!(
+            error.to_string().contains("names the same caller"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use crate::identity::MAX_NAME_LEN;
+
 /// The prefix of a token's digest in the file.
 const DIGEST_PREFIX: &str = "sha256:";
-/// Longest caller name accepted.
-pub(crate) const MAX_NAME_LEN: usize = 256;
 
 /// The callers that may present a bearer token, by the SHA-256 of their token.
 #[derive(Default)]
@@ -72,12 +72,12 @@ impl TokenTable {
             if !digests.insert(digest) {
                 return Err(error(line_no, "this token digest appears twice"));
             }
-            entries.push((Arc::from(name), digest));
+            entries.push((Arc::from(crate::identity::token(name)), digest));
         }
         Ok(Self { entries })
     }
 
-    /// The caller whose token this is. Every entry is compared, without stopping at a match, so
+    /// The caller whose token this is (`token:NAME`). Every entry is compared, without stopping at a match, so
     /// the time taken says nothing about which entry matched or how much of one did.
     pub(crate) fn identify(&self, token: &[u8]) -> Option<Arc<str>> {
         let digest: [u8; 32] = Sha256::digest(token).into();
@@ -129,7 +129,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(table.len(), 1);
-        assert_eq!(table.identify(b"s3cret").as_deref(), Some("billing"));
+        assert_eq!(table.identify(b"s3cret").as_deref(), Some("token:billing"));
         assert_eq!(table.identify(b"s3cret\n"), None);
         assert_eq!(table.identify(b""), None);
     }
@@ -172,6 +172,6 @@ mod tests {
     fn debug_shows_names_only() {
         let table =
             TokenTable::parse(format!("billing sha256:{S3CRET_SHA256}").as_bytes()).unwrap();
-        assert_eq!(format!("{table:?}"), r#"["billing"]"#);
+        assert_eq!(format!("{table:?}"), r#"["token:billing"]"#);
     }
 }

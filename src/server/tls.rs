@@ -16,6 +16,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
+use crate::identity;
 use crate::reload::{self, LoadError, Reloading};
 
 /// How the settings are named in errors and logs.
@@ -122,9 +123,9 @@ pub(crate) fn server_config(
     Ok(config)
 }
 
-/// The caller a verified client certificate names: its first URI SAN (a SPIFFE ID), else its
-/// first DNS SAN, else its subject CN. `None` when it names none of these, or only with
-/// characters that would not survive a log line (controls, non-ASCII).
+/// The caller a verified client certificate names, typed: its first `spiffe://` URI SAN, else
+/// `dns:` its first DNS SAN, else `cn:` its subject CN. `None` when it names none of these, or
+/// only with a name too long or with characters that would not survive a log line.
 pub(crate) fn certificate_identity(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(cert.as_ref()).ok()?;
     let names = cert
@@ -133,22 +134,24 @@ pub(crate) fn certificate_identity(cert: &CertificateDer<'_>) -> Option<String> 
         .flatten()
         .map(|san| san.value.general_names.clone())
         .unwrap_or_default();
-    let uri = names.iter().find_map(|n| match n {
-        GeneralName::URI(uri) => Some(*uri),
+    let usable = |name: &str| identity::printable(name);
+    let spiffe = names.iter().find_map(|n| match n {
+        GeneralName::URI(uri) if usable(uri) => identity::spiffe(uri),
         _ => None,
     });
-    let dns = names.iter().find_map(|n| match n {
-        GeneralName::DNSName(dns) => Some(*dns),
-        _ => None,
-    });
+    let dns = || {
+        names.iter().find_map(|n| match n {
+            GeneralName::DNSName(dns) if usable(dns) => Some(identity::dns(dns)),
+            _ => None,
+        })
+    };
     let cn = || {
         cert.subject()
             .iter_common_name()
             .next()
             .and_then(|cn| cn.as_str().ok())
+            .filter(|cn| usable(cn))
+            .map(identity::cn)
     };
-    let identity = uri.or(dns).or_else(cn)?;
-    let printable =
-        !identity.trim().is_empty() && identity.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
-    printable.then(|| identity.to_owned())
+    spiffe.or_else(dns).or_else(cn)
 }

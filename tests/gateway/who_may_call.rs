@@ -239,7 +239,7 @@ async fn mutual_tls_refuses_the_handshake_without_a_certificate_from_the_client_
 }
 
 #[tokio::test]
-async fn the_caller_is_the_uri_san_else_the_dns_san_else_the_cn() {
+async fn the_caller_is_the_spiffe_id_else_the_dns_san_else_the_cn_each_typed() {
     let (url, sim) = upstream().await;
     let (ca, dir) = (Ca::new("client ca"), TempDir::new());
     // Each identity may use one region, so the region each call is let into says which
@@ -247,10 +247,12 @@ async fn the_caller_is_the_uri_san_else_the_dns_san_else_the_cn() {
     let policy = r#"
 [callers."spiffe://test/ns/ops/sa/runner"]
 regions = ["cn-hangzhou"]
-[callers."worker.internal"]
+[callers."dns:worker.internal"]
 regions = ["cn-shanghai"]
-[callers."Legacy Client"]
+[callers."cn:Legacy Client"]
 regions = ["cn-beijing"]
+[callers.billing]
+regions = ["*"]
 "#;
     let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false);
     let access = access(&dir, None, Some(policy));
@@ -275,12 +277,12 @@ regions = ["cn-beijing"]
         ),
         (
             ca.client(vec![dns("worker.internal")], Some("Legacy Client")),
-            "worker.internal",
+            "dns:worker.internal",
             "cn-shanghai",
         ),
         (
             ca.client(vec![], Some("Legacy Client")),
-            "Legacy Client",
+            "cn:Legacy Client",
             "cn-beijing",
         ),
     ];
@@ -310,6 +312,31 @@ regions = ["cn-beijing"]
             assert_eq!(caller_of(&denied), identity);
         }
     }
+    // Names are typed: a certificate whose CN or DNS SAN reads like the token caller `billing` or
+    // like the SPIFFE ID is neither, and a URI SAN that is not a SPIFFE ID names nobody.
+    let impostors = [
+        (ca.client(vec![], Some("billing")), "cn:billing"),
+        (ca.client(vec![dns("billing")], None), "dns:billing"),
+        (
+            ca.client(vec![], Some("spiffe://test/ns/ops/sa/runner")),
+            "cn:spiffe://test/ns/ops/sa/runner",
+        ),
+        (
+            ca.client(vec![uri("https://test/ns/ops/sa/runner")], Some("x")),
+            "cn:x",
+        ),
+    ];
+    for (leaf, identity) in impostors {
+        let channel = tls_channel(gw.addr, client_tls(&ca, Some(&leaf)))
+            .await
+            .unwrap();
+        let denied = CloudAssistantServiceClient::new(channel)
+            .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied, "{identity}");
+        assert_eq!(caller_of(&denied), identity);
+    }
     // A certificate naming a caller the policy does not know.
     let unknown = gw
         .client
@@ -318,7 +345,7 @@ regions = ["cn-beijing"]
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::PermissionDenied);
-    assert_eq!(caller_of(&unknown), "unused");
+    assert_eq!(caller_of(&unknown), "cn:unused");
     assert_eq!(
         sim.requests_received(),
         3,
@@ -442,7 +469,7 @@ regions = ["*"]
         .await
         .unwrap_err();
     assert_eq!(stranger.code(), Code::PermissionDenied);
-    assert_eq!(caller_of(&stranger), "stranger");
+    assert_eq!(caller_of(&stranger), "token:stranger");
     assert_eq!(sim.requests_received(), 0, "refused calls send nothing");
 
     // billing: a burst of 2, then RESOURCE_EXHAUSTED with the wait until its next call.
