@@ -22,6 +22,13 @@ pub(crate) const GATEWAY_DOMAIN: &str = "ecs-gateway";
 pub(crate) const REQUEST_ID_METADATA: &str = "x-acs-request-id";
 /// The retry delay suggested when ECS gave none.
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The longest retry delay a status suggests, wherever the wait came from (ECS, Redis, a rate).
+pub(crate) const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// `wait`, at most [`MAX_RETRY_DELAY`]: a caller told to wait longer would rather ask again.
+fn bounded_delay(wait: Duration) -> Duration {
+    wait.min(MAX_RETRY_DELAY)
+}
 
 /// The gRPC code for each class of failure (`reference/error-mapping.md`).
 pub(crate) fn grpc_code(class: ErrorClass) -> Code {
@@ -152,7 +159,8 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
                 GATEWAY_DOMAIN,
                 format!(
                     "the gateways' shared quota of {} calls per second to ECS for this account and region is spent; nothing more was sent; retry in {:?}",
-                    refused.per_second, refused.retry_after
+                    refused.per_second,
+                    bounded_delay(refused.retry_after)
                 ),
             )
         }
@@ -164,7 +172,9 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
         ),
     };
     if matches!(code, Code::Unavailable | Code::ResourceExhausted) {
-        details.set_retry_info(Some(retry_after.unwrap_or(DEFAULT_RETRY_DELAY)));
+        details.set_retry_info(Some(bounded_delay(
+            retry_after.unwrap_or(DEFAULT_RETRY_DELAY),
+        )));
     }
     if let Some(request_id) = error.request_id() {
         metadata.insert("requestId".to_owned(), request_id.to_owned());
@@ -242,10 +252,11 @@ pub(crate) fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Sta
             per_second,
             retry_after,
         } => {
+            let retry_after = bounded_delay(*retry_after);
             metadata.insert("rate".to_owned(), per_second.to_string());
             let mut details =
                 ErrorDetails::with_error_info("CALLER_RATE_EXCEEDED", GATEWAY_DOMAIN, metadata);
-            details.set_retry_info(Some(*retry_after));
+            details.set_retry_info(Some(retry_after));
             Status::with_error_details(
                 Code::ResourceExhausted,
                 format!(
@@ -317,6 +328,29 @@ pub(crate) fn request_id_metadata(request_id: Option<&str>) -> MetadataMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_status_asks_a_caller_to_wait_more_than_a_minute() {
+        use tonic_types::StatusExt as _;
+        let caller = Caller::Named("token:billing".into());
+        let region = RegionId::parse("cn-hangzhou").unwrap();
+        let ten_thousand_years = Duration::from_secs(10_000 * 365 * 24 * 3600);
+        let status = denied(
+            &caller,
+            &region,
+            &Denial::Rate {
+                per_second: 0.001,
+                retry_after: ten_thousand_years,
+            },
+        );
+        let delay = status.get_details_retry_info().and_then(|r| r.retry_delay);
+        assert_eq!(delay, Some(Duration::from_secs(60)));
+        assert!(
+            status.message().ends_with("retry in 60s"),
+            "{}",
+            status.message()
+        );
+    }
 
     #[test]
     fn reasons_are_upper_snake_case() {

@@ -103,16 +103,16 @@ pub struct SimulatorArgs {
     #[arg(long, default_value_t = 0.0)]
     pub error_500_rate: f64,
     /// Share of requests (0–1) answered 503 ServiceUnavailable.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
     pub error_503_rate: f64,
     /// Requests per second past which requests are answered 400 Throttling.User.
     #[arg(long)]
     pub throttle_rps: Option<u32>,
     /// Share of requests (0–1) whose connection is closed without an answer.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
     pub reset_rate: f64,
     /// Lifetime of the temporary credentials the STS and metadata faces issue.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = duration_in(SEC * 5, HOUR * 12))]
     pub sts_lifetime: Duration,
     /// The OIDC token AssumeRoleWithOIDC must present (any non-empty one when unset).
     #[arg(long)]
@@ -160,7 +160,7 @@ pub struct GatewayArgs {
     pub dev: bool,
     /// With --dev: take the credential from the simulator's instance metadata service, issued for
     /// this long (at least 5s) and refreshed before it expires, instead of a fixed demo AccessKey.
-    #[arg(long, requires = "dev", value_parser = positive_duration)]
+    #[arg(long, requires = "dev", value_parser = duration_in(SEC * 5, HOUR * 12))]
     pub dev_credential_lifetime: Option<Duration>,
     /// STS endpoint URL for AssumeRole / AssumeRoleWithOIDC, replacing the host Alibaba's SDKs derive
     /// (ALIBABA_CLOUD_STS_REGION, ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED).
@@ -177,13 +177,13 @@ pub struct GatewayArgs {
     #[arg(long, env = "ECS_GATEWAY_RETRY_BUDGET", default_value_t = 0.2, value_parser = ratio)]
     pub retry_budget: f64,
     /// Timeout of one upstream attempt.
-    #[arg(long, env = "ECS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = duration_in(MS * 10, MIN * 5))]
     pub upstream_timeout: Duration,
     /// Upstream connect timeout.
-    #[arg(long, env = "ECS_GATEWAY_CONNECT_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration_in(MS * 10, MIN))]
     pub connect_timeout: Duration,
     /// Longest a call may take, for calls without a grpc-timeout or with a longer one.
-    #[arg(long, env = "ECS_GATEWAY_MAX_CALL_DURATION", default_value = "25s", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_MAX_CALL_DURATION", default_value = "25s", value_parser = duration_in(MS * 10, HOUR))]
     pub max_call_duration: Duration,
     /// Calls handled at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_REQUESTS", default_value_t = 1024,
@@ -194,23 +194,23 @@ pub struct GatewayArgs {
           value_parser = clap::value_parser!(u64).range(1..=MAX_REQUEST_BYTES_LIMIT))]
     pub max_request_bytes: u64,
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "ECS_GATEWAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_SHUTDOWN_GRACE", default_value = "30s", value_parser = duration_in(MS, HOUR))]
     pub shutdown_grace: Duration,
     /// Time between health turning NOT_SERVING and the listener closing (let load balancers notice).
-    #[arg(long, env = "ECS_GATEWAY_DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ECS_GATEWAY_DRAIN_DELAY", default_value = "0s", value_parser = duration_in(Duration::ZERO, MIN * 10))]
     pub drain_delay: Duration,
     /// Connections open at once; more are closed as they arrive.
     #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTIONS", default_value_t = 4096,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Time a new connection has to send the HTTP/2 preface and SETTINGS.
-    #[arg(long, env = "ECS_GATEWAY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration_in(MS * 100, MIN * 5))]
     pub handshake_timeout: Duration,
     /// A connection without a stream for this long gets GOAWAY.
-    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_IDLE", default_value = "5m", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_IDLE", default_value = "5m", value_parser = duration_in(SEC, HOUR * 24))]
     pub max_connection_idle: Duration,
     /// A connection gets GOAWAY at this age (±10%); calls in flight finish.
-    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_AGE", default_value = "30m", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_AGE", default_value = "30m", value_parser = duration_in(SEC, HOUR * 24 * 30))]
     pub max_connection_age: Duration,
     /// Streams one connection may have open at once.
     #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256,
@@ -250,10 +250,10 @@ pub struct GatewayArgs {
     #[arg(long, env = "ECS_GATEWAY_FLEET_RATE")]
     pub fleet_rate: Option<Rate>,
     /// Longest a call waits on Redis for a rate decision before this replica decides alone.
-    #[arg(long, env = "ECS_GATEWAY_REDIS_TIMEOUT", default_value = "5ms", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_REDIS_TIMEOUT", default_value = "5ms", value_parser = duration_in(MS, SEC * 10))]
     pub redis_timeout: Duration,
     /// How often the TLS, token and policy files are checked for changes.
-    #[arg(long, env = "ECS_GATEWAY_RELOAD_INTERVAL", default_value = "5s", value_parser = positive_duration)]
+    #[arg(long, env = "ECS_GATEWAY_RELOAD_INTERVAL", default_value = "5s", value_parser = duration_in(MS * 100, HOUR))]
     pub reload_interval: Duration,
 }
 
@@ -266,15 +266,38 @@ pub enum Switch {
     Off,
 }
 
-/// A humantime duration greater than zero.
-fn positive_duration(value: &str) -> Result<Duration, String> {
-    const RULE: &str = "must be a duration greater than zero, such as 500ms or 30s";
-    match humantime::parse_duration(value) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err(RULE.to_owned()),
-        Err(e) => Err(format!("{RULE} ({e})")),
+/// A humantime duration from `min` to `max`: every duration setting has bounds, so that no value
+/// an operator can type makes the gateway spin (`--reload-interval 1ns`) or overflow arithmetic
+/// (`--max-connection-age 500000000000y`).
+fn duration_in(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |value| {
+        let rule = || {
+            let show = |d: Duration| humantime::format_duration(d).to_string();
+            if min.is_zero() {
+                format!("must be a duration of at most {}, such as 5s", show(max))
+            } else {
+                format!(
+                    "must be a duration greater than zero, from {} to {}, such as 5s",
+                    show(min),
+                    show(max)
+                )
+            }
+        };
+        match humantime::parse_duration(value) {
+            Ok(duration) if (min..=max).contains(&duration) => Ok(duration),
+            Ok(_) => Err(rule()),
+            Err(e) => Err(format!("{} ({e})", rule())),
+        }
     }
 }
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+const MIN: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// An http(s) URL a credential is fetched from; user info is refused (it would end up in logs).
 fn credential_endpoint(value: &str) -> Result<url::Url, String> {

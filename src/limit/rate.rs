@@ -8,20 +8,22 @@ use governor::{NotUntil, Quota};
 
 /// The highest rate accepted, in calls per second.
 pub(crate) const MAX_RATE: f64 = 1_000_000.0;
+/// The lowest rate accepted: one call in 1000 s. Below it a slot's length overflows the limiters'
+/// nanosecond arithmetic (a rate of 1e-12 made governor panic), and no operator means it.
+pub(crate) const MIN_RATE: f64 = 0.001;
 
 /// The rule a rate must meet, as operators read it in errors.
-pub(crate) const RATE_RULE: &str =
-    "must be a number of calls per second above 0 and at most 1000000";
+pub(crate) const RATE_RULE: &str = "must be a number of calls per second from 0.001 to 1000000";
 
-/// Calls per second, above 0 and at most [`MAX_RATE`]; the burst is as many calls (at least one),
-/// so an idle client may spend one second's worth at once.
+/// Calls per second, from [`MIN_RATE`] to [`MAX_RATE`]; the burst is as many calls (at least
+/// one), so an idle client may spend one second's worth at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate(f64);
 
 impl Rate {
     /// The rate, or [`RATE_RULE`] when `per_second` is not one.
     pub fn new(per_second: f64) -> Result<Self, &'static str> {
-        if per_second.is_finite() && per_second > 0.0 && per_second <= MAX_RATE {
+        if (MIN_RATE..=MAX_RATE).contains(&per_second) {
             Ok(Self(per_second))
         } else {
             Err(RATE_RULE)
@@ -78,10 +80,28 @@ pub(crate) fn local_wait(not_until: NotUntil<LocalInstant>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever rate is accepted, nothing derived from it panics, and a limiter built from it
+        /// answers.
+        #[test]
+        fn no_accepted_rate_panics(
+            per_second in prop_oneof![proptest::num::f64::ANY, 0.0005f64..2_000_000.0]
+        ) {
+            if let Ok(rate) = Rate::new(per_second) {
+                let limiter = governor::DefaultDirectRateLimiter::direct(rate.quota());
+                prop_assert!(limiter.check().is_ok(), "the first call is admitted");
+                let _ = limiter.check().map_err(local_wait);
+                prop_assert!(rate.interval() <= Duration::from_secs(1000));
+                prop_assert!(rate.burst().get() >= 1);
+            }
+        }
+    }
 
     #[test]
     fn a_rate_is_positive_finite_and_bounded() {
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e6] {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e6, 1e-12, 0.000_999] {
             assert_eq!(Rate::new(bad), Err(RATE_RULE), "{bad}");
         }
         assert_eq!("abc".parse::<Rate>(), Err(RATE_RULE));

@@ -484,3 +484,73 @@ async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing
     );
     assert_eq!(ecs.received_requests().await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_bucket_another_tenant_wrote_cannot_refuse_a_caller_for_years() {
+    use sha2::Digest as _;
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
+    let dir = crate::support::pki::TempDir::new();
+    let token = "billing-token-77aa";
+    let hash = hex(&sha2::Sha256::digest(token.as_bytes()));
+    let tokens = dir.write("tokens", &format!("billing sha256:{hash}\n"));
+    let policy = dir.write(
+        "policy.toml",
+        "[callers.billing]\nregions = [\"*\"]\nrate = 10\n",
+    );
+    // Another tenant of the shared Redis sets the caller's bucket 10,000 years ahead.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let (secs, micros): (u64, u64) = redis::cmd("TIME")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let years = 10_000u64 * 365 * 24 * 3600 * 1_000_000;
+    let key = Bucket::caller("token:billing");
+    let _: () = redis::cmd("SET")
+        .arg(key.key())
+        .arg(secs * 1_000_000 + micros + years)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let credential = demo_credential();
+    let redis_url = redis.url();
+    let args = [
+        "--endpoint",
+        &url,
+        "--redis-url",
+        &redis_url,
+        "--redis-timeout",
+        "100ms",
+        "--auth-tokens-file",
+        tokens.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    let env = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
+        (
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            credential.access_key_secret(),
+        ),
+    ];
+    let gateway = Binary::start(&args, &env).await;
+    let call = crate::support::with_bearer(request("cn-hangzhou", "t-policy1", &[]), token);
+    let refused = gateway
+        .client()
+        .await
+        .stop_invocation(call)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let wait = refused
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo");
+    // At most one slot past the burst of a 10/s bucket: 1.1 s, and never past 60 s.
+    assert!(wait <= Duration::from_millis(1100), "{wait:?}");
+    assert_eq!(simulator.requests_received(), 0);
+    gateway.stop().await;
+}

@@ -116,6 +116,11 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
         "good-tokens",
         &format!("billing sha256:{}\n", "ab".repeat(32)),
     );
+    let tiny_rate = dir.write(
+        "tiny.toml",
+        "[callers.billing]\nregions = [\"*\"]\nrate = 1e-12\n",
+    );
+    let tiny_rate = tiny_rate.to_str().unwrap().to_owned();
     let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     let (cert, other_key, plaintext_tokens, bad_policy, good_tokens) = (
         path(&cert),
@@ -204,6 +209,47 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
             &[],
         ),
         (flags(&["--regions", " , "]), &["--regions"], &[]),
+        // Every number in range, named with its bound; none may panic (1e-12 once did).
+        (
+            flags(&[
+                "--fleet-rate",
+                "1e-12",
+                "--redis-url",
+                "redis://127.0.0.1:9/",
+            ]),
+            &["--fleet-rate", "from 0.001 to 1000000"],
+            &[],
+        ),
+        (
+            flags(&["--auth-tokens-file", &good_tokens, "--policy", &tiny_rate]),
+            &[
+                "--policy",
+                "callers.billing",
+                "rate",
+                "from 0.001 to 1000000",
+            ],
+            &[],
+        ),
+        (
+            flags(&["--reload-interval", "1ns"]),
+            &["--reload-interval", "from 100ms to 1h"],
+            &[],
+        ),
+        (
+            flags(&["--max-connection-age", "500000000000y"]),
+            &["--max-connection-age"],
+            &[],
+        ),
+        (
+            flags(&["--handshake-timeout", "400d"]),
+            &["--handshake-timeout", "from 100ms to 5m"],
+            &[],
+        ),
+        (
+            flags(&["--drain-delay", "1y"]),
+            &["--drain-delay", "at most 10m"],
+            &[],
+        ),
         (
             secret_env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "s3cr3t-value\n"),
             &["ALIBABA_CLOUD_ACCESS_KEY_SECRET", "whitespace"],
@@ -250,7 +296,7 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
                 "--fleet-rate",
                 "0",
             ]),
-            &["--fleet-rate", "above 0"],
+            &["--fleet-rate", "from 0.001"],
             &[],
         ),
         (
