@@ -15,7 +15,7 @@ use super::error::{EcsError, NotAdmitted};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::response::{self, Secrets};
 use super::retry::{self, RetryPolicy, Trail};
-use super::retry_budget::RetryBudget;
+use super::retry_budget::{RetryBudget, retry_budget};
 use super::signer;
 use super::tls::{self, EmptyTrustStore};
 use super::transport::{self, Transport, TransportSettings};
@@ -210,7 +210,7 @@ impl EcsClient {
                 user_agent: USER_AGENT_VALUE,
             },
         );
-        let budget = RetryBudget::new(settings.retry_budget);
+        let budget = retry_budget(settings.retry_budget);
         let credentials = credentials.into();
         Ok(Self {
             inner: Arc::new(Inner {

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tracing::{Instrument as _, field};
 
 use super::error::{EcsError, ErrorClass, TransportKind};
-use super::retry_budget::RetryBudget;
+use super::retry_budget::{Budget as _, RetryBudget};
 
 /// Retry settings: how many retries, and the bounds of the decorrelated-jitter backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ where
     let mut fresh_nonce_used = false;
     let mut attempts = 0;
     let mut retry_reason: Option<ErrorClass> = None;
-    budget.record_call();
+    budget.deposit();
     loop {
         attempts += 1;
         let span = tracing::debug_span!(
@@ -223,7 +223,7 @@ where
             }
             Decision::FreshNonceOnce(_) => return Err(error),
             Decision::Backoff(_) if retries >= policy.max_retries => return Err(error),
-            Decision::Backoff(_) if !budget.try_retry() => {
+            Decision::Backoff(_) if !budget.withdraw() => {
                 trail.budget_refused = true;
                 tracing::debug!(
                     attempt = attempts,
@@ -360,7 +360,7 @@ mod tests {
                 let outcome = outcomes.borrow_mut().remove(0);
                 async move { outcome }
             };
-            let budget = RetryBudget::new(100.0);
+            let budget = crate::aliyun::retry_budget::with_reserve(1000.0, 1000);
             let result = run(
                 &RetryPolicy::default(),
                 ATTEMPT_TIMEOUT,
@@ -392,7 +392,7 @@ mod tests {
 
             // An empty budget: the first failure is the last.
             let mut trail = Trail::default();
-            let empty = RetryBudget::new(0.0);
+            let empty = crate::aliyun::retry_budget::with_reserve(0.0, 0);
             let once = || async { Err::<&str, _>(api("ServiceUnavailable", 503, None)) };
             let result = run(
                 &RetryPolicy::default(),
@@ -418,7 +418,7 @@ mod tests {
             let starts = RefCell::new(Vec::new());
             let policy = RetryPolicy::default();
             // A budget that never refuses: these tests are about the loop, not the budget.
-            let budget = RetryBudget::new(100.0);
+            let budget = crate::aliyun::retry_budget::with_reserve(1000.0, 1000);
             let result = run(
                 &policy,
                 ATTEMPT_TIMEOUT,

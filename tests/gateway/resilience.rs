@@ -274,3 +274,37 @@ async fn garbage_from_the_upstream_maps_to_contract_codes() {
         still_serving(&gateway).await;
     }
 }
+
+#[tokio::test]
+async fn a_freshly_started_gateway_retries_a_burst_of_transient_failures() {
+    let ecs = MockServer::start().await;
+    let burst = 40;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_raw(UNAVAILABLE_BODY, "application/json"))
+        .up_to_n_times(burst)
+        .mount(&ecs)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(include_str!("../data/ecs/success.json"), "application/json"),
+        )
+        .mount(&ecs)
+        .await;
+    let client = EcsClient::new(test_credential(), settings(&format!("{}/", ecs.uri()))).unwrap();
+    let gateway = Gateway::start(client).await;
+    // The whole burst at once, first thing: each call's first attempt fails, its retry succeeds.
+    let calls: Vec<_> = (0..burst).map(|_| call(&gateway, None)).collect();
+    let answers = futures_util::future::join_all(calls).await;
+    let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {burst} not retried: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(
+        ecs.received_requests().await.unwrap().len() as u64,
+        2 * burst
+    );
+}
