@@ -143,7 +143,7 @@ async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used(
         client_ca: None,
         client_cert_optional: false,
     };
-    let tls = ecs_gateway::testing::server::watch_tls(files, Duration::from_millis(20))
+    let tls = ecs_gateway::testing::server::watch_tls(files, Duration::from_millis(20), None)
         .await
         .unwrap();
     let before = tls.current();

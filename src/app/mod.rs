@@ -118,7 +118,9 @@ impl Gateway {
             Access::load(files, &settings.service.regions, settings.reload_interval).await?;
         access.fleet = fleet;
         let tls = match files.tls.clone() {
-            Some(tls) => Some(server::tls::watch(tls, settings.reload_interval).await?),
+            Some(tls) => {
+                Some(server::tls::watch(tls, settings.reload_interval, metrics.clone()).await?)
+            }
             None => None,
         };
         let service =

@@ -85,6 +85,43 @@ impl Shed {
     }
 }
 
+/// Why a TLS handshake failed, as a bounded label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandshakeFailure {
+    /// Not finished within the handshake timeout.
+    Timeout,
+    /// Mutual TLS, and the client sent no certificate.
+    NoClientCertificate,
+    /// The client's certificate did not verify (unknown issuer, expired, wrong usage…).
+    BadClientCertificate,
+    /// Not TLS, or TLS the server does not speak (versions, ciphers, ALPN, a bad message).
+    Protocol,
+    /// The connection broke during the handshake.
+    Io,
+}
+
+impl HandshakeFailure {
+    /// Every reason, for starting each series at zero.
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Timeout,
+        Self::NoClientCertificate,
+        Self::BadClientCertificate,
+        Self::Protocol,
+        Self::Io,
+    ];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::NoClientCertificate => "no_client_certificate",
+            Self::BadClientCertificate => "bad_client_certificate",
+            Self::Protocol => "protocol",
+            Self::Io => "io",
+        }
+    }
+}
+
 /// Every metric the gateway keeps; clones share them.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -104,6 +141,8 @@ struct Inner {
     in_flight: Gauge,
     fleet_local: Counter,
     fleet_connected: Gauge,
+    tls_failures: Family<ReasonLabels, Counter>,
+    certificate_expiry: Gauge,
 }
 
 const UNARY: MethodLabels = MethodLabels {
@@ -128,6 +167,8 @@ impl Metrics {
         let in_flight = Gauge::default();
         let fleet_local = Counter::default();
         let fleet_connected = Gauge::default();
+        let tls_failures = Family::<ReasonLabels, Counter>::default();
+        let certificate_expiry = Gauge::default();
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -185,6 +226,16 @@ impl Metrics {
             fleet_connected.clone(),
         );
         registry.register(
+            "ecs_gateway_tls_handshake_failures",
+            "TLS handshakes on the gRPC port that failed, by reason",
+            tls_failures.clone(),
+        );
+        registry.register(
+            "ecs_gateway_tls_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires, Unix seconds (0 without TLS)",
+            certificate_expiry.clone(),
+        );
+        registry.register(
             "ecs_gateway_build_info",
             "The running build; always 1",
             build,
@@ -199,6 +250,11 @@ impl Metrics {
             Shed::FleetRate,
         ] {
             let _ = shed.get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            });
+        }
+        for reason in HandshakeFailure::ALL {
+            let _ = tls_failures.get_or_create(&ReasonLabels {
                 reason: reason.label(),
             });
         }
@@ -226,8 +282,25 @@ impl Metrics {
                 in_flight,
                 fleet_local,
                 fleet_connected,
+                tls_failures,
+                certificate_expiry,
             }),
         }
+    }
+
+    /// A TLS handshake on the gRPC port failed.
+    pub(crate) fn tls_handshake_failed(&self, reason: HandshakeFailure) {
+        self.inner
+            .tls_failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    /// The serving certificate now in use expires at `unix_seconds`.
+    pub(crate) fn serving_certificate_expires(&self, unix_seconds: i64) {
+        self.inner.certificate_expiry.set(unix_seconds);
     }
 
     /// A call arrived; the guard counts it in flight until dropped.

@@ -1,5 +1,6 @@
 //! Metrics read at scrape time: the standard `process_*` ones (from `/proc/self`, as the Go and
-//! Python clients export them), when the gateway's credential expires, and log lines dropped.
+//! Python clients export them), when the gateway's credential expires, log lines dropped and trace
+//! batches the collector did not take.
 //!
 //! Written here rather than taken from a crate: `prometheus-client` has no process collector, and
 //! the ones that exist belong to other metrics libraries; `procfs` does the reading.
@@ -61,6 +62,13 @@ impl Collector for ProcessCollector {
             MetricType::Counter,
         )?;
         ConstCounter::new(crate::observe::log::writer::dropped_lines()).encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "ecs_gateway_otlp_export_failures",
+            "Batches of trace spans the OTLP collector did not take (they are dropped)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(crate::observe::trace::export_failures()).encode(metric)?;
         // A process that cannot read its own /proc reports none of these rather than failing the scrape.
         let Ok(me) = procfs::process::Process::myself() else {
             return Ok(());

@@ -3,7 +3,12 @@
 //! and each upstream attempt are exported as spans over OTLP; unset, nothing is exported and only
 //! the id is paid for.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::{TraceContextExt as _, TraceId, TracerProvider as _};
@@ -14,6 +19,64 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Set once the OTLP layer is installed.
 static EXPORTING: OnceLock<()> = OnceLock::new();
+/// Batches of spans the collector did not take, since start.
+static EXPORT_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// At most one warning per this interval about failing exports.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Batches of spans that could not be exported since start (`ecs_gateway_otlp_export_failures`).
+pub(crate) fn export_failures() -> u64 {
+    EXPORT_FAILURES.load(Ordering::Relaxed)
+}
+
+/// An exporter that counts its failures and warns about them at most once a minute: a collector
+/// that is down costs the calls nothing, but the operator hears of it.
+#[derive(Debug)]
+struct Counted<E> {
+    inner: E,
+    warned_at: Mutex<Option<Instant>>,
+}
+
+impl<E> Counted<E> {
+    fn new(inner: E) -> Self {
+        Self {
+            inner,
+            warned_at: Mutex::new(None),
+        }
+    }
+
+    fn failed(&self, error: &OTelSdkError) {
+        let failures = EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut warned_at = self.warned_at.lock().unwrap_or_else(|e| e.into_inner());
+        if warned_at.is_none_or(|at| now.duration_since(at) >= WARN_EVERY) {
+            *warned_at = Some(now);
+            tracing::warn!(%error, failures, "OTLP trace export failed; those spans are dropped");
+        }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let result = self.inner.export(batch).await;
+        if let Err(error) = &result {
+            self.failed(error);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
 
 /// The standard variable that turns export on.
 pub(crate) const ENDPOINT_VARIABLE: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -82,7 +145,7 @@ pub(crate) fn otlp_provider() -> Result<Option<SdkTracerProvider>, String> {
     .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
     let processor =
         opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-            exporter,
+            Counted::new(exporter),
             opentelemetry_sdk::runtime::Tokio,
         )
         .build();

@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::server::handshake::HandshakeFailures;
 use crate::server::peer::Peer;
 
 /// The client's HTTP/2 connection preface (RFC 9113 §3.4).
@@ -65,13 +66,13 @@ impl Default for ConnectionSettings {
 pub(crate) async fn serve(
     stream: TcpStream,
     addr: SocketAddr,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<(Arc<rustls::ServerConfig>, Arc<HandshakeFailures>)>,
     routes: tonic::service::Routes,
     settings: Arc<ConnectionSettings>,
     mut draining: watch::Receiver<bool>,
 ) {
     let deadline = Instant::now() + settings.handshake_timeout;
-    let Some(tls) = tls else {
+    let Some((tls, failures)) = tls else {
         let peer = Peer {
             addr,
             certificate_identity: None,
@@ -83,11 +84,11 @@ pub(crate) async fn serve(
         result = handshake => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
-                tracing::debug!(%addr, %error, "TLS handshake failed");
+                failures.report(addr, Some(&error));
                 return;
             }
             Err(_) => {
-                tracing::debug!(%addr, "no TLS handshake within the handshake timeout");
+                failures.report(addr, None);
                 return;
             }
         },

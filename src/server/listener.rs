@@ -61,6 +61,11 @@ impl Acceptor {
         }
     }
 
+    /// Where refusals are counted, when metrics are on.
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
+    }
+
     /// Which port this is.
     pub(crate) fn name(&self) -> &'static str {
         self.name

@@ -3,6 +3,7 @@
 //! API type: [`crate::api::routes`] hands it the routes and the name health reports them under.
 
 pub(crate) mod connection;
+pub(crate) mod handshake;
 pub(crate) mod health;
 pub(crate) mod listener;
 pub(crate) mod peer;
@@ -23,6 +24,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::observe::metrics::Metrics;
 use crate::reload::Reloading;
+use crate::server::handshake::HandshakeFailures;
 use crate::server::health::DrainingHealth;
 use crate::server::listener::{Accepted, Acceptor};
 use connection::ConnectionSettings;
@@ -175,6 +177,7 @@ const HEALTH_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 struct Port {
     acceptor: Acceptor,
     tls: Option<Reloading<rustls::ServerConfig>>,
+    failures: Arc<HandshakeFailures>,
     routes: Routes,
     limits: Arc<ConnectionSettings>,
     closing: watch::Receiver<bool>,
@@ -189,9 +192,11 @@ impl Port {
         limits: Arc<ConnectionSettings>,
         closing: watch::Receiver<bool>,
     ) -> Self {
+        let failures = Arc::new(HandshakeFailures::new(acceptor.metrics().cloned()));
         Self {
             acceptor,
             tls,
+            failures,
             routes,
             limits,
             closing,
@@ -217,7 +222,10 @@ impl Port {
     fn spawn(&mut self, accepted: Accepted) {
         let routes = self.routes.clone();
         let (limits, closing) = (self.limits.clone(), self.closing.clone());
-        let tls = self.tls.as_ref().map(Reloading::current);
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|tls| (tls.current(), self.failures.clone()));
         self.connections.spawn(async move {
             connection::serve(accepted.stream, accepted.peer, tls, routes, limits, closing).await;
             drop(accepted.slot);

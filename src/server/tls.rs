@@ -17,6 +17,7 @@ use rustls::{RootCertStore, ServerConfig};
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
 use crate::identity;
+use crate::observe::metrics::Metrics;
 use crate::reload::{self, LoadError, Reloading};
 
 /// How the settings are named in errors and logs.
@@ -55,18 +56,31 @@ pub(crate) enum TlsError {
     Rustls(String),
 }
 
-/// Loads the TLS files and keeps the configuration current as they change.
+/// Loads the TLS files and keeps the configuration current as they change; each configuration put
+/// in use sets the serving certificate's expiry in `metrics`.
 pub async fn watch(
     files: TlsFiles,
     interval: Duration,
+    metrics: Option<Metrics>,
 ) -> Result<Reloading<ServerConfig>, LoadError> {
     let mut paths = vec![files.cert.clone(), files.key.clone()];
     paths.extend(files.client_ca.clone());
     let optional = files.client_cert_optional;
     reload::watch(SETTING, paths, interval, move |pem, _| {
-        server_config(&pem[0], &pem[1], pem.get(2).map(Vec::as_slice), optional)
+        let config = server_config(&pem[0], &pem[1], pem.get(2).map(Vec::as_slice), optional)?;
+        if let (Some(metrics), Some(at)) = (&metrics, not_after(&pem[0])) {
+            metrics.serving_certificate_expires(at);
+        }
+        Ok::<_, TlsError>(config)
     })
     .await
+}
+
+/// When the first (leaf) certificate of a PEM chain expires, Unix seconds.
+fn not_after(chain: &[u8]) -> Option<i64> {
+    let leaf = CertificateDer::pem_slice_iter(chain).find_map(Result::ok)?;
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 /// A server configuration offering HTTP/2 by ALPN, from PEM bytes; with `client_ca`, clients

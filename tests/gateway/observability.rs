@@ -75,8 +75,6 @@ async fn known_traffic(gateway: &Binary) {
             .await
             .unwrap();
     }
-    // The retry budget starts empty and earns 10 retries a second: let it earn one.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     client
         .stop_invocation(request("cn-hangzhou", "t-retry", &[]))
         .await
@@ -421,8 +419,6 @@ async fn otlp_export_over(protocol: &str) {
     )
     .await;
     let mut client = gateway.client().await;
-    // The retry budget starts empty and earns 10 retries a second: let it earn one.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut call = tonic::Request::new(request("cn-hangzhou", "t-retry", &[]));
     call.metadata_mut().insert(
         "traceparent",
@@ -515,7 +511,7 @@ fn sample(exposition: &str, series: &str) -> f64 {
 }
 
 /// A gateway with metrics on whose upstream answers 503 after `delay`, taking at most
-/// `max_concurrent_requests` calls at once, with a retry budget that has nothing saved yet.
+/// `max_concurrent_requests` calls at once, with a retry budget of its reserve alone.
 async fn failing_gateway(
     delay: Duration,
     max_concurrent_requests: usize,
@@ -588,12 +584,15 @@ async fn shed_work_is_counted_by_the_limit_that_refused_it() {
     );
     assert_eq!(sample(&exposition, "ecs_gateway_in_flight_calls"), 0.0);
 
-    // A fast transient failure right after start: the budget (10 retries a second, none saved
-    // yet) refuses the retry.
+    // The budget's reserve (10 retries a second over 10 s, all there from the start) pays for
+    // the first 100 retries of calls that always fail; with no share of calls to add (ratio 0),
+    // the 51st call's first retry is refused.
     let (gateway, _ecs) = failing_gateway(Duration::ZERO, 8).await;
     let metrics = gateway.metrics.clone().expect("metrics are on");
-    let status = gateway.refused_t1().await;
-    assert_eq!(status.code(), tonic::Code::Unavailable);
+    for _ in 0..51 {
+        let status = gateway.refused_t1().await;
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
     let exposition = metrics.encode();
     assert_eq!(
         sample(
@@ -607,6 +606,56 @@ async fn shed_work_is_counted_by_the_limit_that_refused_it() {
             &exposition,
             r#"ecs_gateway_upstream_attempts_total{http_status="503",ecs_code="ServiceUnavailable"}"#
         ),
-        1.0
+        50.0 * 3.0 + 1.0
     );
+}
+
+#[tokio::test]
+async fn a_collector_that_is_down_is_counted_and_warned_about_while_calls_go_on() {
+    let ecs = scripted_ecs().await;
+    let gateway = gateway_binary(
+        &format!("{}/", ecs.uri()),
+        &["--metrics-listen", "127.0.0.1:0"],
+        &[
+            // Nothing listens on the discard port.
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    )
+    .await;
+    let mut client = gateway.client().await;
+    for _ in 0..3 {
+        client
+            .stop_invocation(request("cn-hangzhou", "t-ok1", &[]))
+            .await
+            .unwrap();
+    }
+    let failures = |exposition: &str| -> u64 {
+        exposition
+            .lines()
+            .find_map(|l| l.strip_prefix("ecs_gateway_otlp_export_failures_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut counted = 0;
+    for _ in 0..100 {
+        counted = failures(&gateway.scrape().await);
+        if counted > 0
+            && !gateway
+                .lines("OTLP trace export failed; those spans are dropped")
+                .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(counted > 0, "no export failure counted");
+    let warned = gateway.lines("OTLP trace export failed; those spans are dropped");
+    assert_eq!(warned.len(), 1, "warned once, not per batch: {warned:?}");
+    assert_eq!(warned[0]["level"], "WARN");
+    client
+        .stop_invocation(request("cn-hangzhou", "t-ok1", &[]))
+        .await
+        .unwrap();
+    gateway.stop().await;
 }

@@ -789,3 +789,130 @@ async fn tokens_and_policy_reload_while_calls_run() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn failed_handshakes_are_counted_by_reason_and_logged_once_per_client_address() {
+    use rustls::pki_types::pem::PemObject as _;
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+    let (ca, stranger, dir) = (Ca::new("client ca"), Ca::new("stranger ca"), TempDir::new());
+    let leaf = ca.server("gateway");
+    let tls = server_tls(&dir, &leaf, Some(&ca), false);
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let credential = test_credential();
+    let binary = crate::support::binary::Binary::start(
+        &[
+            "--endpoint",
+            "http://127.0.0.1:9/",
+            "--tls-cert",
+            &path(&tls.cert),
+            "--tls-key",
+            &path(&tls.key),
+            "--tls-client-ca",
+            &path(tls.client_ca.as_ref().unwrap()),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
+            (
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                credential.access_key_secret(),
+            ),
+        ],
+    )
+    .await;
+    let addr: std::net::SocketAddr = binary.addr.parse().unwrap();
+    let attempt = |identity: Option<Leaf>| {
+        let config = client_tls(&ca, identity.as_ref());
+        async move {
+            if let Ok(channel) = tls_channel(addr, config).await {
+                let answer = CloudAssistantServiceClient::new(channel)
+                    .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+                    .await;
+                assert!(answer.is_err(), "{answer:?}");
+            }
+        }
+    };
+    for _ in 0..3 {
+        attempt(None).await;
+    }
+    attempt(Some(stranger.client(vec![], Some("intruder")))).await;
+
+    let counted = |exposition: &str, reason: &str| -> Option<u64> {
+        let series = format!("ecs_gateway_tls_handshake_failures_total{{reason=\"{reason}\"}} ");
+        exposition
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut exposition = binary.scrape().await;
+    for _ in 0..50 {
+        if counted(&exposition, "bad_client_certificate").is_some_and(|n| n >= 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        exposition = binary.scrape().await;
+    }
+    // tonic may reconnect once after a failed handshake: at least one per attempt.
+    assert!(
+        counted(&exposition, "no_client_certificate").is_some_and(|n| n >= 3),
+        "{exposition}"
+    );
+    assert!(
+        counted(&exposition, "bad_client_certificate").is_some_and(|n| n >= 1),
+        "{exposition}"
+    );
+    assert_eq!(counted(&exposition, "timeout"), Some(0), "{exposition}");
+    // Four failures from one address: one warning.
+    let warned = binary.lines("TLS handshake failed");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["level"], "WARN");
+    assert_eq!(warned[0]["reason"], "no_client_certificate");
+
+    // The serving certificate's expiry, as its own notAfter says.
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap();
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).unwrap();
+    let expiry = format!(
+        "ecs_gateway_tls_certificate_expiry_timestamp_seconds {}\n",
+        cert.validity().not_after.timestamp()
+    );
+    assert!(exposition.contains(&expiry), "{exposition}");
+    binary.stop().await;
+}
+
+#[tokio::test]
+async fn a_certificate_with_an_overlong_name_gets_a_small_status_and_no_identity() {
+    let (url, sim) = upstream().await;
+    let (ca, dir) = (Ca::new("client ca"), TempDir::new());
+    let settings = server_tls(&dir, &ca.server("gateway"), Some(&ca), false);
+    let policy = "[callers.\"cn:short\"]\nregions = [\"*\"]\n";
+    let long_id = format!("spiffe://test/{}", "a".repeat(3000));
+    let leaf = ca.client(vec![uri(&long_id)], Some("short"));
+    let gw = start_tls(
+        &url,
+        access(&dir, None, Some(policy)),
+        settings,
+        client_tls(&ca, Some(&leaf)),
+    )
+    .await;
+    // The SPIFFE ID is past 256 characters, so it names nobody; the CN is next.
+    let answer = gw
+        .client
+        .clone()
+        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+        .await;
+    assert!(answer.is_ok(), "{answer:?}");
+    let leaf = ca.client(vec![uri(&long_id)], None);
+    let channel = tls_channel(gw.addr, client_tls(&ca, Some(&leaf)))
+        .await
+        .unwrap();
+    let refused = CloudAssistantServiceClient::new(channel)
+        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let size = refused.message().len() + refused.details().len();
+    assert!(size < 4096, "{size} bytes of status");
+    assert!(!refused.message().contains("aaaa"), "{}", refused.message());
+    assert_eq!(sim.requests_received(), 1);
+}

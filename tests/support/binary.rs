@@ -56,6 +56,27 @@ impl Binary {
         }
     }
 
+    /// The Prometheus exposition from `--metrics-listen`, fetched as a scraper does.
+    pub async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = self.metrics.as_deref().expect("--metrics-listen");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// Log lines with this message.
+    pub fn lines(&self, message: &str) -> Vec<serde_json::Value> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter()
+            .filter(|l| l["message"] == message)
+            .cloned()
+            .collect()
+    }
+
     /// CPU time (user and system) the process has used so far.
     pub fn cpu_time(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
