@@ -139,3 +139,49 @@ async fn keep_alive_scrapers_cannot_take_every_descriptor_through_the_metrics_po
     drop(sockets);
     binary.stop().await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn no_port_accepts_a_connection_before_the_gateway_can_serve() {
+    use crate::support::credential_source::{Answer, CredentialSource};
+    // The credential source hangs until told otherwise: the gateway cannot serve yet.
+    let source = CredentialSource::start(Answer::Hang).await;
+    let ports = [free_port(), free_port(), free_port()];
+    let addr = |port: u16| format!("127.0.0.1:{port}");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
+    crate::support::isolate_credentials(&mut cmd);
+    cmd.env("ALIBABA_CLOUD_CREDENTIALS_URI", &source.url)
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .args(["--endpoint", "http://127.0.0.1:9/", "--log-format", "json"])
+        .args(["--listen", &addr(ports[0])])
+        .args(["--health-listen", &addr(ports[1])])
+        .args(["--metrics-listen", &addr(ports[2])])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for port in ports {
+        assert!(
+            TcpStream::connect(addr(port)).await.is_err(),
+            "port {port} accepted before the gateway had a credential"
+        );
+    }
+    // The fetch in flight times out (10 s); the chain is tried again only at the next start, so
+    // the gateway exits without ever having listened.
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("gives up within the fetch timeout")
+        .unwrap();
+    assert!(!exit.success());
+    for port in ports {
+        assert!(TcpStream::connect(addr(port)).await.is_err());
+    }
+}
