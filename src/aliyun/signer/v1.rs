@@ -1,4 +1,5 @@
-//! Alibaba Cloud RPC signature v1 (HMAC-SHA1) as pure functions, one per stage.
+//! Alibaba Cloud RPC signature V1 (HMAC-SHA1, `SignatureVersion=1.0`) as pure functions, one per
+//! stage: the string to sign, the key, and the signed query.
 //!
 //! Each stage is public so the published vectors can be checked step by step: a failure then names
 //! the step that broke (encoding, canonicalization, string to sign, or the HMAC itself).
@@ -7,51 +8,14 @@ use std::fmt;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha1::Sha1;
 
-/// Everything but RFC 3986 unreserved characters is escaped; `percent-encoding` emits uppercase hex.
-const RPC_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+use super::{canonicalized_query, percent_encode};
 
 /// The value of the `SignatureMethod` common parameter.
 pub const SIGNATURE_METHOD: &str = "HMAC-SHA1";
 /// The value of the `SignatureVersion` common parameter.
 pub const SIGNATURE_VERSION: &str = "1.0";
-
-/// Percent-encodes `input` over its UTF-8 bytes the way the RPC signature requires (space → `%20`).
-pub fn percent_encode(input: &str) -> impl fmt::Display + '_ {
-    utf8_percent_encode(input, RPC_ENCODE_SET)
-}
-
-/// Sorts parameters by name in byte order and joins `enc(name)=enc(value)` pairs with `&`.
-///
-/// `Signature` must not be among `params`; it is never part of what is signed.
-pub fn canonicalized_query<K, V>(params: &[(K, V)]) -> String
-where
-    K: AsRef<str>,
-    V: AsRef<str>,
-{
-    let mut sorted: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_ref(), v.as_ref()))
-        .collect();
-    // Byte order on the raw names, as Alibaba's SDKs sort before encoding.
-    sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut out = String::with_capacity(sorted.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
-    for (i, (k, v)) in sorted.iter().enumerate() {
-        use fmt::Write as _;
-        if i > 0 {
-            out.push('&');
-        }
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{}={}", percent_encode(k), percent_encode(v));
-    }
-    out
-}
 
 /// Builds `METHOD&%2F&enc(canonicalized_query)`.
 pub fn string_to_sign(method: &str, canonicalized_query: &str) -> String {
@@ -134,35 +98,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encoding_keeps_only_unreserved_characters() {
-        assert_eq!(percent_encode("aZ09-_.~").to_string(), "aZ09-_.~");
-        assert_eq!(
-            percent_encode(" *+/=&%:").to_string(),
-            "%20%2A%2B%2F%3D%26%25%3A"
-        );
-        assert_eq!(percent_encode("é").to_string(), "%C3%A9");
-    }
-
-    #[test]
-    fn instance_ids_sort_in_byte_order_not_numeric_order() {
-        let params = [
-            ("InstanceId.2", "b"),
-            ("InstanceId.10", "c"),
-            ("InstanceId.1", "a"),
-        ];
-        assert_eq!(
-            canonicalized_query(&params),
-            "InstanceId.1=a&InstanceId.10=c&InstanceId.2=b"
-        );
-    }
-
-    #[test]
-    fn uppercase_names_sort_before_lowercase() {
-        let params = [("a", "1"), ("B", "2")];
-        assert_eq!(canonicalized_query(&params), "B=2&a=1");
-    }
 
     #[test]
     fn debug_output_hides_key_and_query() {
