@@ -79,9 +79,6 @@ pub struct FleetSettings {
     pub rate: Option<Rate>,
 }
 
-/// The shortest credential lifetime `--dev-credential-lifetime` takes.
-const MIN_DEV_CREDENTIAL_LIFETIME: Duration = Duration::from_secs(5);
-
 /// A setting that cannot work, named as the operator typed it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -128,10 +125,8 @@ impl TryFrom<&GatewayArgs> for Settings {
     type Error = ConfigError;
 
     fn try_from(args: &GatewayArgs) -> Result<Self, ConfigError> {
-        let dev = args.dev.then(|| DevSettings {
-            credential_lifetime: args
-                .dev_credential_lifetime
-                .map(|lifetime| lifetime.max(MIN_DEV_CREDENTIAL_LIFETIME)),
+        let dev = args.dev.then_some(DevSettings {
+            credential_lifetime: args.dev_credential_lifetime,
         });
         if dev.is_some() && !cfg!(feature = "dev") {
             return Err(ConfigError::DevNotBuilt(NOT_BUILT));
@@ -502,10 +497,13 @@ mod tests {
 
     #[test]
     fn dev_tooling_follows_the_dev_feature() {
-        let dev = settings(&["--dev", "--dev-credential-lifetime", "1s"]);
+        let too_short = ["ecs-gateway", "--dev", "--dev-credential-lifetime", "1s"];
+        let refused = Cli::try_parse_from(too_short).unwrap_err().to_string();
+        assert!(refused.contains("from 5s to 12h"), "{refused}");
+        let dev = settings(&["--dev", "--dev-credential-lifetime", "5s"]);
         if cfg!(feature = "dev") {
             let dev = dev.unwrap().dev.unwrap();
-            assert_eq!(dev.credential_lifetime, Some(MIN_DEV_CREDENTIAL_LIFETIME));
+            assert_eq!(dev.credential_lifetime, Some(Duration::from_secs(5)));
         } else {
             let error = dev.unwrap_err().to_string();
             assert!(error.contains("build with the `dev` feature"), "{error}");
