@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::aliyun::credentials::credential::Credential;
-use crate::aliyun::signer::SigningKey;
+use crate::aliyun::signer::{SigningKey, v3};
 
 /// What a request's AccessKeyId must come with.
 #[derive(Clone)]
 pub struct Key {
-    /// The secret as an HMAC key.
+    /// The secret as a V1 (HMAC-SHA1) key.
     pub signing: SigningKey,
+    /// The secret as a V3 (HMAC-SHA256) key.
+    pub v3: v3::SigningKey,
     /// The token requests must carry, for a temporary key.
     pub security_token: Option<String>,
     /// When a temporary key stops being accepted.
@@ -34,6 +36,7 @@ pub enum Refused {
 pub struct Keyring {
     base: Credential,
     base_key: SigningKey,
+    base_v3: v3::SigningKey,
     issued: Mutex<HashMap<String, Key>>,
     accepted: Mutex<HashSet<String>>,
     sequence: AtomicU64,
@@ -50,6 +53,7 @@ impl Keyring {
     pub fn new(base: Credential) -> Self {
         Self {
             base_key: SigningKey::new(base.access_key_secret()),
+            base_v3: v3::SigningKey::new(base.access_key_secret()),
             base,
             issued: Mutex::default(),
             accepted: Mutex::default(),
@@ -67,6 +71,7 @@ impl Keyring {
         if id == self.base.access_key_id() {
             return Ok(Key {
                 signing: self.base_key.clone(),
+                v3: self.base_v3.clone(),
                 security_token: self.base.security_token().map(str::to_owned),
                 expiration: None,
             });
@@ -97,6 +102,7 @@ impl Keyring {
         let expiration = UNIX_EPOCH + Duration::from_secs(whole_seconds);
         let key = Key {
             signing: SigningKey::new(&secret),
+            v3: v3::SigningKey::new(&secret),
             security_token: Some(token.clone()),
             expiration: Some(expiration),
         };

@@ -26,8 +26,9 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::aliyun::credentials::credential::Credential;
+use crate::aliyun::signer::v3;
 use faults::{FaultState, Injected};
-use judge::{Answer, Judge};
+use judge::{Answer, Judge, V3Request};
 use keyring::Keyring;
 use metadata::Metadata;
 use state::World;
@@ -193,6 +194,13 @@ impl Simulator {
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
+        // V3 moves the signature, action and version to headers; V1 keeps them in parameters.
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let v3 = headers.iter().any(|(n, _)| n == v3::AUTHORIZATION);
         let is_form = request
             .headers()
             .get(CONTENT_TYPE)
@@ -211,6 +219,7 @@ impl Simulator {
                 ));
             }
         };
+        let body_sha256 = v3::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body));
         if is_form {
             params.extend(form_urlencoded::parse(&body).into_owned());
         }
@@ -229,40 +238,54 @@ impl Simulator {
             .iter()
             .find(|(k, _)| k == "RegionId")
             .map(|(_, v)| v.clone());
-        let answer =
-            match shared
+        let authenticated = if v3 {
+            let request = V3Request {
+                method: &method,
+                params: &params,
+                headers: &headers,
+                body_sha256: &body_sha256,
+            };
+            shared
+                .judge
+                .authenticate_v3(&request, SystemTime::now(), &shared.world)
+                .map(|(action, version)| {
+                    params.push(("Action".to_owned(), action));
+                    params.push(("Version".to_owned(), version));
+                })
+        } else {
+            shared
                 .judge
                 .authenticate(&method, &params, SystemTime::now(), &shared.world)
-            {
-                Err(answer) => answer,
-                Ok(()) => match shared.faults.roll() {
-                    Injected::Reset => return Err(ResetFault),
-                    Injected::InternalError => Answer::Error {
-                        status: 500,
-                        code: "InternalError.Dispatch",
-                        message:
-                            "An error occurred when you dispatched the request. Try again later."
-                                .into(),
-                    },
-                    Injected::Unavailable => Answer::Error {
-                        status: 503,
-                        code: "ServiceUnavailable",
-                        message: "The request has failed due to a temporary failure of the server."
-                            .into(),
-                    },
-                    Injected::Throttled => Answer::Error {
-                        status: 400,
-                        code: "Throttling.User",
-                        message: "Request was denied due to user flow control.".into(),
-                    },
-                    Injected::None => {
-                        if let Some((_, id)) = params.iter().find(|(k, _)| k == "AccessKeyId") {
-                            shared.judge.keyring.note_accepted(id);
-                        }
-                        shared.judge.act(&params, &shared.world)
-                    }
+        };
+        let answer = match authenticated {
+            Err(answer) => answer,
+            Ok(()) => match shared.faults.roll() {
+                Injected::Reset => return Err(ResetFault),
+                Injected::InternalError => Answer::Error {
+                    status: 500,
+                    code: "InternalError.Dispatch",
+                    message: "An error occurred when you dispatched the request. Try again later."
+                        .into(),
                 },
-            };
+                Injected::Unavailable => Answer::Error {
+                    status: 503,
+                    code: "ServiceUnavailable",
+                    message: "The request has failed due to a temporary failure of the server."
+                        .into(),
+                },
+                Injected::Throttled => Answer::Error {
+                    status: 400,
+                    code: "Throttling.User",
+                    message: "Request was denied due to user flow control.".into(),
+                },
+                Injected::None => {
+                    if let Some(id) = key_id(&params, &headers) {
+                        shared.judge.keyring.note_accepted(id);
+                    }
+                    shared.judge.act(&params, &shared.world)
+                }
+            },
+        };
         Ok(match &answer {
             Answer::Ok => respond(200, None, region.as_deref()),
             Answer::Error {
@@ -272,6 +295,17 @@ impl Simulator {
             } => respond(*status, Some((code, message)), region.as_deref()),
         })
     }
+}
+
+/// The AccessKeyId a request was signed with: V1's parameter, or V3's `Credential=`.
+fn key_id<'a>(params: &'a [(String, String)], headers: &'a [(String, String)]) -> Option<&'a str> {
+    if let Some((_, id)) = params.iter().find(|(k, _)| k == "AccessKeyId") {
+        return Some(id);
+    }
+    let (_, authorization) = headers.iter().find(|(n, _)| n == v3::AUTHORIZATION)?;
+    authorization
+        .split([' ', ','])
+        .find_map(|f| f.strip_prefix("Credential="))
 }
 
 impl Simulator {

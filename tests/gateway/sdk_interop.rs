@@ -1,4 +1,5 @@
-//! Alibaba's own Python SDKs, pointed at the simulator, get 200 for a good request and
+//! Alibaba's own Python SDKs, pointed at the simulator — signing V1 (the legacy SDK, the Tea SDK
+//! with `signature_algorithm='v2'`) and V3 (the Tea SDK's default) — get 200 for a good request and
 //! SignatureDoesNotMatch for a wrong secret: the simulator judges signatures as ECS does.
 //! `scripts/test.sh` installs the SDKs (scripts/test-requirements.txt); without them this fails.
 
@@ -40,7 +41,7 @@ async fn alibabas_python_sdks_are_judged_like_ecs_judges_them() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(results.len(), 6, "{stdout}");
+    assert_eq!(results.len(), 9, "{stdout}");
     for r in &results {
         match r["case"].as_str().unwrap() {
             "good" => {
@@ -76,4 +77,6 @@ async fn alibabas_python_sdks_are_judged_like_ecs_judges_them() {
     );
     let tea = simulator.world().get("cn-hangzhou", "t-demo0007").unwrap();
     assert_eq!(tea.stops, 1, "{tea:?}");
+    let tea_v3 = simulator.world().get("cn-hangzhou", "t-demo0008").unwrap();
+    assert_eq!(tea_v3.stops, 1, "{tea_v3:?}");
 }

@@ -1,5 +1,7 @@
-"""Points Alibaba's own Python SDKs at the simulator: a good request must get HTTP 200 with a
-RequestId, a wrong secret must get SignatureDoesNotMatch. Prints one JSON object per check.
+"""Points Alibaba's own Python SDKs at the simulator — the legacy SDK (signature V1), the Tea SDK
+with signature_algorithm='v2' (V1 too) and the Tea SDK in its default mode (V3, ACS3-HMAC-SHA256):
+a good request must get HTTP 200 with a RequestId, a wrong secret must get SignatureDoesNotMatch.
+Prints one JSON object per check.
 
 Usage: check_sdks.py HOST:PORT ACCESS_KEY_ID ACCESS_KEY_SECRET
 """
@@ -29,8 +31,9 @@ def legacy(secret, invoke_id):
         return {"ok": False, "status": e.get_http_status(), "code": e.get_error_code()}
 
 
-def tea(secret, invoke_id):
-    """alibabacloud_ecs20140526 with signature_algorithm='v2' (RPC signature v1.0)."""
+def tea(secret, invoke_id, algorithm):
+    """alibabacloud_ecs20140526: with signature_algorithm='v2' (RPC signature v1.0), or in its
+    default mode (None: ACS3-HMAC-SHA256)."""
     from alibabacloud_ecs20140526 import models
     from alibabacloud_ecs20140526.client import Client
     from alibabacloud_tea_openapi.models import Config
@@ -42,7 +45,7 @@ def tea(secret, invoke_id):
         endpoint=ENDPOINT,
         protocol="http",
         region_id="cn-hangzhou",
-        signature_algorithm="v2",
+        signature_algorithm=algorithm,
     )
     client = Client(config)
     try:
@@ -55,8 +58,12 @@ def tea(secret, invoke_id):
         return {"ok": False, "status": status, "code": e.code}
 
 
-for name, check in (("legacy", legacy), ("tea", tea)):
-    invoke_id = "t-demo0006" if name == "legacy" else "t-demo0007"
+SDKS = (
+    ("legacy", "t-demo0006", legacy),
+    ("tea", "t-demo0007", lambda secret, invoke_id: tea(secret, invoke_id, "v2")),
+    ("tea-v3", "t-demo0008", lambda secret, invoke_id: tea(secret, invoke_id, None)),
+)
+for name, invoke_id, check in SDKS:
     print(json.dumps({"sdk": name, "case": "good", **check(SECRET, invoke_id)}))
     print(json.dumps({"sdk": name, "case": "wrong-secret", **check(SECRET + "x", invoke_id)}))
     print(json.dumps({"sdk": name, "case": "unknown-invocation", **check(SECRET, "t-missing")}))
