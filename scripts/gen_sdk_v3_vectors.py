@@ -129,6 +129,8 @@ def vector(case):
         "x-acs-content-sha256": EMPTY,
     }
     if case["security_token"]:
+        # As the Tea SDK's call_api does with STS credentials.
+        headers["x-acs-accesskey-id"] = case["access_key_id"]
         headers["x-acs-security-token"] = case["security_token"]
     request = DaraRequest()
     request.method = "POST"

@@ -5,18 +5,19 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use super::credentials::credential::Credential;
 use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
-use super::error::{EcsError, NotAdmitted};
+use super::error::{EcsError, NotAdmitted, TransportKind};
 use super::request::{ACTION, API_VERSION, Param, StopInvocation};
 use super::response::{self, Secrets};
 use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::{RetryBudget, retry_budget};
-use super::signer;
+use super::signer::{self, SignatureVersion, v3};
 use super::tls::{self, EmptyTrustStore};
 use super::transport::{self, Transport, TransportSettings};
 
@@ -85,6 +86,8 @@ pub struct ClientSettings {
     pub dns: DnsConfig,
     /// The share of calls that retries may add, process-wide (0.2 = 20%).
     pub retry_budget: f64,
+    /// How calls are signed.
+    pub signature: SignatureVersion,
 }
 
 /// What the client draws on besides its settings: the time, nonces, and the quota every attempt
@@ -119,6 +122,7 @@ impl Default for ClientSettings {
             pool_max_idle_per_host: 256,
             dns: DnsConfig::System,
             retry_budget: 0.2,
+            signature: SignatureVersion::default(),
         }
     }
 }
@@ -175,6 +179,63 @@ pub enum BuildError {
     /// The system's DNS configuration could not be read.
     #[error("cannot set up DNS resolution (is /etc/resolv.conf readable?): {0}")]
     Dns(String),
+}
+
+/// A V3 attempt ready to send.
+struct V3Attempt {
+    /// The URL, with the query that was signed.
+    url: String,
+    /// The signature.
+    signed: v3::SignedRequest,
+    /// The headers to send: the signed ones but `host` (the URL's authority), and `Authorization`.
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// What an attempt was signed with, for recognizing its echo in an answer.
+enum Signature {
+    V1(signer::SignedQuery),
+    V3(v3::SignedRequest),
+}
+
+impl Signature {
+    fn signature(&self) -> &str {
+        match self {
+            Self::V1(signed) => signed.signature(),
+            Self::V3(signed) => signed.signature(),
+        }
+    }
+
+    /// What carries the signature on the wire: V1's query, V3's `Authorization` value.
+    fn sent(&self) -> &str {
+        match self {
+            Self::V1(signed) => signed.as_str(),
+            Self::V3(signed) => signed.authorization(),
+        }
+    }
+}
+
+/// The `host` V3 signs: the URL's host, with its port unless it is the scheme's default — what
+/// hyper puts in the Host header and HTTP/2's `:authority`.
+fn signed_host(url: &str) -> Result<String, http::uri::InvalidUri> {
+    let uri = http::Uri::try_from(url)?;
+    let host = uri.host().unwrap_or_default();
+    let default_port = match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    Ok(match uri.port_u16() {
+        Some(port) if Some(port) != default_port => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    })
+}
+
+/// The request could not be built (a URL or header value the HTTP stack refuses).
+fn unbuildable(detail: String) -> EcsError {
+    EcsError::Transport {
+        kind: TransportKind::Build,
+        detail,
+    }
 }
 
 impl EcsClient {
@@ -293,6 +354,68 @@ impl EcsClient {
         params
     }
 
+    /// A V3 attempt: the URL with the signed query, and every header to send with it (the signed
+    /// ones and `Authorization`). Each attempt has its own nonce and date.
+    fn sign_v3(
+        &self,
+        request: &StopInvocation,
+        credential: &Credential,
+        key: &v3::SigningKey,
+    ) -> Result<V3Attempt, String> {
+        let inner = &*self.inner;
+        let mut params: Vec<Param<'_>> = Vec::with_capacity(6 + request.instance_ids.len());
+        request.push_params(&mut params);
+        // The host as the request line will carry it, so that what is signed is what is sent.
+        let url = inner
+            .settings
+            .endpoint
+            .url_with_query(&request.region_id, "");
+        let host = signed_host(&url).map_err(|e| format!("the request URL does not parse: {e}"))?;
+        let date = humantime::format_rfc3339_seconds(inner.clock.now()).to_string();
+        let mut headers: Vec<(&'static str, String)> = vec![
+            ("host", host),
+            (v3::ACTION, ACTION.to_owned()),
+            (v3::VERSION, API_VERSION.to_owned()),
+            (v3::DATE, date),
+            (v3::NONCE, inner.nonces.nonce()),
+            (v3::CONTENT_SHA256, v3::EMPTY_PAYLOAD_SHA256.to_owned()),
+        ];
+        if let Some(token) = credential.security_token() {
+            // As the Tea SDK does: the key id beside the token, both signed.
+            headers.push((v3::ACCESS_KEY_ID, credential.access_key_id().to_owned()));
+            headers.push((v3::SECURITY_TOKEN, token.to_owned()));
+        }
+        let signed = v3::sign(
+            "POST",
+            &params,
+            &headers,
+            v3::EMPTY_PAYLOAD_SHA256,
+            credential.access_key_id(),
+            key,
+        );
+        let mut url = url;
+        url.push_str(signed.query());
+        let mut sent = Vec::with_capacity(headers.len());
+        // `host` goes out as the URI's authority (the Host header, or HTTP/2's :authority).
+        // Credentials are held to rules that keep control characters out; still, never panic.
+        let value = |value: String| {
+            HeaderValue::try_from(value)
+                .map_err(|_| "a signed header value is not a valid HTTP header value".to_owned())
+        };
+        for (name, v) in headers.into_iter().skip(1) {
+            sent.push((HeaderName::from_static(name), value(v)?));
+        }
+        sent.push((
+            HeaderName::from_static(v3::AUTHORIZATION),
+            value(signed.authorization().to_owned())?,
+        ));
+        Ok(V3Attempt {
+            url,
+            signed,
+            headers: sent,
+        })
+    }
+
     /// One signed POST; the answer's RequestId and HTTP status, or what went wrong.
     async fn attempt(&self, request: &StopInvocation) -> Result<(String, u16), EcsError> {
         let inner = &*self.inner;
@@ -309,12 +432,29 @@ impl EcsClient {
                 .await
                 .map_err(EcsError::NotAdmitted)?;
         }
-        let signed = signer::sign_query("POST", &self.params(request, credential), &current.key);
-        let url = inner
-            .settings
-            .endpoint
-            .url_with_query(&request.region_id, signed.as_str());
-        let (head, body) = inner.http.post(url).await?.into_parts();
+        let (head, body, signature) = match inner.settings.signature {
+            SignatureVersion::V1 => {
+                let signed =
+                    signer::sign_query("POST", &self.params(request, credential), &current.key);
+                let url = inner
+                    .settings
+                    .endpoint
+                    .url_with_query(&request.region_id, signed.as_str());
+                let (head, body) = inner.http.post(url, &[]).await?.into_parts();
+                (head, body, Signature::V1(signed))
+            }
+            SignatureVersion::V3 => {
+                let attempt = self
+                    .sign_v3(request, credential, &current.key_v3)
+                    .map_err(unbuildable)?;
+                let (head, body) = inner
+                    .http
+                    .post(attempt.url, &attempt.headers)
+                    .await?
+                    .into_parts();
+                (head, body, Signature::V3(attempt.signed))
+            }
+        };
         let http_status = head.status.as_u16();
         // The attempt's span (see `retry::run`), exported when tracing is on.
         tracing::Span::current().record("http_status", http_status);
@@ -324,9 +464,9 @@ impl EcsClient {
                 credential.access_key_id(),
                 credential.access_key_secret(),
                 credential.security_token().unwrap_or_default(),
-                signed.signature(),
+                signature.signature(),
             ],
-            signed_query: signed.as_str(),
+            signed: signature.sent(),
         };
         let request_id = response::interpret(http_status, &head.headers, body.as_deref(), secrets)?;
         Ok((request_id, http_status))

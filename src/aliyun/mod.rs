@@ -30,3 +30,4 @@ pub use error::{ApiError, EcsError, ErrorClass, NotAdmitted};
 pub use regions::Regions;
 pub use request::{RegionId, StopInvocation};
 pub use retry::{RetryPolicy, Trail};
+pub use signer::SignatureVersion;

@@ -16,8 +16,8 @@ use super::scrub::{self, Scrubber};
 pub struct Secrets<'a> {
     /// The AccessKeyId, the secret, the security token (empty when none) and the signature.
     pub values: [&'a str; 4],
-    /// The signed query string as sent.
-    pub signed_query: &'a str,
+    /// What carries the signature as sent: V1's signed query, or V3's `Authorization` value.
+    pub signed: &'a str,
 }
 
 impl std::fmt::Debug for Secrets<'_> {
@@ -60,7 +60,7 @@ pub fn interpret(
             host_id,
             recommend,
         }) if !success => {
-            let scrubber = Scrubber::new(secrets.values.into_iter().chain([secrets.signed_query]));
+            let scrubber = Scrubber::new(secrets.values.into_iter().chain([secrets.signed]));
             Err(EcsError::Api(ApiError {
                 http_status,
                 code: scrubber.text(&code, scrub::MAX_CODE),
@@ -104,7 +104,7 @@ mod tests {
             "",
             "c2lnbmF0dXJlLXZhbHVl",
         ],
-        signed_query: "AccessKeyId=LTAIresponseTestKey&Signature=c2lnbmF0dXJlLXZhbHVl",
+        signed: "AccessKeyId=LTAIresponseTestKey&Signature=c2lnbmF0dXJlLXZhbHVl",
     };
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HeaderValue, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, USER_AGENT};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
@@ -131,9 +131,14 @@ impl Transport {
         }
     }
 
-    /// POSTs to `url` (which carries the signed query) with no body; redirects are not followed,
-    /// since a redirect would resend the signed query to another host.
-    pub(crate) async fn post(&self, url: String) -> Result<Response<Incoming>, EcsError> {
+    /// POSTs to `url` (which carries the signed query) with `headers` (V3's signed ones) and no
+    /// body; redirects are not followed, since a redirect would resend the signed request to
+    /// another host.
+    pub(crate) async fn post(
+        &self,
+        url: String,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<Response<Incoming>, EcsError> {
         let uri = Uri::try_from(url).map_err(|error| EcsError::Transport {
             kind: TransportKind::Build,
             detail: format!("the request URL does not parse: {error}"),
@@ -144,6 +149,9 @@ impl Transport {
         request
             .headers_mut()
             .insert(USER_AGENT, self.user_agent.clone());
+        for (name, value) in headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
         let Some(host) = self.host(request.uri()) else {
             return self.any.request(request).await.map_err(classify);
         };
@@ -332,7 +340,7 @@ mod tests {
         for scheme in ["http", "https"] {
             let url =
                 format!("{scheme}://127.0.0.1:{port}/?AccessKeyId=LTAIkey&Signature=SecretSig%3D");
-            let Err(EcsError::Transport { kind, detail }) = transport().post(url).await else {
+            let Err(EcsError::Transport { kind, detail }) = transport().post(url, &[]).await else {
                 panic!("nothing listens there");
             };
             assert_eq!(kind, TransportKind::Connect, "{detail}");
@@ -346,7 +354,7 @@ mod tests {
     #[tokio::test]
     async fn a_url_that_does_not_parse_is_a_build_error() {
         let Err(EcsError::Transport { kind, .. }) =
-            transport().post("http://exa mple/".into()).await
+            transport().post("http://exa mple/".into(), &[]).await
         else {
             panic!("refused");
         };

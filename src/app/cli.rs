@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::aliyun::catalog::Network;
 use crate::aliyun::regions::Regions;
+use crate::aliyun::signer::SignatureVersion;
 use crate::limit::rate::Rate;
 use crate::observe::log::LogFormat;
 #[cfg(feature = "dev")]
@@ -173,6 +174,10 @@ pub struct GatewayArgs {
     #[arg(long, env = "ECS_GATEWAY_MAX_RETRIES", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RETRIES_LIMIT)))]
     pub max_retries: u32,
+    /// How ECS calls are signed: v3 (ACS3-HMAC-SHA256, as Alibaba's SDKs sign today) or v1 (the
+    /// RPC HMAC-SHA1 query signature).
+    #[arg(long, env = "ECS_GATEWAY_SIGNATURE_VERSION", default_value = "v3")]
+    pub signature_version: SignatureVersion,
     /// Share of calls that retries may add, process-wide (0.2 = 20%, plus 10 retries a second).
     #[arg(long, env = "ECS_GATEWAY_RETRY_BUDGET", default_value_t = 0.2, value_parser = ratio)]
     pub retry_budget: f64,

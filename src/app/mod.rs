@@ -228,6 +228,7 @@ impl Gateway {
             tokens = files.tokens.is_some(),
             policy = files.policy.is_some(),
             network = ?settings.network,
+            signature = settings.client.signature.name(),
             endpoint_override = settings.endpoint_overridden || settings.dev.is_some(),
             redis = settings.fleet.as_ref().map(|f| tracing::field::display(&f.redis.url)),
             fleet_rate = settings.fleet.as_ref().and_then(|f| f.rate).map(|r| r.per_second()),

@@ -212,6 +212,7 @@ fn client_settings(args: &GatewayArgs, endpoint: Endpoint) -> ClientSettings {
         pool_max_idle_per_host: max_concurrent.min(1024),
         dns: DnsConfig::System,
         retry_budget: args.retry_budget,
+        signature: args.signature_version,
     }
 }
 

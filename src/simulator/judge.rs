@@ -220,12 +220,16 @@ impl Judge {
         ]
         .into_iter()
         .chain(header(v3::SECURITY_TOKEN).map(|_| v3::SECURITY_TOKEN))
+        .chain(header(v3::ACCESS_KEY_ID).map(|_| v3::ACCESS_KEY_ID))
         {
             if header(name).is_none_or(str::is_empty) || !signed.contains(&name) {
                 return Err(incomplete());
             }
         }
         let value = |name: &str| header(name).unwrap_or_default();
+        if header(v3::ACCESS_KEY_ID).is_some_and(|id| id != key_id) {
+            return Err(incomplete());
+        }
         self.check_time(value(v3::DATE), now)?;
         let key = self.key_for(key_id, header(v3::SECURITY_TOKEN), now)?;
         // ECS hashes the body it received: a header that says otherwise signs another request.

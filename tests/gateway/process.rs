@@ -209,6 +209,11 @@ async fn settings_that_cannot_work_are_refused_at_start_in_one_line_naming_the_s
             &[],
         ),
         (flags(&["--regions", " , "]), &["--regions"], &[]),
+        (
+            flags(&["--signature-version", "v2"]),
+            &["--signature-version", "must be v3", "or v1"],
+            &[],
+        ),
         // Every number in range, named with its bound; none may panic (1e-12 once did).
         (
             flags(&[

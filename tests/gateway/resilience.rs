@@ -60,18 +60,18 @@ async fn every_retry_is_signed_anew_with_a_fresh_nonce_and_signature() {
 
     let received = ecs.received_requests().await.unwrap();
     assert_eq!(received.len(), 3, "default policy: 1 attempt + 2 retries");
-    let param = |r: &wiremock::Request, name: &str| {
-        r.url
-            .query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-            .unwrap()
+    // V3 (the default) carries the nonce and signature in headers.
+    let header = |r: &wiremock::Request, name: &str| {
+        r.headers.get(name).unwrap().to_str().unwrap().to_owned()
     };
     let nonces: HashSet<String> = received
         .iter()
-        .map(|r| param(r, "SignatureNonce"))
+        .map(|r| header(r, "x-acs-signature-nonce"))
         .collect();
-    let signatures: HashSet<String> = received.iter().map(|r| param(r, "Signature")).collect();
+    let signatures: HashSet<String> = received
+        .iter()
+        .map(|r| header(r, "authorization"))
+        .collect();
     assert_eq!(nonces.len(), 3, "{nonces:?}");
     assert_eq!(signatures.len(), 3, "{signatures:?}");
 }
@@ -104,15 +104,14 @@ async fn a_used_nonce_gets_exactly_one_fresh_nonce_retry() {
     let gateway = Gateway::start(client).await;
     assert!(call(&gateway, None).await.is_ok());
     let received = ecs.received_requests().await.unwrap();
-    let nonces: Vec<String> = received
+    let nonces: Vec<&str> = received
         .iter()
         .map(|r| {
-            r.url
-                .query_pairs()
-                .find(|(k, _)| k == "SignatureNonce")
+            r.headers
+                .get("x-acs-signature-nonce")
                 .unwrap()
-                .1
-                .into_owned()
+                .to_str()
+                .unwrap()
         })
         .collect();
     assert_eq!(nonces, ["nonce-1", "nonce-2"]);

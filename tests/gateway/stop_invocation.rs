@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::support::{Gateway, at, pinned_client, request, start_simulator, test_credential};
 use ecs_gateway::aliyun::Credential;
+use ecs_gateway::aliyun::SignatureVersion;
 use ecs_gateway::simulator::ExecutionStatus;
 use ecs_gateway::simulator::SimulatorConfig;
 use serde::Deserialize;
@@ -36,6 +37,7 @@ async fn the_upstream_receives_the_stop_invocation_vector_byte_for_byte() {
         Credential::new("LTAI5tExampleAccessKey", "testsecret", None),
         at("2025-01-02T03:04:05Z"),
         "c3b5a1e0-5d3f-4a8e-9f1e-0d7c2b6a9e41",
+        SignatureVersion::V1,
     );
     let mut gateway = Gateway::start(client).await;
 
@@ -120,6 +122,7 @@ async fn awkward_requests_carry_the_signature_alibabas_sdk_computes() {
             credential,
             at(&v.timestamp),
             &v.nonce,
+            SignatureVersion::V1,
         );
         let mut gateway = Gateway::start(client).await;
         let r = v.request;
@@ -254,4 +257,208 @@ async fn connect(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("gateway at {addr} never accepted a connection");
+}
+
+/// The request shapes the V3 fidelity tests send: no, one and 50 instances; an STS token.
+fn v3_shapes() -> Vec<(Credential, Vec<String>)> {
+    vec![
+        (
+            Credential::new("LTAI5tV3Fidelity", "fidelity secret+/", None),
+            vec![],
+        ),
+        (
+            Credential::new("LTAI5tV3Fidelity", "fidelity secret+/", None),
+            vec!["i-bp6one".to_owned()],
+        ),
+        (
+            Credential::new("LTAI5tV3Fidelity", "fidelity secret+/", None),
+            (1..=50).map(|n| format!("i-bp6{n:03}")).collect(),
+        ),
+        (
+            Credential::new(
+                "STS.V3Fidelity",
+                "sts-secret",
+                Some("CAIS+token/with=odd".to_owned()),
+            ),
+            vec!["i-bp6sts".to_owned()],
+        ),
+    ]
+}
+
+/// Runs a Python helper from tests/sdk with `args`, feeding it `stdin`; its stdout.
+async fn python(script: &str, args: &[&str], stdin: &str) -> String {
+    use tokio::io::AsyncWriteExt as _;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = tokio::process::Command::new(python)
+        .arg(format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR")))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn alibabas_sdk_re_signs_every_v3_request_the_gateway_sends_to_the_same_signature() {
+    let mut cases = Vec::new();
+    let mut sent = Vec::new();
+    for (credential, instances) in v3_shapes() {
+        let ecs = ecs_answering_success().await;
+        let client = ecs_gateway::aliyun::EcsClient::with_sources(
+            credential.clone(),
+            crate::support::settings(&format!("{}/", ecs.uri())),
+            Default::default(),
+        )
+        .unwrap();
+        let mut gateway = Gateway::start(client).await;
+        let ids: Vec<&str> = instances.iter().map(String::as_str).collect();
+        gateway
+            .client
+            .stop_invocation(request("cn-hangzhou", "t-hz0v3fidelity", &ids))
+            .await
+            .expect("stop succeeds");
+        let received = ecs.received_requests().await.unwrap();
+        let request = &received[0];
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let authorization = header("authorization").expect("signed with V3");
+        let signed = authorization
+            .split([' ', ','])
+            .find_map(|f| f.strip_prefix("SignedHeaders="))
+            .unwrap()
+            .to_owned();
+        assert!(
+            request
+                .url
+                .query()
+                .unwrap()
+                .contains("InvokeId=t-hz0v3fidelity")
+        );
+        let headers: serde_json::Map<String, serde_json::Value> = signed
+            .split(';')
+            .map(|name| (name.to_owned(), header(name).expect(name).into()))
+            .collect();
+        assert_eq!(
+            signed,
+            if credential.security_token().is_some() {
+                "host;x-acs-accesskey-id;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-security-token;x-acs-signature-nonce;x-acs-version"
+            } else {
+                "host;x-acs-action;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-version"
+            }
+        );
+        let query: Vec<(String, String)> = request.url.query_pairs().into_owned().collect();
+        cases.push(serde_json::json!({
+            "method": request.method.as_str(),
+            "query": query,
+            "headers": headers,
+            "access_key_id": credential.access_key_id(),
+            "secret": credential.access_key_secret(),
+        }));
+        sent.push(authorization);
+        gateway.signal_shutdown();
+    }
+    let resigned = python("resign_v3.py", &[], &serde_json::to_string(&cases).unwrap()).await;
+    let resigned: Vec<&str> = resigned.lines().collect();
+    assert_eq!(resigned, sent);
+}
+
+#[tokio::test]
+async fn the_gateway_sends_what_the_tea_sdk_sends_in_its_default_mode() {
+    for (credential, instances) in v3_shapes() {
+        let ecs = ecs_answering_success().await;
+        let client = ecs_gateway::aliyun::EcsClient::with_sources(
+            credential.clone(),
+            crate::support::settings(&format!("{}/", ecs.uri())),
+            Default::default(),
+        )
+        .unwrap();
+        let mut gateway = Gateway::start(client).await;
+        let ids: Vec<&str> = instances.iter().map(String::as_str).collect();
+        gateway
+            .client
+            .stop_invocation(request("cn-hangzhou", "t-hz0v3tea", &ids))
+            .await
+            .expect("stop succeeds");
+        let endpoint = ecs.uri().trim_start_matches("http://").to_owned();
+        let token = credential.security_token().unwrap_or("-").to_owned();
+        let mut args = vec![
+            endpoint.as_str(),
+            credential.access_key_id(),
+            credential.access_key_secret(),
+            token.as_str(),
+            "cn-hangzhou",
+            "t-hz0v3tea",
+        ];
+        args.extend(ids.iter().copied());
+        python("tea_v3_capture.py", &args, "").await;
+        let received = ecs.received_requests().await.unwrap();
+        assert_eq!(received.len(), 2, "the gateway's request, then the SDK's");
+        let (ours, sdk) = (&received[0], &received[1]);
+        assert_eq!(ours.method, sdk.method);
+        assert_eq!(ours.url.path(), sdk.url.path());
+        assert_eq!(ours.body, sdk.body, "both empty");
+        let pairs = |r: &wiremock::Request| -> BTreeMap<String, String> { query_pairs(&r.url) };
+        assert_eq!(pairs(ours), pairs(sdk), "the same query");
+        let acs = |r: &wiremock::Request| -> BTreeMap<String, String> {
+            r.headers
+                .iter()
+                .filter(|(n, _)| n.as_str().starts_with("x-acs-"))
+                // The SDK's telemetry of which credential provider it used (`static_ak`, …): not
+                // part of the protocol, so the gateway does not claim to be an SDK provider.
+                .filter(|(n, _)| n.as_str() != "x-acs-credentials-provider")
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                .collect()
+        };
+        let (ours, sdk) = (acs(ours), acs(sdk));
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            sdk.keys().collect::<Vec<_>>(),
+            "the same x-acs-* headers"
+        );
+        for same in [
+            "x-acs-action",
+            "x-acs-version",
+            "x-acs-content-sha256",
+            "x-acs-accesskey-id",
+            "x-acs-security-token",
+        ] {
+            assert_eq!(ours.get(same), sdk.get(same), "{same}");
+        }
+        gateway.signal_shutdown();
+    }
+}
+
+#[tokio::test]
+async fn the_start_line_names_the_signature_and_either_one_stops_commands() {
+    for (flags, expected) in [
+        (vec!["--dev"], "v3"),
+        (vec!["--dev", "--signature-version", "v1"], "v1"),
+        (vec!["--dev", "--signature-version", "v3"], "v3"),
+    ] {
+        let binary = crate::support::binary::Binary::start(&flags, &[]).await;
+        let line = binary.line("ecs-gateway listening").unwrap();
+        assert_eq!(line["signature"], expected, "{flags:?}");
+        let answer = binary
+            .client()
+            .await
+            .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+            .await;
+        assert!(answer.is_ok(), "{flags:?}: {answer:?}");
+        binary.stop().await;
+    }
 }

@@ -16,7 +16,22 @@ pub struct Echo {
 
 impl Respond for Echo {
     fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
-        let query = request.url.query().unwrap_or_default().to_owned();
+        // V1 carries the key id, token and signature in the query; V3 in headers: echo both.
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let query = format!(
+            "{} {} {} {}",
+            request.url.query().unwrap_or_default(),
+            header("authorization"),
+            header("x-acs-security-token"),
+            header("x-acs-accesskey-id"),
+        );
         // How a server's string to sign carries it: percent-encoded once more.
         let to_sign = format!("POST&%2F&{}", percent_encode(&query));
         if self.status == 200 {

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use ecs_gateway::aliyun::Credential;
 use ecs_gateway::aliyun::Endpoint;
 use ecs_gateway::aliyun::RetryPolicy;
+use ecs_gateway::aliyun::SignatureVersion;
 use ecs_gateway::aliyun::{ClientSettings, Clock, EcsClient, NonceSource, Sources};
 use ecs_gateway::app::cli::Cli;
 use ecs_gateway::app::{CredentialsFrom, Gateway as Built, Settings};
@@ -88,6 +89,7 @@ pub fn settings(endpoint: &str) -> ClientSettings {
         dns: Default::default(),
         // Every retry made: the retry budget has tests of its own.
         retry_budget: 100.0,
+        signature: SignatureVersion::default(),
     }
 }
 
@@ -277,13 +279,18 @@ pub fn pinned_client(
     credential: Credential,
     clock: SystemTime,
     nonce: &str,
+    signature: SignatureVersion,
 ) -> EcsClient {
     let sources = Sources {
         clock: Arc::new(FixedClock(clock)),
         nonces: Arc::new(FixedNonce(nonce.to_owned())),
         ..Sources::default()
     };
-    EcsClient::with_sources(credential, settings(endpoint), sources).expect("client")
+    let settings = ClientSettings {
+        signature,
+        ..settings(endpoint)
+    };
+    EcsClient::with_sources(credential, settings, sources).expect("client")
 }
 
 /// How a raw TCP upstream treats each connection.

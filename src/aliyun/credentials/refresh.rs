@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::credential::Credential;
 use super::fetch::Fetcher;
 use super::source::Source;
-use crate::aliyun::signer::SigningKey;
+use crate::aliyun::signer::{SigningKey, v3};
 
 /// Refresh this long before expiry, unless 80% of the lifetime comes first. The SDKs treat a
 /// credential as stale 15 minutes before expiry, and the credential-expiry alert fires under 15
@@ -30,8 +30,10 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Current {
     /// The credential.
     pub credential: Credential,
-    /// Its secret as an HMAC key, prepared once.
+    /// Its secret as a V1 (HMAC-SHA1) key, prepared once.
     pub key: SigningKey,
+    /// Its secret as a V3 (HMAC-SHA256) key, prepared once.
+    pub key_v3: v3::SigningKey,
     obtained: SystemTime,
 }
 
@@ -39,6 +41,7 @@ impl Current {
     fn new(credential: Credential) -> Self {
         Self {
             key: SigningKey::new(credential.access_key_secret()),
+            key_v3: v3::SigningKey::new(credential.access_key_secret()),
             credential,
             obtained: SystemTime::now(),
         }

@@ -8,12 +8,45 @@ pub mod v1;
 pub mod v3;
 
 use std::fmt;
+use std::str::FromStr;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub use v1::{
     SIGNATURE_METHOD, SIGNATURE_VERSION, SignedQuery, SigningKey, sign_query, string_to_sign,
 };
+
+/// Which signature ECS calls carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SignatureVersion {
+    /// ACS3-HMAC-SHA256: what Alibaba's SDKs sign with today.
+    #[default]
+    V3,
+    /// The RPC HMAC-SHA1 query signature (`SignatureVersion=1.0`), which Alibaba calls discontinued.
+    V1,
+}
+
+impl SignatureVersion {
+    /// The name operators write: `v3` or `v1`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V3 => "v3",
+            Self::V1 => "v1",
+        }
+    }
+}
+
+impl FromStr for SignatureVersion {
+    type Err = &'static str;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "v3" => Ok(Self::V3),
+            "v1" => Ok(Self::V1),
+            _ => Err("must be v3 (ACS3-HMAC-SHA256, the default) or v1 (HMAC-SHA1)"),
+        }
+    }
+}
 
 /// Everything but RFC 3986 unreserved characters is escaped; `percent-encoding` emits uppercase hex.
 const RPC_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC

@@ -34,6 +34,8 @@ pub const NONCE: &str = "x-acs-signature-nonce";
 pub const CONTENT_SHA256: &str = "x-acs-content-sha256";
 /// The header with an STS security token.
 pub const SECURITY_TOKEN: &str = "x-acs-security-token";
+/// The header naming the AccessKeyId beside an STS token, as Alibaba's SDKs send it.
+pub const ACCESS_KEY_ID: &str = "x-acs-accesskey-id";
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
