@@ -5,7 +5,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ecs_gateway::aliyun::Credential;
 use ecs_gateway::aliyun::CredentialSupply;
-use ecs_gateway::aliyun::signer::{SigningKey, canonicalized_query, sign_query};
+use ecs_gateway::aliyun::signer::{SigningKey, canonicalized_query, sign_query, v3};
 use ecs_gateway::aliyun::{ApiError, EcsError};
 use ecs_gateway::pb::StopInvocationRequest;
 use ecs_gateway::testing::aliyun::Param;
@@ -77,6 +77,42 @@ fn hot_path(c: &mut Criterion) {
             )
         })
     });
+
+    // V3 against V1 in the same run, each as an attempt builds and signs it.
+    let v1_key = SigningKey::new("testsecret");
+    let v3_key = v3::SigningKey::new("testsecret");
+    for (label, request) in [("1_instance", &one), ("50_instances", &fifty)] {
+        let typed = stop_invocation(request).unwrap();
+        c.bench_function(&format!("sign_v1/{label}"), |b| {
+            b.iter(|| {
+                let mut params = common_params();
+                black_box(&typed).push_params(&mut params);
+                sign_query("POST", &params, &v1_key)
+            })
+        });
+        c.bench_function(&format!("sign_v3/{label}"), |b| {
+            b.iter(|| {
+                let mut params = Vec::with_capacity(6 + typed.instance_ids.len());
+                black_box(&typed).push_params(&mut params);
+                let headers = [
+                    ("host", "ecs.cn-hangzhou.aliyuncs.com".to_owned()),
+                    (v3::ACTION, "StopInvocation".to_owned()),
+                    (v3::VERSION, "2014-05-26".to_owned()),
+                    (v3::DATE, "2025-01-02T03:04:05Z".to_owned()),
+                    (v3::NONCE, "c3b5a1e0-5d3f-4a8e-9f1e-0d7c2b6a9e41".to_owned()),
+                    (v3::CONTENT_SHA256, v3::EMPTY_PAYLOAD_SHA256.to_owned()),
+                ];
+                v3::sign(
+                    "POST",
+                    &params,
+                    &headers,
+                    v3::EMPTY_PAYLOAD_SHA256,
+                    "LTAI5tExampleAccessKey",
+                    &v3_key,
+                )
+            })
+        });
+    }
 
     // What every attempt now pays to sign with the credential current at that moment.
     let supply = CredentialSupply::fixed(

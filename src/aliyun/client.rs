@@ -181,6 +181,15 @@ pub enum BuildError {
     Dns(String),
 }
 
+const ACTION_HEADER: HeaderName = HeaderName::from_static(v3::ACTION);
+const VERSION_HEADER: HeaderName = HeaderName::from_static(v3::VERSION);
+const DATE_HEADER: HeaderName = HeaderName::from_static(v3::DATE);
+const NONCE_HEADER: HeaderName = HeaderName::from_static(v3::NONCE);
+const CONTENT_SHA256_HEADER: HeaderName = HeaderName::from_static(v3::CONTENT_SHA256);
+const AUTHORIZATION_HEADER: HeaderName = HeaderName::from_static(v3::AUTHORIZATION);
+const ACCESS_KEY_ID_HEADER: HeaderName = HeaderName::from_static(v3::ACCESS_KEY_ID);
+const SECURITY_TOKEN_HEADER: HeaderName = HeaderName::from_static(v3::SECURITY_TOKEN);
+
 /// A V3 attempt ready to send.
 struct V3Attempt {
     /// The URL, with the query that was signed.
@@ -214,20 +223,22 @@ impl Signature {
     }
 }
 
-/// The `host` V3 signs: the URL's host, with its port unless it is the scheme's default — what
-/// hyper puts in the Host header and HTTP/2's `:authority`.
-fn signed_host(url: &str) -> Result<String, http::uri::InvalidUri> {
-    let uri = http::Uri::try_from(url)?;
-    let host = uri.host().unwrap_or_default();
-    let default_port = match uri.scheme_str() {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
+/// The `host` V3 signs: the URL's authority, without the scheme's default port — what hyper puts
+/// in the Host header and HTTP/2's `:authority`.
+fn signed_host(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => "",
     };
-    Ok(match uri.port_u16() {
-        Some(port) if Some(port) != default_port => format!("{host}:{port}"),
-        _ => host.to_owned(),
-    })
+    let host = match authority.strip_suffix(default_port) {
+        Some(host) if !default_port.is_empty() => host,
+        _ => authority,
+    };
+    (!host.is_empty()).then_some(host)
 }
 
 /// The request could not be built (a URL or header value the HTTP stack refuses).
@@ -365,54 +376,64 @@ impl EcsClient {
         let inner = &*self.inner;
         let mut params: Vec<Param<'_>> = Vec::with_capacity(6 + request.instance_ids.len());
         request.push_params(&mut params);
-        // The host as the request line will carry it, so that what is signed is what is sent.
-        let url = inner
+        // The host as the request will carry it, so that what is signed is what is sent.
+        let mut url = inner
             .settings
             .endpoint
             .url_with_query(&request.region_id, "");
-        let host = signed_host(&url).map_err(|e| format!("the request URL does not parse: {e}"))?;
+        let host = signed_host(&url)
+            .ok_or_else(|| "the request URL has no host".to_owned())?
+            .to_owned();
         let date = humantime::format_rfc3339_seconds(inner.clock.now()).to_string();
-        let mut headers: Vec<(&'static str, String)> = vec![
-            ("host", host),
-            (v3::ACTION, ACTION.to_owned()),
-            (v3::VERSION, API_VERSION.to_owned()),
-            (v3::DATE, date),
-            (v3::NONCE, inner.nonces.nonce()),
-            (v3::CONTENT_SHA256, v3::EMPTY_PAYLOAD_SHA256.to_owned()),
+        let nonce = inner.nonces.nonce();
+        let mut signed_headers: Vec<(&'static str, &str)> = vec![
+            ("host", &host),
+            (v3::ACTION, ACTION),
+            (v3::VERSION, API_VERSION),
+            (v3::DATE, &date),
+            (v3::NONCE, &nonce),
+            (v3::CONTENT_SHA256, v3::EMPTY_PAYLOAD_SHA256),
         ];
         if let Some(token) = credential.security_token() {
             // As the Tea SDK does: the key id beside the token, both signed.
-            headers.push((v3::ACCESS_KEY_ID, credential.access_key_id().to_owned()));
-            headers.push((v3::SECURITY_TOKEN, token.to_owned()));
+            signed_headers.push((v3::ACCESS_KEY_ID, credential.access_key_id()));
+            signed_headers.push((v3::SECURITY_TOKEN, token));
         }
         let signed = v3::sign(
             "POST",
             &params,
-            &headers,
+            &signed_headers,
             v3::EMPTY_PAYLOAD_SHA256,
             credential.access_key_id(),
             key,
         );
-        let mut url = url;
         url.push_str(signed.query());
-        let mut sent = Vec::with_capacity(headers.len());
-        // `host` goes out as the URI's authority (the Host header, or HTTP/2's :authority).
         // Credentials are held to rules that keep control characters out; still, never panic.
-        let value = |value: String| {
-            HeaderValue::try_from(value)
+        let value = |value: &str| {
+            HeaderValue::from_str(value)
                 .map_err(|_| "a signed header value is not a valid HTTP header value".to_owned())
         };
-        for (name, v) in headers.into_iter().skip(1) {
-            sent.push((HeaderName::from_static(name), value(v)?));
+        // `host` goes out as the URI's authority (the Host header, or HTTP/2's :authority); the
+        // fixed values need no checking.
+        let mut headers = vec![
+            (ACTION_HEADER, HeaderValue::from_static(ACTION)),
+            (VERSION_HEADER, HeaderValue::from_static(API_VERSION)),
+            (DATE_HEADER, value(&date)?),
+            (NONCE_HEADER, value(&nonce)?),
+            (
+                CONTENT_SHA256_HEADER,
+                HeaderValue::from_static(v3::EMPTY_PAYLOAD_SHA256),
+            ),
+            (AUTHORIZATION_HEADER, value(signed.authorization())?),
+        ];
+        if let Some(token) = credential.security_token() {
+            headers.push((ACCESS_KEY_ID_HEADER, value(credential.access_key_id())?));
+            headers.push((SECURITY_TOKEN_HEADER, value(token)?));
         }
-        sent.push((
-            HeaderName::from_static(v3::AUTHORIZATION),
-            value(signed.authorization().to_owned())?,
-        ));
         Ok(V3Attempt {
             url,
             signed,
-            headers: sent,
+            headers,
         })
     }
 
@@ -440,7 +461,7 @@ impl EcsClient {
                     .settings
                     .endpoint
                     .url_with_query(&request.region_id, signed.as_str());
-                let (head, body) = inner.http.post(url, &[]).await?.into_parts();
+                let (head, body) = inner.http.post(url, Vec::new()).await?.into_parts();
                 (head, body, Signature::V1(signed))
             }
             SignatureVersion::V3 => {
@@ -449,7 +470,7 @@ impl EcsClient {
                     .map_err(unbuildable)?;
                 let (head, body) = inner
                     .http
-                    .post(attempt.url, &attempt.headers)
+                    .post(attempt.url, attempt.headers)
                     .await?
                     .into_parts();
                 (head, body, Signature::V3(attempt.signed))
@@ -470,5 +491,28 @@ impl EcsClient {
         };
         let request_id = response::interpret(http_status, &head.headers, body.as_deref(), secrets)?;
         Ok((request_id, http_status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_host_is_the_authority_without_a_default_port() {
+        let cases = [
+            (
+                "https://ecs.cn-hangzhou.aliyuncs.com/?",
+                "ecs.cn-hangzhou.aliyuncs.com",
+            ),
+            ("http://127.0.0.1:8080/?", "127.0.0.1:8080"),
+            ("https://ecs.example:443/?", "ecs.example"),
+            ("http://ecs.example:80?", "ecs.example"),
+            ("https://ecs.example:80/?", "ecs.example:80"),
+        ];
+        for (url, host) in cases {
+            assert_eq!(signed_host(url), Some(host), "{url}");
+        }
+        assert_eq!(signed_host("no-scheme"), None);
     }
 }

@@ -137,7 +137,7 @@ impl Transport {
     pub(crate) async fn post(
         &self,
         url: String,
-        headers: &[(HeaderName, HeaderValue)],
+        headers: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<Response<Incoming>, EcsError> {
         let uri = Uri::try_from(url).map_err(|error| EcsError::Transport {
             kind: TransportKind::Build,
@@ -150,7 +150,7 @@ impl Transport {
             .headers_mut()
             .insert(USER_AGENT, self.user_agent.clone());
         for (name, value) in headers {
-            request.headers_mut().insert(name.clone(), value.clone());
+            request.headers_mut().insert(name, value);
         }
         let Some(host) = self.host(request.uri()) else {
             return self.any.request(request).await.map_err(classify);
@@ -340,7 +340,8 @@ mod tests {
         for scheme in ["http", "https"] {
             let url =
                 format!("{scheme}://127.0.0.1:{port}/?AccessKeyId=LTAIkey&Signature=SecretSig%3D");
-            let Err(EcsError::Transport { kind, detail }) = transport().post(url, &[]).await else {
+            let Err(EcsError::Transport { kind, detail }) = transport().post(url, Vec::new()).await
+            else {
                 panic!("nothing listens there");
             };
             assert_eq!(kind, TransportKind::Connect, "{detail}");
@@ -353,8 +354,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_that_does_not_parse_is_a_build_error() {
-        let Err(EcsError::Transport { kind, .. }) =
-            transport().post("http://exa mple/".into(), &[]).await
+        let Err(EcsError::Transport { kind, .. }) = transport()
+            .post("http://exa mple/".into(), Vec::new())
+            .await
         else {
             panic!("refused");
         };

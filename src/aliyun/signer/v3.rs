@@ -7,6 +7,7 @@
 //! Each stage is public so the published example and the SDK-computed vectors can be checked step
 //! by step, as aws-sigv4 checks its suite.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use hmac::{Hmac, Mac as _};
@@ -55,16 +56,17 @@ where
     N: AsRef<str>,
     V: AsRef<str>,
 {
-    let mut lines: Vec<(String, &str)> = headers
+    let mut lines: Vec<(Cow<'_, str>, &str)> = headers
         .iter()
-        .map(|(n, v)| (n.as_ref().to_ascii_lowercase(), v.as_ref().trim()))
+        .map(|(n, v)| (lowercase(n.as_ref()), v.as_ref().trim()))
         .collect();
     // Sorting by name, then value, groups a repeated name with its values in order.
     lines.sort_unstable();
-    let (mut canonical, mut signed) = (String::new(), String::new());
+    let size: usize = lines.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let (mut canonical, mut signed) = (String::with_capacity(size), String::with_capacity(size));
     let mut previous: Option<&str> = None;
     for (name, value) in &lines {
-        if previous == Some(name.as_str()) {
+        if previous == Some(name.as_ref()) {
             canonical.pop();
             canonical.push(',');
         } else {
@@ -80,6 +82,15 @@ where
         previous = Some(name);
     }
     (canonical, signed)
+}
+
+/// `name` in lowercase, borrowed when it already is (every name the gateway signs).
+fn lowercase(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// `METHOD \n / \n query \n canonical headers \n signed headers \n payload hash`; the canonical
