@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 const SECRETS: Secrets<'static> = Secrets {
     values: ["LTAIfuzzKey", "fuzz-secret-value", "fuzz-token", "ZnV6elNpZ25hdHVyZQ=="],
-    signed_query: "AccessKeyId=LTAIfuzzKey&Signature=ZnV6elNpZ25hdHVyZQ%3D%3D",
+    signed: "AccessKeyId=LTAIfuzzKey&Signature=ZnV6elNpZ25hdHVyZQ%3D%3D",
 };
 
 fuzz_target!(|input: (u16, &[u8])| {
