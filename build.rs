@@ -3,6 +3,10 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Only the protos and this script feed the build: without these lines cargo reruns it, and
+    // rebuilds the crate, whenever any file of the package changes (a README edit included).
+    println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // A vendored protoc, so a fresh machine builds without a system protobuf compiler.
     let mut prost_config = prost_build::Config::new();
