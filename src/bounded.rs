@@ -39,8 +39,7 @@ pub(crate) fn read_file(path: &Path) -> io::Result<Vec<u8>> {
 
 /// [`read_file`] as text.
 pub(crate) fn read_text(path: &Path) -> io::Result<String> {
-    String::from_utf8(read_file(path)?)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+    read_file(path).and_then(text)
 }
 
 /// [`read_file`] off the async threads.
@@ -53,10 +52,12 @@ pub(crate) async fn read_file_async(path: &Path) -> io::Result<Vec<u8>> {
 
 /// [`read_text`] off the async threads.
 pub(crate) async fn read_text_async(path: &Path) -> io::Result<String> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || read_text(&path))
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)))
+    read_file_async(path).await.and_then(text)
+}
+
+fn text(bytes: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 fn too_large() -> io::Error {

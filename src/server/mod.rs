@@ -147,12 +147,7 @@ pub(crate) async fn serve(
     grpc.accept_until(shutdown).await;
 
     tracing::info!("shutdown requested: health NOT_SERVING, draining");
-    health
-        .set_service_status(name, ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    set_status(&health, name, ServingStatus::NotServing).await;
     let _ = draining_tx.send(true);
     // Still accepting during the delay: the load balancer may not have noticed yet.
     grpc.accept_until(tokio::time::sleep(settings.drain_delay))

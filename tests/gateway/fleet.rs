@@ -350,32 +350,16 @@ async fn a_callers_policy_rate_holds_across_gateways() {
     // The password from a file (a mounted Secret), not the URL.
     let password_file = dir.join("redis-password");
     std::fs::write(&password_file, format!("{}\n", redis.password)).unwrap();
-    let credential = demo_credential();
     let redis_url = redis.url_without_password();
     let mut gateways = Vec::new();
     for _ in 0..2 {
-        let args = [
-            "--endpoint",
-            &url,
+        let redis = [
             "--redis-url",
             &redis_url,
             "--redis-password-file",
             password_file.to_str().unwrap(),
-            "--redis-timeout",
-            "100ms",
-            "--auth-tokens-file",
-            tokens.to_str().unwrap(),
-            "--policy",
-            policy.to_str().unwrap(),
         ];
-        let env = [
-            ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
-            (
-                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-                credential.access_key_secret(),
-            ),
-        ];
-        gateways.push(Binary::start(&args, &env).await);
+        gateways.push(policy_gateway(&url, &redis, &tokens, &policy).await);
     }
     let until = Instant::now() + Duration::from_secs(3);
     let (mut admitted, mut refused) = (0u64, 0u64);
@@ -408,6 +392,37 @@ async fn a_callers_policy_rate_holds_across_gateways() {
     assert!(refused > 0);
     assert_eq!(simulator.requests_received(), admitted);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A gateway binary in front of `url` with the demo credential, its callers from the `tokens` and
+/// `policy` files, and its Redis as the `redis` flags say (100 ms for a decision: generous for a
+/// loaded CI machine).
+async fn policy_gateway(
+    url: &str,
+    redis: &[&str],
+    tokens: &std::path::Path,
+    policy: &std::path::Path,
+) -> Binary {
+    let credential = demo_credential();
+    let mut args = vec![
+        "--endpoint",
+        url,
+        "--redis-timeout",
+        "100ms",
+        "--auth-tokens-file",
+        tokens.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    args.extend_from_slice(redis);
+    let env = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
+        (
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            credential.access_key_secret(),
+        ),
+    ];
+    Binary::start(&args, &env).await
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -515,28 +530,8 @@ async fn a_bucket_another_tenant_wrote_cannot_refuse_a_caller_for_years() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    let credential = demo_credential();
     let redis_url = redis.url();
-    let args = [
-        "--endpoint",
-        &url,
-        "--redis-url",
-        &redis_url,
-        "--redis-timeout",
-        "100ms",
-        "--auth-tokens-file",
-        tokens.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-    ];
-    let env = [
-        ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
-        (
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-            credential.access_key_secret(),
-        ),
-    ];
-    let gateway = Binary::start(&args, &env).await;
+    let gateway = policy_gateway(&url, &["--redis-url", &redis_url], &tokens, &policy).await;
     let call = crate::support::with_bearer(request("cn-hangzhou", "t-policy1", &[]), token);
     let refused = gateway
         .client()

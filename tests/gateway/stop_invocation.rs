@@ -285,6 +285,26 @@ fn v3_shapes() -> Vec<(Credential, Vec<String>)> {
     ]
 }
 
+/// An upstream that has received one StopInvocation of `invoke_id` on `instances` from a gateway
+/// signing (V3, the default) with `credential`.
+async fn stopped_through_a_gateway(
+    credential: &Credential,
+    instances: &[String],
+    invoke_id: &str,
+) -> MockServer {
+    let ecs = ecs_answering_success().await;
+    let client = crate::support::ecs_client(&format!("{}/", ecs.uri()), credential.clone());
+    let mut gateway = Gateway::start(client).await;
+    let ids: Vec<&str> = instances.iter().map(String::as_str).collect();
+    gateway
+        .client
+        .stop_invocation(request("cn-hangzhou", invoke_id, &ids))
+        .await
+        .expect("stop succeeds");
+    gateway.signal_shutdown();
+    ecs
+}
+
 /// Runs a Python helper from tests/sdk with `args`, feeding it `stdin`; its stdout.
 async fn python(script: &str, args: &[&str], stdin: &str) -> String {
     use tokio::io::AsyncWriteExt as _;
@@ -314,20 +334,7 @@ async fn alibabas_sdk_re_signs_every_v3_request_the_gateway_sends_to_the_same_si
     let mut cases = Vec::new();
     let mut sent = Vec::new();
     for (credential, instances) in v3_shapes() {
-        let ecs = ecs_answering_success().await;
-        let client = ecs_gateway::aliyun::EcsClient::with_sources(
-            credential.clone(),
-            crate::support::settings(&format!("{}/", ecs.uri())),
-            Default::default(),
-        )
-        .unwrap();
-        let mut gateway = Gateway::start(client).await;
-        let ids: Vec<&str> = instances.iter().map(String::as_str).collect();
-        gateway
-            .client
-            .stop_invocation(request("cn-hangzhou", "t-hz0v3fidelity", &ids))
-            .await
-            .expect("stop succeeds");
+        let ecs = stopped_through_a_gateway(&credential, &instances, "t-hz0v3fidelity").await;
         let received = ecs.received_requests().await.unwrap();
         let request = &received[0];
         let header = |name: &str| {
@@ -370,7 +377,6 @@ async fn alibabas_sdk_re_signs_every_v3_request_the_gateway_sends_to_the_same_si
             "secret": credential.access_key_secret(),
         }));
         sent.push(authorization);
-        gateway.signal_shutdown();
     }
     let resigned = python("resign_v3.py", &[], &serde_json::to_string(&cases).unwrap()).await;
     let resigned: Vec<&str> = resigned.lines().collect();
@@ -380,20 +386,8 @@ async fn alibabas_sdk_re_signs_every_v3_request_the_gateway_sends_to_the_same_si
 #[tokio::test]
 async fn the_gateway_sends_what_the_tea_sdk_sends_in_its_default_mode() {
     for (credential, instances) in v3_shapes() {
-        let ecs = ecs_answering_success().await;
-        let client = ecs_gateway::aliyun::EcsClient::with_sources(
-            credential.clone(),
-            crate::support::settings(&format!("{}/", ecs.uri())),
-            Default::default(),
-        )
-        .unwrap();
-        let mut gateway = Gateway::start(client).await;
+        let ecs = stopped_through_a_gateway(&credential, &instances, "t-hz0v3tea").await;
         let ids: Vec<&str> = instances.iter().map(String::as_str).collect();
-        gateway
-            .client
-            .stop_invocation(request("cn-hangzhou", "t-hz0v3tea", &ids))
-            .await
-            .expect("stop succeeds");
         let endpoint = ecs.uri().trim_start_matches("http://").to_owned();
         let token = credential.security_token().unwrap_or("-").to_owned();
         let mut args = vec![
@@ -439,7 +433,6 @@ async fn the_gateway_sends_what_the_tea_sdk_sends_in_its_default_mode() {
         ] {
             assert_eq!(ours.get(same), sdk.get(same), "{same}");
         }
-        gateway.signal_shutdown();
     }
 }
 
