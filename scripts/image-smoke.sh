@@ -167,8 +167,8 @@ podman run -d --name "$name" --pull=never --read-only --cap-drop=ALL --network h
 serving=
 for _ in $(seq 100); do
     # The plaintext health port serves no reflection for grpcurl to read; the gRPC port does.
-    if grpcurl -plaintext -max-time 2 -d '{"service":""}' $grpc grpc.health.v1.Health/Check 2>/dev/null \
-        | grep -q '"SERVING"'; then
+    if grep -q '"SERVING"' <<<"$(grpcurl -plaintext -max-time 2 -d '{"service":""}' $grpc \
+        grpc.health.v1.Health/Check 2>/dev/null || true)"; then
         serving=yes; break
     fi
     [ "$(podman inspect -f '{{.State.Running}}' "$name")" = true ] || break
@@ -179,21 +179,25 @@ unauthenticated=$(grpcurl -plaintext -max-time 5 -d '{"region_id":"cn-hangzhou",
     $grpc ecsgateway.v1.CloudAssistantService/StopInvocation 2>&1 || true)
 grep -q "Unauthenticated" <<<"$unauthenticated" \
     || { echo "a call without a token was not refused: $unauthenticated" >&2; exit 1; }
-grpcurl -plaintext -max-time 5 -H "authorization: Bearer $token" \
+authenticated=$(grpcurl -plaintext -max-time 5 -H "authorization: Bearer $token" \
     -d '{"region_id":"cn-hangzhou","invoke_id":"t-demo0001"}' \
-    $grpc ecsgateway.v1.CloudAssistantService/StopInvocation | grep -Eq '"requestId": "[0-9A-Fa-f-]{36}"' \
-    || { echo "the authenticated StopInvocation failed" >&2; podman logs "$name" >&2; exit 1; }
-curl -fsS --max-time 2 "http://$metrics/metrics" | grep -q '^grpc_server_handled_total{.*grpc_code="OK"' \
+    $grpc ecsgateway.v1.CloudAssistantService/StopInvocation 2>&1 || true)
+grep -Eq '"requestId": "[0-9A-Fa-f-]{36}"' <<<"$authenticated" \
+    || { echo "the authenticated StopInvocation failed: $authenticated" >&2; podman logs "$name" >&2; exit 1; }
+scrape=$(curl -fsS --max-time 2 "http://$metrics/metrics") \
+    || { echo "/metrics did not answer" >&2; exit 1; }
+grep -q '^grpc_server_handled_total{.*grpc_code="OK"' <<<"$scrape" \
     || { echo "/metrics does not count the call" >&2; exit 1; }
 [ "$(podman top "$name" user | tail -n 1 | tr -d ' ')" = gateway ] \
     || { echo "the process does not run as the image's user: $(podman top "$name" user)" >&2; exit 1; }
 podman stop -t 15 "$name" >/dev/null
 [ "$(podman inspect -f '{{.State.ExitCode}}' "$name")" = 0 ] \
     || { echo "SIGTERM did not end in exit 0" >&2; podman logs "$name" >&2; exit 1; }
-podman logs "$name" 2>&1 | grep -q 'server stopped' \
+log=$(podman logs "$name" 2>&1)
+grep -q 'server stopped' <<<"$log" \
     || { echo "no 'server stopped' line after SIGTERM" >&2; exit 1; }
 for secret in "$access_key_secret" "$token"; do
-    if podman logs "$name" 2>&1 | grep -qF "$secret"; then
+    if grep -qF "$secret" <<<"$log"; then
         echo "a secret is in the container's log" >&2; exit 1
     fi
 done

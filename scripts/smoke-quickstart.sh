@@ -18,8 +18,8 @@ trap cleanup EXIT
 
 serving=
 for _ in $(seq 600); do
-    if grpcurl -plaintext -max-time 2 -d '{"service":""}' "$addr" grpc.health.v1.Health/Check 2>/dev/null \
-        | grep -q '"SERVING"'; then
+    if grep -q '"SERVING"' <<<"$(grpcurl -plaintext -max-time 2 -d '{"service":""}' "$addr" \
+        grpc.health.v1.Health/Check 2>/dev/null || true)"; then
         serving=yes
         break
     fi
@@ -36,7 +36,7 @@ echo "health: SERVING"
 answer=$(grpcurl -plaintext -d '{"region_id":"cn-hangzhou","invoke_id":"t-demo0001"}' \
     "$addr" ecsgateway.v1.CloudAssistantService/StopInvocation)
 echo "$answer"
-echo "$answer" | grep -Eq '"requestId": "[0-9A-F-]{36}"' || { echo "no RequestId in the answer" >&2; exit 1; }
+grep -Eq '"requestId": "[0-9A-F-]{36}"' <<<"$answer" || { echo "no RequestId in the answer" >&2; exit 1; }
 
 kill -TERM -- -"$pid"
 for _ in $(seq 100); do
