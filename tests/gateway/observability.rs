@@ -177,6 +177,22 @@ async fn a_real_prometheus_scrapes_the_counts_of_known_traffic() {
     known_traffic(&gateway).await;
 
     let http = reqwest::Client::new();
+    // Prometheus takes a while to open its port on a busy machine: wait until it says it is ready.
+    let ready = format!("http://{web}/-/ready");
+    let mut up = false;
+    for _ in 0..120 {
+        if http
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(up, "prometheus did not become ready within 60 s");
     let expected_codes = HashMap::from([
         ("OK".to_owned(), 4.0),
         ("NotFound".to_owned(), 3.0),
