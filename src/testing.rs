@@ -42,7 +42,7 @@ pub mod aliyun {
     pub use crate::aliyun::credentials::chain::resolve as resolve_chain;
     pub use crate::aliyun::credentials::fetch::Fetcher;
     pub use crate::aliyun::error::parse_body;
-    pub use crate::aliyun::request::Param;
+    pub use crate::aliyun::request::{Action, Param};
     pub use crate::aliyun::response::{Secrets, interpret};
     pub use crate::aliyun::tls::{client_config, native_roots};
 }

@@ -1,4 +1,4 @@
-//! The ECS client: builds the StopInvocation request, signs it, sends it with retries within the
+//! The ECS client: builds StopInvocation and DescribeInvocations requests, signs them, sends it with retries within the
 //! caller's deadline, and reads ECS's success and error bodies. It knows nothing of gRPC.
 
 use std::borrow::Cow;
@@ -13,7 +13,8 @@ use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
 use super::error::{EcsError, NotAdmitted, TransportKind};
-use super::request::{ACTION, API_VERSION, Param, StopInvocation};
+use super::invocation::{self, InvocationState};
+use super::request::{API_VERSION, Action, DescribeInvocation, Param, StopInvocation};
 use super::response::{self, Secrets};
 use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::{RetryBudget, retry_budget};
@@ -23,8 +24,6 @@ use super::transport::{self, Transport, TransportSettings};
 
 /// The `User-Agent` the gateway sends.
 pub(crate) const USER_AGENT_VALUE: &str = concat!("ecs-gateway/", env!("CARGO_PKG_VERSION"));
-/// The largest ECS response body read; ECS answers are a few hundred bytes.
-const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The wall clock used for `Timestamp`; injectable so tests can pin it.
 pub trait Clock: Send + Sync {
@@ -143,6 +142,24 @@ pub struct Failed {
     pub error: EcsError,
     /// Each attempt (none when none started before the deadline).
     pub trail: Trail,
+}
+
+/// ECS read the invocation.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// ECS's RequestId.
+    pub request_id: String,
+    /// The invocation and every instance's status; `None` when ECS lists no such invocation.
+    pub invocation: Option<InvocationState>,
+    /// Each attempt, the successful one last.
+    pub trail: Trail,
+}
+
+/// An answer ECS accepted: its RequestId, HTTP status and body.
+struct Answered {
+    request_id: String,
+    http_status: u16,
+    body: Vec<u8>,
 }
 
 /// A cheaply clonable ECS client sharing one connection pool.
@@ -308,6 +325,47 @@ impl EcsClient {
         request: &StopInvocation,
         deadline: Option<Instant>,
     ) -> Result<Stopped, Failed> {
+        let (answer, trail) = self.call(request, deadline).await?;
+        Ok(Stopped {
+            request_id: answer.request_id,
+            trail,
+        })
+    }
+
+    /// Reads one invocation and every instance's status (DescribeInvocations), retrying
+    /// transient failures, never working past `deadline`.
+    pub async fn describe_invocation(
+        &self,
+        request: &DescribeInvocation,
+        deadline: Option<Instant>,
+    ) -> Result<Described, Failed> {
+        let (answer, mut trail) = self.call(request, deadline).await?;
+        match invocation::parse(&answer.body, &request.invoke_id) {
+            Ok(invocation) => Ok(Described {
+                request_id: answer.request_id,
+                invocation,
+                trail,
+            }),
+            Err(detail) => {
+                tracing::warn!(%detail, "ECS answered DescribeInvocations with a body the gateway cannot read");
+                let error = EcsError::Malformed {
+                    http_status: answer.http_status,
+                    request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
+                };
+                if let Some(last) = trail.attempts.last_mut() {
+                    last.failure = Some(error.class());
+                }
+                Err(Failed { error, trail })
+            }
+        }
+    }
+
+    /// Sends `request` with retries within `deadline`; the accepted answer and each attempt.
+    async fn call<A: Action>(
+        &self,
+        request: &A,
+        deadline: Option<Instant>,
+    ) -> Result<(Answered, Trail), Failed> {
         let settings = &self.inner.settings;
         let mut trail = Trail::default();
         let outcome = retry::run(
@@ -320,26 +378,26 @@ impl EcsClient {
         )
         .await;
         match outcome {
-            Ok(((request_id, http_status), _)) => {
+            Ok((answer, _)) => {
                 if let Some(last) = trail.attempts.last_mut() {
-                    last.http_status = Some(http_status);
+                    last.http_status = Some(answer.http_status);
                 }
-                Ok(Stopped { request_id, trail })
+                Ok((answer, trail))
             }
             Err(error) => Err(Failed { error, trail }),
         }
     }
 
     /// Builds every parameter of one attempt: common ones with a fresh nonce and timestamp.
-    fn params<'a>(
+    fn params<'a, A: Action>(
         &'a self,
-        request: &'a StopInvocation,
+        request: &'a A,
         credential: &'a Credential,
     ) -> Vec<Param<'a>> {
         let inner = &*self.inner;
-        let mut params: Vec<Param<'a>> = Vec::with_capacity(12 + request.instance_ids.len());
+        let mut params: Vec<Param<'a>> = Vec::with_capacity(6 + request.param_count());
         let fixed = [
-            ("Action", ACTION),
+            ("Action", A::NAME),
             ("Version", API_VERSION),
             ("Format", "JSON"),
             ("SignatureMethod", signer::SIGNATURE_METHOD),
@@ -367,20 +425,20 @@ impl EcsClient {
 
     /// A V3 attempt: the URL with the signed query, and every header to send with it (the signed
     /// ones and `Authorization`). Each attempt has its own nonce and date.
-    fn sign_v3(
+    fn sign_v3<A: Action>(
         &self,
-        request: &StopInvocation,
+        request: &A,
         credential: &Credential,
         key: &v3::SigningKey,
     ) -> Result<V3Attempt, String> {
         let inner = &*self.inner;
-        let mut params: Vec<Param<'_>> = Vec::with_capacity(6 + request.instance_ids.len());
+        let mut params: Vec<Param<'_>> = Vec::with_capacity(request.param_count());
         request.push_params(&mut params);
         // The host as the request will carry it, so that what is signed is what is sent.
         let mut url = inner
             .settings
             .endpoint
-            .url_with_query(&request.region_id, "");
+            .url_with_query(request.region(), "");
         let host = signed_host(&url)
             .ok_or_else(|| "the request URL has no host".to_owned())?
             .to_owned();
@@ -388,7 +446,7 @@ impl EcsClient {
         let nonce = inner.nonces.nonce();
         let mut signed_headers: Vec<(&'static str, &str)> = vec![
             ("host", &host),
-            (v3::ACTION, ACTION),
+            (v3::ACTION, A::NAME),
             (v3::VERSION, API_VERSION),
             (v3::DATE, &date),
             (v3::NONCE, &nonce),
@@ -416,7 +474,7 @@ impl EcsClient {
         // `host` goes out as the URI's authority (the Host header, or HTTP/2's :authority); the
         // fixed values need no checking.
         let mut headers = vec![
-            (ACTION_HEADER, HeaderValue::from_static(ACTION)),
+            (ACTION_HEADER, HeaderValue::from_static(A::NAME)),
             (VERSION_HEADER, HeaderValue::from_static(API_VERSION)),
             (DATE_HEADER, value(&date)?),
             (NONCE_HEADER, value(&nonce)?),
@@ -437,8 +495,8 @@ impl EcsClient {
         })
     }
 
-    /// One signed POST; the answer's RequestId and HTTP status, or what went wrong.
-    async fn attempt(&self, request: &StopInvocation) -> Result<(String, u16), EcsError> {
+    /// One signed POST; the accepted answer, or what went wrong.
+    async fn attempt<A: Action>(&self, request: &A) -> Result<Answered, EcsError> {
         let inner = &*self.inner;
         // Each attempt signs with the credential current at that moment: a refresh between
         // attempts is picked up, and an expired credential sends nothing.
@@ -449,7 +507,7 @@ impl EcsClient {
         let credential = &current.credential;
         if let Some(admission) = &inner.admission {
             admission
-                .admit(inner.credentials.principal(), request.region_id.as_str())
+                .admit(inner.credentials.principal(), request.region().as_str())
                 .await
                 .map_err(EcsError::NotAdmitted)?;
         }
@@ -460,7 +518,7 @@ impl EcsClient {
                 let url = inner
                     .settings
                     .endpoint
-                    .url_with_query(&request.region_id, signed.as_str());
+                    .url_with_query(request.region(), signed.as_str());
                 let (head, body) = inner.http.post(url, Vec::new()).await?.into_parts();
                 (head, body, Signature::V1(signed))
             }
@@ -479,7 +537,7 @@ impl EcsClient {
         let http_status = head.status.as_u16();
         // The attempt's span (see `retry::run`), exported when tracing is on.
         tracing::Span::current().record("http_status", http_status);
-        let body = transport::read_capped(body, MAX_BODY_BYTES).await?;
+        let body = transport::read_capped(body, A::MAX_ANSWER_BYTES).await?;
         let secrets = Secrets {
             values: [
                 credential.access_key_id(),
@@ -490,7 +548,11 @@ impl EcsClient {
             signed: signature.sent(),
         };
         let request_id = response::interpret(http_status, &head.headers, body.as_deref(), secrets)?;
-        Ok((request_id, http_status))
+        Ok(Answered {
+            request_id,
+            http_status,
+            body: body.unwrap_or_default(),
+        })
     }
 }
 

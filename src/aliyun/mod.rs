@@ -8,6 +8,7 @@ pub mod credentials;
 pub(crate) mod dns;
 pub(crate) mod endpoint;
 pub(crate) mod error;
+pub mod invocation;
 pub(crate) mod regions;
 pub(crate) mod request;
 pub(crate) mod response;
@@ -20,7 +21,7 @@ pub(crate) mod transport;
 
 pub use catalog::Network;
 pub use client::{
-    Admission, BuildError, ClientSettings, Clock, EcsClient, Failed, NonceSource, Sources, Stopped,
+    Admission, BuildError, ClientSettings, Clock, Described, EcsClient, Failed, NonceSource, Sources, Stopped,
     SystemClock, UuidNonce,
 };
 pub use credentials::{Credential, CredentialSupply, Env};
@@ -28,6 +29,7 @@ pub use dns::DnsConfig;
 pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ApiError, EcsError, ErrorClass, NotAdmitted};
 pub use regions::Regions;
-pub use request::{RegionId, StopInvocation};
+pub use invocation::{InstanceState, InvocationState};
+pub use request::{DescribeInvocation, Owner, RegionId, StopInvocation};
 pub use retry::{RetryPolicy, Trail};
 pub use signer::SignatureVersion;

@@ -1,4 +1,5 @@
-//! The typed StopInvocation request the ECS client accepts, and the action parameters it becomes.
+//! The typed ECS requests the client accepts (StopInvocation, DescribeInvocations), and the action
+//! parameters they become.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -63,42 +64,36 @@ impl fmt::Display for RegionId {
     }
 }
 
-/// A validated StopInvocation: what the gateway will ask ECS to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopInvocation {
-    /// Region of the invocation; also chooses the default endpoint host.
-    pub region_id: RegionId,
-    /// The invocation (command run) to stop.
-    pub invoke_id: String,
-    /// Instances to stop it on; empty means all of them.
-    pub instance_ids: Vec<String>,
-    /// `OwnerId`, passed through when set.
+/// One ECS RPC action with its own parameters; the client adds the common ones and signs.
+pub trait Action: Send + Sync {
+    /// The action's name, e.g. `StopInvocation`.
+    const NAME: &'static str;
+    /// The largest answer read, in bytes.
+    const MAX_ANSWER_BYTES: usize;
+    /// The region the request goes to; it also chooses the endpoint host.
+    fn region(&self) -> &RegionId;
+    /// How many parameters [`Action::push_params`] adds, at most.
+    fn param_count(&self) -> usize;
+    /// Appends the action's own parameters (not the common ones) to `out`.
+    fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>);
+}
+
+/// The owner parameters ECS actions take, each passed through when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// `OwnerId`.
     pub owner_id: Option<i64>,
-    /// `OwnerAccount`, passed through when set.
+    /// `OwnerAccount`.
     pub owner_account: Option<String>,
-    /// `ResourceOwnerId`, passed through when set.
+    /// `ResourceOwnerId`.
     pub resource_owner_id: Option<i64>,
-    /// `ResourceOwnerAccount`, passed through when set.
+    /// `ResourceOwnerAccount`.
     pub resource_owner_account: Option<String>,
 }
 
-/// A parameter name and value, borrowed where possible.
-pub type Param<'a> = (Cow<'static, str>, Cow<'a, str>);
-
-impl StopInvocation {
-    /// Appends the action's own parameters (not the common ones) to `out`.
-    pub fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
-        out.push((
-            Cow::Borrowed("RegionId"),
-            Cow::Borrowed(self.region_id.as_str()),
-        ));
-        out.push((Cow::Borrowed("InvokeId"), Cow::Borrowed(&self.invoke_id)));
-        for (i, id) in self.instance_ids.iter().enumerate() {
-            out.push((
-                Cow::Owned(format!("InstanceId.{}", i + 1)),
-                Cow::Borrowed(id),
-            ));
-        }
+impl Owner {
+    /// Appends the parameters that are set.
+    fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
         let mut opt = |name: &'static str, value: Option<Cow<'a, str>>| {
             if let Some(value) = value {
                 out.push((Cow::Borrowed(name), value));
@@ -117,6 +112,89 @@ impl StopInvocation {
             "ResourceOwnerAccount",
             self.resource_owner_account.as_deref().map(Cow::Borrowed),
         );
+    }
+}
+
+/// A validated StopInvocation: what the gateway will ask ECS to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopInvocation {
+    /// Region of the invocation; also chooses the default endpoint host.
+    pub region_id: RegionId,
+    /// The invocation (command run) to stop.
+    pub invoke_id: String,
+    /// Instances to stop it on; empty means all of them.
+    pub instance_ids: Vec<String>,
+    /// The owner parameters.
+    pub owner: Owner,
+}
+
+/// A parameter name and value, borrowed where possible.
+pub type Param<'a> = (Cow<'static, str>, Cow<'a, str>);
+
+impl Action for StopInvocation {
+    const NAME: &'static str = ACTION;
+    // ECS answers a stop with a RequestId only.
+    const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+    fn region(&self) -> &RegionId {
+        &self.region_id
+    }
+
+    fn param_count(&self) -> usize {
+        6 + self.instance_ids.len()
+    }
+
+    fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
+        out.push((
+            Cow::Borrowed("RegionId"),
+            Cow::Borrowed(self.region_id.as_str()),
+        ));
+        out.push((Cow::Borrowed("InvokeId"), Cow::Borrowed(&self.invoke_id)));
+        for (i, id) in self.instance_ids.iter().enumerate() {
+            out.push((
+                Cow::Owned(format!("InstanceId.{}", i + 1)),
+                Cow::Borrowed(id),
+            ));
+        }
+        self.owner.push_params(out);
+    }
+}
+
+/// The ECS API action that reads invocations back.
+pub(crate) const DESCRIBE_ACTION: &str = "DescribeInvocations";
+
+/// DescribeInvocations for one invocation, every instance with it, without command output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribeInvocation {
+    /// Region of the invocation.
+    pub region_id: RegionId,
+    /// The invocation to read.
+    pub invoke_id: String,
+    /// The owner parameters.
+    pub owner: Owner,
+}
+
+impl Action for DescribeInvocation {
+    const NAME: &'static str = DESCRIBE_ACTION;
+    // One invocation with every instance's status: ~400 bytes an instance, and a margin.
+    const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+    fn region(&self) -> &RegionId {
+        &self.region_id
+    }
+
+    fn param_count(&self) -> usize {
+        8
+    }
+
+    fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
+        out.push((
+            Cow::Borrowed("RegionId"),
+            Cow::Borrowed(self.region_id.as_str()),
+        ));
+        out.push((Cow::Borrowed("InvokeId"), Cow::Borrowed(&self.invoke_id)));
+        out.push((Cow::Borrowed("IncludeOutput"), Cow::Borrowed("false")));
+        self.owner.push_params(out);
     }
 }
 
@@ -158,10 +236,11 @@ mod tests {
             region_id: RegionId::parse("cn-hangzhou").unwrap(),
             invoke_id: "t-1".into(),
             instance_ids: vec!["i-a".into(), "i-b".into()],
-            owner_id: Some(7),
-            owner_account: None,
-            resource_owner_id: None,
-            resource_owner_account: Some("acct".into()),
+            owner: Owner {
+                owner_id: Some(7),
+                resource_owner_account: Some("acct".into()),
+                ..Owner::default()
+            },
         };
         let mut params = Vec::new();
         req.push_params(&mut params);

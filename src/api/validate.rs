@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::aliyun::request::{MAX_INSTANCE_IDS, RegionId, StopInvocation};
+use crate::aliyun::request::{MAX_INSTANCE_IDS, Owner, RegionId, StopInvocation};
 use crate::pb::StopInvocationRequest;
 
 /// The longest invoke or instance ID accepted.
@@ -136,10 +136,12 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
             region_id,
             invoke_id: req.invoke_id.clone(),
             instance_ids: req.instance_ids.clone(),
-            owner_id: req.owner_id,
-            owner_account: req.owner_account.clone(),
-            resource_owner_id: req.resource_owner_id,
-            resource_owner_account: req.resource_owner_account.clone(),
+            owner: Owner {
+                owner_id: req.owner_id,
+                owner_account: req.owner_account.clone(),
+                resource_owner_id: req.resource_owner_id,
+                resource_owner_account: req.resource_owner_account.clone(),
+            },
         }),
         _ => Err(Violations { listed, more }),
     }
@@ -174,8 +176,8 @@ mod tests {
         req.owner_account = Some("any thing at all".into());
         let typed = stop_invocation(&req).unwrap();
         assert_eq!(typed.region_id.as_str(), "cn-hangzhou");
-        assert_eq!(typed.owner_id, Some(-1));
-        assert_eq!(typed.owner_account.as_deref(), Some("any thing at all"));
+        assert_eq!(typed.owner.owner_id, Some(-1));
+        assert_eq!(typed.owner.owner_account.as_deref(), Some("any thing at all"));
     }
 
     #[test]

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use crate::aliyun::request::{ACTION, API_VERSION, MAX_INSTANCE_IDS};
+use crate::aliyun::request::{ACTION, API_VERSION, DESCRIBE_ACTION, MAX_INSTANCE_IDS};
 use crate::aliyun::signer::{self, v3};
 
 use super::keyring::{Key, Keyring, Refused};
+use super::describe;
 use super::state::{API_NOT_SUPPORTED_REGION, REGIONS, World};
 
 /// The answer to a request: success, or an ECS error code with its status and message.
@@ -15,6 +16,8 @@ use super::state::{API_NOT_SUPPORTED_REGION, REGIONS, World};
 pub(crate) enum Answer {
     /// 200 with a RequestId.
     Ok,
+    /// 200 with a RequestId and these fields.
+    Json(serde_json::Map<String, serde_json::Value>),
     /// An ECS error.
     Error {
         /// HTTP status.
@@ -26,7 +29,7 @@ pub(crate) enum Answer {
     },
 }
 
-fn error(status: u16, code: &'static str, message: impl Into<String>) -> Answer {
+pub(crate) fn error(status: u16, code: &'static str, message: impl Into<String>) -> Answer {
     Answer::Error {
         status,
         code,
@@ -34,7 +37,7 @@ fn error(status: u16, code: &'static str, message: impl Into<String>) -> Answer 
     }
 }
 
-fn missing(name: &str) -> Answer {
+pub(crate) fn missing(name: &str) -> Answer {
     error(
         400,
         "MissingParameter",
@@ -346,8 +349,9 @@ impl Judge {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
-        match get("Action") {
-            Some(ACTION) => {}
+        let action = get("Action");
+        match action {
+            Some(ACTION | DESCRIBE_ACTION) => {}
             _ => {
                 return error(
                     404,
@@ -366,9 +370,6 @@ impl Judge {
         let Some(region) = get("RegionId").filter(|r| !r.is_empty()) else {
             return missing("RegionId");
         };
-        let Some(invoke_id) = get("InvokeId").filter(|r| !r.is_empty()) else {
-            return missing("InvokeId");
-        };
         if !REGIONS.contains(&region) {
             return error(
                 404,
@@ -383,6 +384,12 @@ impl Judge {
                 "The api is not supported in this region.",
             );
         }
+        if action == Some(DESCRIBE_ACTION) {
+            return describe::answer(region, get("InvokeId"), get("MaxResults"), get("NextToken"), world);
+        }
+        let Some(invoke_id) = get("InvokeId").filter(|r| !r.is_empty()) else {
+            return missing("InvokeId");
+        };
         let instances: Vec<String> = params
             .iter()
             .filter(|(k, _)| {
@@ -402,7 +409,7 @@ impl Judge {
             if inv.protected {
                 false
             } else {
-                inv.stop(&instances);
+                inv.stop(&instances, std::time::Instant::now());
                 true
             }
         });
@@ -509,7 +516,7 @@ mod tests {
             .authenticate_v3(&request, now, world)
             .map_err(|answer| match answer {
                 Answer::Error { code, .. } => code,
-                Answer::Ok => "ok",
+                Answer::Ok | Answer::Json(_) => "ok",
             })
     }
 

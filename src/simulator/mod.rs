@@ -1,6 +1,8 @@
-//! The embedded ECS simulator: a faithful stand-in for the ECS RPC endpoint (StopInvocation only),
+//! The embedded ECS simulator: a faithful stand-in for the ECS RPC endpoint (StopInvocation and
+//! DescribeInvocations),
 //! used by `--dev`, by the integration tests and as the upstream of load tests.
 
+pub(crate) mod describe;
 pub(crate) mod faults;
 pub(crate) mod judge;
 pub(crate) mod keyring;
@@ -288,6 +290,7 @@ impl Simulator {
         };
         Ok(match &answer {
             Answer::Ok => respond(200, None, region.as_deref()),
+            Answer::Json(fields) => listing(fields),
             Answer::Error {
                 status,
                 code,
@@ -364,7 +367,7 @@ impl Simulator {
                 code,
                 message,
             }) => respond(status, Some((code, &message)), None),
-            Err(Answer::Ok) => respond(500, Some(("InternalError", "unreachable")), None),
+            Err(Answer::Ok | Answer::Json(_)) => respond(500, Some(("InternalError", "unreachable")), None),
         }
     }
 }
@@ -438,6 +441,19 @@ fn respond(
     );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("x-acs-request-id", value);
+    }
+    response
+}
+
+/// A 200 answer with a RequestId and `fields`.
+fn listing(fields: &serde_json::Map<String, serde_json::Value>) -> Response<Full<Bytes>> {
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let mut body = serde_json::Map::with_capacity(fields.len() + 1);
+    body.insert("RequestId".into(), request_id.clone().into());
+    body.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut response = json_response(200, serde_json::Value::Object(body).to_string());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-acs-request-id", value);
     }
     response
 }

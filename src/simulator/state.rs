@@ -37,6 +37,8 @@ pub(crate) const REGIONS: &[&str] = &[
 pub(crate) const API_NOT_SUPPORTED_REGION: &str = "cn-nanjing";
 /// The seeded demo invocation that is protected (`Operation.Forbidden`).
 pub(crate) const PROTECTED_DEMO_INVOCATION: &str = "t-demo0009";
+/// How long a running execution takes to stop, unless a test sets another delay.
+pub(crate) const DEFAULT_STOP_DELAY: Duration = Duration::from_secs(2);
 /// The seeded demo invocation that runs periodically.
 pub(crate) const PERIODIC_DEMO_INVOCATION: &str = "t-demo0005";
 
@@ -45,12 +47,41 @@ pub(crate) const PERIODIC_DEMO_INVOCATION: &str = "t-demo0005";
 pub enum ExecutionStatus {
     /// Not started yet; a stop cancels it.
     Pending,
-    /// Started; a stop does not interrupt it.
+    /// Started; a stop moves it to `Stopping`.
     Running,
-    /// Finished before the stop.
-    Finished,
+    /// Being stopped; `Stopped` once the world's stop delay has passed.
+    Stopping,
+    /// Stopped while it ran.
+    Stopped,
     /// Cancelled by a stop before it started.
     Cancelled,
+    /// Ended on its own (a periodic or an older run), before any stop.
+    Finished,
+    /// Ended on its own with exit code 0.
+    Success,
+    /// Ended on its own with a failure.
+    Failed,
+}
+
+impl ExecutionStatus {
+    /// The name ECS gives the status (`InvocationStatus`).
+    pub fn as_ecs(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Running => "Running",
+            Self::Stopping => "Stopping",
+            Self::Stopped => "Stopped",
+            Self::Cancelled => "Cancelled",
+            Self::Finished => "Finished",
+            Self::Success => "Success",
+            Self::Failed => "Failed",
+        }
+    }
+
+    /// Whether nothing more happens to the execution.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running | Self::Stopping)
+    }
 }
 
 /// One Cloud Assistant command run.
@@ -58,6 +89,8 @@ pub enum ExecutionStatus {
 pub struct Invocation {
     /// Executions per instance, in instance order.
     pub executions: Vec<(String, ExecutionStatus)>,
+    /// When each `Stopping` execution was asked to stop, by index into `executions`.
+    stopping_since: Vec<(usize, Instant)>,
     /// Whether it is scheduled periodically.
     pub periodic: bool,
     /// Whether further periodic runs are scheduled.
@@ -76,6 +109,7 @@ impl Invocation {
                 .iter()
                 .map(|(i, s)| (i.to_string(), *s))
                 .collect(),
+            stopping_since: Vec::new(),
             periodic: false,
             scheduling: false,
             protected: false,
@@ -83,17 +117,65 @@ impl Invocation {
         }
     }
 
-    /// Applies StopInvocation: pending executions are cancelled, started ones are not interrupted,
-    /// a periodic run stops scheduling. An empty `instances` means all of them.
-    pub fn stop(&mut self, instances: &[String]) {
-        for (instance, status) in &mut self.executions {
+    /// Applies StopInvocation at `now`: pending executions are cancelled, running ones start
+    /// stopping, ended ones stay as they ended, a periodic run stops scheduling. An empty
+    /// `instances` means all of them.
+    pub fn stop(&mut self, instances: &[String], now: Instant) {
+        for (index, (instance, status)) in self.executions.iter_mut().enumerate() {
             let targeted = instances.is_empty() || instances.iter().any(|i| i == instance);
-            if targeted && *status == ExecutionStatus::Pending {
-                *status = ExecutionStatus::Cancelled;
+            match *status {
+                ExecutionStatus::Pending if targeted => *status = ExecutionStatus::Cancelled,
+                ExecutionStatus::Running if targeted => {
+                    *status = ExecutionStatus::Stopping;
+                    self.stopping_since.push((index, now));
+                }
+                _ => {}
             }
         }
         self.scheduling = false;
         self.stops += 1;
+    }
+
+    /// Moves every execution that has been stopping for `delay` by `now` to `Stopped`.
+    pub fn settle(&mut self, now: Instant, delay: Duration) {
+        let executions = &mut self.executions;
+        self.stopping_since.retain(|&(index, since)| {
+            if now.saturating_duration_since(since) < delay {
+                return true;
+            }
+            if let Some((_, status)) = executions.get_mut(index) {
+                *status = ExecutionStatus::Stopped;
+            }
+            false
+        });
+    }
+
+    /// The aggregate `InvocationStatus` ECS reports for the run as a whole.
+    pub fn aggregate(&self) -> &'static str {
+        use ExecutionStatus::*;
+        let any = |wanted: &[ExecutionStatus]| {
+            self.executions.iter().any(|(_, s)| wanted.contains(s))
+        };
+        let all = |wanted: &[ExecutionStatus]| {
+            self.executions.iter().all(|(_, s)| wanted.contains(s))
+        };
+        if any(&[Stopping]) {
+            "Stopping"
+        } else if any(&[Running]) {
+            "Running"
+        } else if any(&[Pending]) {
+            "Pending"
+        } else if any(&[Stopped, Cancelled]) {
+            "Stopped"
+        } else if all(&[Success]) {
+            "Success"
+        } else if all(&[Failed]) {
+            "Failed"
+        } else if any(&[Failed]) {
+            "PartialFailed"
+        } else {
+            "Finished"
+        }
     }
 }
 
@@ -102,6 +184,7 @@ impl Invocation {
 pub struct World {
     invocations: Mutex<HashMap<(String, String), Invocation>>,
     nonces: Mutex<NonceWindow>,
+    stop_delay: Mutex<Duration>,
 }
 
 #[derive(Debug)]
@@ -112,7 +195,9 @@ struct NonceWindow {
 }
 
 impl World {
-    /// A world with the demo invocations `t-demo0001` … `t-demo0009` in `cn-hangzhou`.
+    /// A world with the demo invocations in `cn-hangzhou`: `t-demo0001` … `t-demo0009` on three
+    /// instances (one running, one pending, one finished), `t-demo0010` on three that ended on
+    /// their own (success, failure, running), and `t-demo1000` on 1,000 instances.
     pub fn seeded(nonce_window: Duration) -> Self {
         use ExecutionStatus::*;
         let mut invocations = HashMap::new();
@@ -127,6 +212,32 @@ impl World {
             inv.protected = id == PROTECTED_DEMO_INVOCATION;
             invocations.insert(("cn-hangzhou".to_owned(), id), inv);
         }
+        invocations.insert(
+            ("cn-hangzhou".to_owned(), "t-demo0010".to_owned()),
+            Invocation::new(&[
+                ("i-demo10a", Success),
+                ("i-demo10b", Failed),
+                ("i-demo10c", Running),
+            ]),
+        );
+        // A fleet: mostly running, some not yet started, some already ended either way.
+        let fleet: Vec<(String, ExecutionStatus)> = (1..=1000)
+            .map(|n| {
+                let status = match n % 10 {
+                    0 => Success,
+                    7 => Failed,
+                    3 | 5 => Pending,
+                    _ => Running,
+                };
+                (format!("i-fleet{n:04}"), status)
+            })
+            .collect();
+        let fleet: Vec<(&str, ExecutionStatus)> =
+            fleet.iter().map(|(i, s)| (i.as_str(), *s)).collect();
+        invocations.insert(
+            ("cn-hangzhou".to_owned(), "t-demo1000".to_owned()),
+            Invocation::new(&fleet),
+        );
         Self {
             invocations: Mutex::new(invocations),
             nonces: Mutex::new(NonceWindow {
@@ -134,7 +245,31 @@ impl World {
                 seen: HashMap::new(),
                 last_prune: Instant::now(),
             }),
+            stop_delay: Mutex::new(DEFAULT_STOP_DELAY),
         }
+    }
+
+    /// How long a running execution takes to stop from now on.
+    pub fn set_stop_delay(&self, delay: Duration) {
+        *self.stop_delay.lock().unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
+    /// The invocations of `region` as they are now (stopping executions settled), in invoke ID
+    /// order, those named `invoke_id` only when given.
+    pub fn list(&self, region: &str, invoke_id: Option<&str>) -> Vec<(String, Invocation)> {
+        let delay = *self.stop_delay.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut invocations = self.lock_invocations();
+        let mut listed: Vec<(String, Invocation)> = invocations
+            .iter_mut()
+            .filter(|((r, id), _)| r == region && invoke_id.is_none_or(|wanted| wanted == id))
+            .map(|((_, id), invocation)| {
+                invocation.settle(now, delay);
+                (id.clone(), invocation.clone())
+            })
+            .collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        listed
     }
 
     /// Adds or replaces an invocation.
@@ -193,15 +328,49 @@ mod tests {
     use ExecutionStatus::*;
 
     #[test]
-    fn stop_cancels_pending_and_leaves_running() {
+    fn a_stop_touches_only_the_targeted_instances() {
         let mut inv = Invocation::new(&[("i-a", Running), ("i-b", Pending), ("i-c", Pending)]);
         inv.periodic = true;
         inv.scheduling = true;
-        inv.stop(&["i-b".to_owned()]);
+        let now = Instant::now();
+        inv.stop(&["i-b".to_owned()], now);
         assert_eq!(inv.executions[0].1, Running);
         assert_eq!(inv.executions[1].1, Cancelled);
         assert_eq!(inv.executions[2].1, Pending);
         assert!(!inv.scheduling);
+    }
+
+    #[test]
+    fn a_running_execution_stops_after_the_delay_and_an_ended_one_stays() {
+        let mut inv = Invocation::new(&[("i-a", Running), ("i-b", Success), ("i-c", Pending)]);
+        let now = Instant::now();
+        inv.stop(&[], now);
+        assert_eq!(inv.aggregate(), "Stopping");
+        inv.settle(now + Duration::from_millis(999), Duration::from_secs(1));
+        assert_eq!(inv.executions[0].1, Stopping);
+        inv.settle(now + Duration::from_secs(1), Duration::from_secs(1));
+        let statuses: Vec<ExecutionStatus> = inv.executions.iter().map(|(_, s)| *s).collect();
+        assert_eq!(statuses, [Stopped, Success, Cancelled]);
+        assert_eq!(inv.aggregate(), "Stopped");
+        assert!(statuses.iter().all(|s| s.is_final()));
+    }
+
+    #[test]
+    fn the_aggregate_follows_the_executions() {
+        let cases: &[(&[ExecutionStatus], &str)] = &[
+            (&[Running, Pending], "Running"),
+            (&[Pending, Success], "Pending"),
+            (&[Success, Success], "Success"),
+            (&[Failed, Failed], "Failed"),
+            (&[Success, Failed], "PartialFailed"),
+            (&[Finished, Success], "Finished"),
+            (&[Cancelled, Success], "Stopped"),
+        ];
+        for (statuses, aggregate) in cases {
+            let executions: Vec<(&str, ExecutionStatus)> =
+                statuses.iter().map(|s| ("i-x", *s)).collect();
+            assert_eq!(Invocation::new(&executions).aggregate(), *aggregate, "{statuses:?}");
+        }
     }
 
     #[test]
