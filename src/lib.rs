@@ -23,5 +23,6 @@ pub(crate) mod limit;
 pub(crate) mod observe;
 pub(crate) mod reload;
 pub(crate) mod server;
+pub(crate) mod wait;
 
 pub use app::{CredentialsFrom, Gateway, RunError, Settings, shutdown_signal};

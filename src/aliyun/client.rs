@@ -155,6 +155,22 @@ pub struct Described {
     pub trail: Trail,
 }
 
+/// A call as it would be sent, with nothing secret or per-attempt in it: no credential, nonce,
+/// time or signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The endpoint host (and port, when not the scheme's default).
+    pub host: String,
+    /// The action.
+    pub action: &'static str,
+    /// The API version.
+    pub version: &'static str,
+    /// The action's own parameters, in the order they are signed.
+    pub params: Vec<(String, String)>,
+    /// How the call would be signed.
+    pub signature: SignatureVersion,
+}
+
 /// An answer ECS accepted: its RequestId, HTTP status and body.
 struct Answered {
     request_id: String,
@@ -317,6 +333,33 @@ impl EcsClient {
     /// The credential the client signs with.
     pub(crate) fn credentials(&self) -> &CredentialSupply {
         &self.inner.credentials
+    }
+
+    /// What `request` would be sent as, without sending it (or signing it); fails only when the
+    /// endpoint gives the region no host, as an attempt would.
+    pub fn plan<A: Action>(&self, request: &A) -> Result<Planned, EcsError> {
+        let settings = &self.inner.settings;
+        let url = settings.endpoint.url_with_query(request.region(), "");
+        let host = signed_host(&url)
+            .ok_or_else(|| unbuildable("the request URL has no host".to_owned()))?
+            .to_owned();
+        let mut params = Vec::with_capacity(request.param_count());
+        request.push_params(&mut params);
+        Ok(Planned {
+            host,
+            action: A::NAME,
+            version: API_VERSION,
+            params: params
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            signature: settings.signature,
+        })
+    }
+
+    /// Whether a credential is there to sign with now.
+    pub fn can_sign(&self) -> bool {
+        self.inner.credentials.current().is_ok()
     }
 
     /// Stops the invocation, retrying transient failures, and never working past `deadline`.

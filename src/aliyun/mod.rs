@@ -21,7 +21,7 @@ pub(crate) mod transport;
 
 pub use catalog::Network;
 pub use client::{
-    Admission, BuildError, ClientSettings, Clock, Described, EcsClient, Failed, NonceSource, Sources, Stopped,
+    Admission, BuildError, ClientSettings, Clock, Described, EcsClient, Failed, NonceSource, Planned, Sources, Stopped,
     SystemClock, UuidNonce,
 };
 pub use credentials::{Credential, CredentialSupply, Env};

@@ -79,7 +79,7 @@ pub trait Action: Send + Sync {
 }
 
 /// The owner parameters ECS actions take, each passed through when set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Owner {
     /// `OwnerId`.
     pub owner_id: Option<i64>,
@@ -164,7 +164,7 @@ impl Action for StopInvocation {
 pub(crate) const DESCRIBE_ACTION: &str = "DescribeInvocations";
 
 /// DescribeInvocations for one invocation, every instance with it, without command output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DescribeInvocation {
     /// Region of the invocation.
     pub region_id: RegionId,

@@ -10,7 +10,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstCodec, ProstEncoder};
 
 use crate::api::status;
-use crate::pb::{StopInvocationRequest, StopInvocationResponse};
+use crate::pb;
 
 /// How a failure to decode a message of this type is reported; every message type says so itself.
 pub(crate) trait DecodeFailure {
@@ -18,19 +18,40 @@ pub(crate) trait DecodeFailure {
     fn status(error: &prost::DecodeError) -> Status;
 }
 
-impl DecodeFailure for StopInvocationRequest {
-    fn status(error: &prost::DecodeError) -> Status {
-        let status = status::undecodable("ecsgateway.v1.StopInvocationRequest", error);
-        tracing::info!(error = status.message(), "refused an undecodable request");
-        status
-    }
+/// A request the gateway decodes: a failure is the caller's (`INVALID_ARGUMENT`), logged.
+macro_rules! request {
+    ($($message:ident),+) => {$(
+        impl DecodeFailure for pb::$message {
+            fn status(error: &prost::DecodeError) -> Status {
+                let status = status::undecodable(concat!("ecsgateway.v1.", stringify!($message)), error);
+                tracing::info!(error = status.message(), "refused an undecodable request");
+                status
+            }
+        }
+    )+};
 }
 
-impl DecodeFailure for StopInvocationResponse {
-    fn status(error: &prost::DecodeError) -> Status {
-        status::undecodable_answer("ecsgateway.v1.StopInvocationResponse", error)
-    }
+/// An answer a client of the gateway decodes: a failure is the server's.
+macro_rules! answer {
+    ($($message:ident),+) => {$(
+        impl DecodeFailure for pb::$message {
+            fn status(error: &prost::DecodeError) -> Status {
+                status::undecodable_answer(concat!("ecsgateway.v1.", stringify!($message)), error)
+            }
+        }
+    )+};
 }
+
+request!(
+    StopInvocationRequest,
+    StopInvocationAndWaitRequest,
+    GetInvocationRequest
+);
+answer!(
+    StopInvocationResponse,
+    StopInvocationAndWaitResponse,
+    GetInvocationResponse
+);
 
 /// Prost encoding; decoding failures reported by [`DecodeFailure`].
 #[derive(Debug)]

@@ -3,7 +3,9 @@
 
 pub(crate) mod codec;
 pub(crate) mod deadline;
+pub(crate) mod invocation;
 pub(crate) mod routes;
 pub(crate) mod service;
 pub(crate) mod status;
 pub(crate) mod validate;
+pub(crate) mod wait;

@@ -1,26 +1,35 @@
 //! The `CloudAssistantService` implementation: authenticate → validate → authorize → ECS client →
-//! status, and one audit line per call.
+//! status, and one audit line per call (per wait, at its end).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use futures_util::stream::BoxStream;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
+use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
-use crate::aliyun::client::{EcsClient, Failed, Stopped};
+use crate::aliyun::client::{Described, EcsClient, Failed, Planned, Stopped};
 use crate::aliyun::error::{EcsError, ErrorClass};
 use crate::aliyun::regions::Regions;
+use crate::aliyun::request::RegionId;
 use crate::aliyun::retry::Trail;
-use crate::api::{deadline, status, validate};
-use crate::auth::Access;
-use crate::auth::policy::Denial;
+use crate::api::wait::{Tally, Wait, WaitSettings};
+use crate::api::{deadline, invocation, status, validate};
+use crate::auth::policy::{Denial, Permission};
+use crate::auth::{Access, Caller};
 use crate::observe::metrics::{Metrics, Shed};
 use crate::observe::trace;
 use crate::pb::cloud_assistant_service_server::CloudAssistantService;
-use crate::pb::{StopInvocationRequest, StopInvocationResponse};
+use crate::pb::{
+    GetInvocationRequest, GetInvocationResponse, Parameter, PlannedCall,
+    StopInvocationAndWaitRequest, StopInvocationAndWaitResponse, StopInvocationRequest,
+    StopInvocationResponse,
+};
 use crate::server::peer::Peer;
+use crate::wait::polls::Polls;
 
 /// What the handler admits, and for how long.
 #[derive(Debug, Clone)]
@@ -35,6 +44,8 @@ pub struct ServiceSettings {
     pub max_request_bytes: usize,
     /// Whether to serve reflection (v1 and v1alpha).
     pub reflection: bool,
+    /// How StopInvocationAndWait is bounded and paced.
+    pub wait: WaitSettings,
 }
 
 impl Default for ServiceSettings {
@@ -45,6 +56,7 @@ impl Default for ServiceSettings {
             regions: Regions::default(),
             max_request_bytes: 64 * 1024,
             reflection: true,
+            wait: WaitSettings::default(),
         }
     }
 }
@@ -63,6 +75,8 @@ struct Handler {
     settings: ServiceSettings,
     access: Access,
     metrics: Option<Metrics>,
+    polls: Polls,
+    draining: watch::Sender<bool>,
 }
 
 impl std::ops::Deref for Handler {
@@ -82,6 +96,7 @@ impl CloudAssistant {
         access: Access,
         metrics: Option<Metrics>,
     ) -> Self {
+        let polls = Polls::new(client.clone(), settings.wait.pace, metrics.clone());
         Self {
             client,
             permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
@@ -89,8 +104,21 @@ impl CloudAssistant {
                 settings,
                 access,
                 metrics,
+                polls,
+                draining: watch::channel(false).0,
             }),
         }
+    }
+
+    /// Ends every wait in progress with `UNAVAILABLE` (the replica is shutting down), and any
+    /// wait started later at once.
+    pub(crate) fn drain(&self) {
+        self.settings.draining.send_replace(true);
+    }
+
+    /// How many invocation poll loops have been started (each shared by its waiters).
+    pub(crate) fn poll_loops_started(&self) -> u64 {
+        self.settings.polls.loops_started()
     }
 
     /// The handler's settings.
@@ -104,6 +132,66 @@ impl CloudAssistant {
         }
     }
 
+    /// The caller of a call, recorded in its span; refused when it has no valid identity.
+    fn authenticate(&self, metadata: &MetadataMap, peer: Option<&Peer>) -> Result<Caller, Status> {
+        let span = tracing::Span::current();
+        if let Some(peer) = peer {
+            span.record("peer", field::display(peer.addr));
+        }
+        let caller = self
+            .settings
+            .access
+            .authenticate(metadata, peer)
+            .map_err(status::unauthenticated)?;
+        span.record("caller", caller.name());
+        Ok(caller)
+    }
+
+    /// A slot among the calls handled at once, or a refusal now: a queue hides overload until
+    /// every caller times out.
+    fn admit(&self) -> Result<SemaphorePermit<'_>, Status> {
+        self.permits.try_acquire().map_err(|_| {
+            self.shed(Shed::Concurrency);
+            status::overloaded(self.settings.max_concurrent_requests)
+        })
+    }
+
+    /// Records the target in the span and checks the region is served and `caller` may do `what`
+    /// there; with `take`, one call is taken from the caller's rate.
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        region: &RegionId,
+        invoke_id: &str,
+        what: Permission,
+        take: bool,
+    ) -> Result<(), Status> {
+        let span = tracing::Span::current();
+        span.record("region", region.as_str());
+        span.record("invoke_id", invoke_id);
+        let settings = &*self.settings;
+        if !settings.regions.allows(region) {
+            return Err(status::unknown_region(region));
+        }
+        let outcome = if take {
+            settings.access.authorize(caller, region, what).await
+        } else {
+            settings.access.permits(caller, region, what).map(drop)
+        };
+        outcome.map_err(|denial| {
+            if matches!(denial, Denial::Rate { .. }) {
+                self.shed(Shed::CallerRate);
+            }
+            status::denied(caller, region, &denial)
+        })
+    }
+
+    fn count(&self, trail: &Trail) {
+        if let Some(metrics) = &self.settings.metrics {
+            count_attempts(metrics, trail);
+        }
+    }
+
     async fn handle(
         &self,
         request: Request<StopInvocationRequest>,
@@ -111,71 +199,223 @@ impl CloudAssistant {
         let started = Instant::now();
         let settings = &*self.settings;
         let span = tracing::Span::current();
-        let peer = request.extensions().get::<Peer>();
-        if let Some(peer) = peer {
-            span.record("peer", field::display(peer.addr));
-        }
-        let caller = settings
-            .access
-            .authenticate(request.metadata(), peer)
-            .map_err(status::unauthenticated)?;
-        span.record("caller", caller.name());
-        // Refuse at once rather than queue: a queue hides overload until every caller times out.
-        let Ok(_permit) = self.permits.try_acquire() else {
-            self.shed(Shed::Concurrency);
-            return Err(status::overloaded(settings.max_concurrent_requests));
-        };
+        let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
+        let _permit = self.admit()?;
         let deadline = deadline::for_call(request.metadata(), started, settings.max_call_duration)
             .map_err(status::malformed_timeout)?;
         let typed = validate::stop_invocation(request.get_ref())
             .map_err(|v| status::from_violations(&v))?;
-        span.record("region", typed.region_id.as_str());
-        span.record("invoke_id", typed.invoke_id.as_str());
         span.record("instances", typed.instance_ids.len());
-        if !settings.regions.allows(&typed.region_id) {
-            return Err(status::unknown_region(&typed.region_id));
+        let validate_only = request.get_ref().validate_only;
+        // validate_only changes nothing, the caller's rate included (AIP-163).
+        self.authorize(
+            &caller,
+            &typed.region_id,
+            &typed.invoke_id,
+            Permission::Stop,
+            !validate_only,
+        )
+        .await?;
+        if validate_only {
+            return self.plan(&typed);
         }
-        settings
-            .access
-            .authorize(&caller, &typed.region_id)
-            .await
-            .map_err(|denial| {
-                if matches!(denial, Denial::Rate { .. }) {
-                    self.shed(Shed::CallerRate);
-                }
-                status::denied(&caller, &typed.region_id, &denial)
-            })?;
         let outcome = self.client.stop_invocation(&typed, Some(deadline)).await;
-        if let Some(metrics) = &settings.metrics {
-            let (Ok(Stopped { trail, .. }) | Err(Failed { trail, .. })) = &outcome;
-            count_attempts(metrics, trail);
-        }
+        let (Ok(Stopped { trail, .. }) | Err(Failed { trail, .. })) = &outcome;
+        self.count(trail);
         match outcome {
             Ok(stopped) => {
                 span.record("request_id", stopped.request_id.as_str());
                 span.record("attempts", stopped.trail.attempts.len());
                 let mut response = Response::new(StopInvocationResponse {
                     request_id: stopped.request_id,
+                    planned: None,
                 });
                 *response.metadata_mut() =
                     status::request_id_metadata(Some(&response.get_ref().request_id));
                 Ok(response)
             }
-            Err(Failed { error, trail }) => {
-                span.record("attempts", trail.attempts.len());
-                if let Some(id) = error.request_id() {
-                    span.record("request_id", id);
-                }
-                if let EcsError::Api(api) = &error {
-                    span.record("ecs_code", api.code.as_str());
-                }
-                let class = error.class();
-                if status::is_gateway_fault(class) {
-                    tracing::error!(?class, %error, "the gateway's own setup failed this call: check credentials, clock, endpoint and trust store");
-                }
-                Err(status::from_ecs_error(&error))
-            }
+            Err(Failed { error, trail }) => Err(failed(&span, &error, &trail)),
         }
+    }
+
+    /// The answer to a `validate_only` stop: what would be sent, once the gateway could send it.
+    fn plan(
+        &self,
+        typed: &crate::aliyun::request::StopInvocation,
+    ) -> Result<Response<StopInvocationResponse>, Status> {
+        let planned = self
+            .client
+            .plan(typed)
+            .map_err(|error| status::from_ecs_error(&error))?;
+        if !self.client.can_sign() {
+            return Err(status::from_ecs_error(&EcsError::CredentialsUnavailable));
+        }
+        let Planned {
+            host,
+            action,
+            version,
+            params,
+            signature,
+        } = planned;
+        Ok(Response::new(StopInvocationResponse {
+            request_id: String::new(),
+            planned: Some(PlannedCall {
+                host,
+                action: action.to_owned(),
+                version: version.to_owned(),
+                parameters: params
+                    .into_iter()
+                    .map(|(name, value)| Parameter { name, value })
+                    .collect(),
+                signature_version: signature.name().to_owned(),
+            }),
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<GetInvocationRequest>,
+    ) -> Result<Response<GetInvocationResponse>, Status> {
+        let started = Instant::now();
+        let span = tracing::Span::current();
+        let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
+        let _permit = self.admit()?;
+        let deadline = deadline::for_call(
+            request.metadata(),
+            started,
+            self.settings.max_call_duration,
+        )
+        .map_err(status::malformed_timeout)?;
+        let typed = validate::get_invocation(request.get_ref())
+            .map_err(|v| status::from_violations(&v))?;
+        self.authorize(
+            &caller,
+            &typed.region_id,
+            &typed.invoke_id,
+            Permission::Read,
+            true,
+        )
+        .await?;
+        let outcome = self.client.describe_invocation(&typed, Some(deadline)).await;
+        let (Ok(Described { trail, .. }) | Err(Failed { trail, .. })) = &outcome;
+        self.count(trail);
+        match outcome {
+            Ok(Described {
+                request_id,
+                invocation: Some(state),
+                trail,
+            }) => {
+                span.record("request_id", request_id.as_str());
+                span.record("attempts", trail.attempts.len());
+                span.record("instances", state.instances.len());
+                let mut response = Response::new(GetInvocationResponse {
+                    invocation: Some(invocation::whole(&state)),
+                    request_id,
+                });
+                *response.metadata_mut() =
+                    status::request_id_metadata(Some(&response.get_ref().request_id));
+                Ok(response)
+            }
+            Ok(Described {
+                invocation: None, ..
+            }) => Err(status::invocation_not_found(
+                &typed.invoke_id,
+                &typed.region_id,
+            )),
+            Err(Failed { error, trail }) => Err(failed(&span, &error, &trail)),
+        }
+    }
+
+    /// Checks a wait and starts it; the messages and the final status come through `sink`.
+    async fn start_wait(
+        &self,
+        request: Request<StopInvocationAndWaitRequest>,
+        started: Instant,
+        sink: mpsc::Sender<Result<StopInvocationAndWaitResponse, Status>>,
+    ) -> Result<(), Status> {
+        let settings = &*self.settings;
+        let span = tracing::Span::current();
+        let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
+        let deadline =
+            deadline::for_call(request.metadata(), started, settings.wait.max_wait)
+                .map_err(status::malformed_timeout)?;
+        let typed = validate::stop_and_wait(request.get_ref(), settings.wait.max_instances)
+            .map_err(|v| status::from_violations(&v))?;
+        span.record("instances", typed.instance_ids.len());
+        // Each stop takes from the caller's rate as it goes; here only the permission.
+        self.authorize(
+            &caller,
+            &typed.region_id,
+            &typed.invoke_id,
+            Permission::Stop,
+            false,
+        )
+        .await?;
+        if *settings.draining.borrow() {
+            return Err(status::wait_interrupted());
+        }
+        let service = self.clone();
+        tokio::spawn(
+            async move {
+                let _waiting = service.settings.metrics.as_ref().map(Metrics::wait_started);
+                let settings = &*service.settings;
+                let wait = Wait {
+                    client: &service.client,
+                    access: &settings.access,
+                    polls: &settings.polls,
+                    draining: settings.draining.subscribe(),
+                    stop_concurrency: settings.wait.stop_concurrency,
+                    caller: &caller,
+                    sink: &sink,
+                };
+                let mut tally = Tally::default();
+                let result = wait.run(&typed, deadline, &mut tally).await;
+                let span = tracing::Span::current();
+                span.record("targeted", tally.targeted);
+                span.record("final_instances", tally.ended);
+                span.record("stops", tally.stops);
+                let code = result.as_ref().err().map_or(Code::Ok, Status::code);
+                if let Some(metrics) = &settings.metrics {
+                    metrics.wait_ended(code, started.elapsed());
+                }
+                finish_wait(&span, started, result.as_ref().err());
+                if let Err(status) = result {
+                    let _ = sink.send(Err(status)).await;
+                }
+            }
+            .instrument(span),
+        );
+        Ok(())
+    }
+}
+
+/// Logs the failure of an ECS call made for a caller, and gives the caller's status.
+fn failed(span: &tracing::Span, error: &EcsError, trail: &Trail) -> Status {
+    span.record("attempts", trail.attempts.len());
+    if let Some(id) = error.request_id() {
+        span.record("request_id", id);
+    }
+    if let EcsError::Api(api) = error {
+        span.record("ecs_code", api.code.as_str());
+    }
+    let class = error.class();
+    if status::is_gateway_fault(class) {
+        tracing::error!(?class, %error, "the gateway's own setup failed this call: check credentials, clock, endpoint and trust store");
+    }
+    status::from_ecs_error(error)
+}
+
+/// Logs the end of a wait: its gRPC code, duration and counts.
+fn finish_wait(span: &tracing::Span, started: Instant, error: Option<&Status>) {
+    let code = error.map_or(Code::Ok, Status::code);
+    span.record("grpc_code", field::debug(code));
+    span.record("latency_us", started.elapsed().as_micros() as u64);
+    match error {
+        None => tracing::info!(parent: span, "wait finished"),
+        Some(status) if matches!(code, Code::Internal | Code::Unknown) => {
+            tracing::warn!(parent: span, error = status.message(), "wait failed")
+        }
+        Some(status) => tracing::info!(parent: span, error = status.message(), "wait ended"),
     }
 }
 
@@ -208,10 +448,10 @@ fn count_attempts(metrics: &Metrics, trail: &Trail) {
 
 /// Logs the end of a call: its gRPC code and latency, at a level that matches who is at fault;
 /// counts it.
-fn finish(
+fn finish<T>(
     span: &tracing::Span,
     started: Instant,
-    result: &Result<Response<StopInvocationResponse>, Status>,
+    result: &Result<Response<T>, Status>,
     metrics: Option<&Metrics>,
 ) {
     let code = match result {
@@ -233,17 +473,11 @@ fn finish(
     }
 }
 
-#[tonic::async_trait]
-impl CloudAssistantService for CloudAssistant {
-    async fn stop_invocation(
-        &self,
-        request: Request<StopInvocationRequest>,
-    ) -> Result<Response<StopInvocationResponse>, Status> {
-        let started = Instant::now();
-        let metrics = self.settings.metrics.as_ref();
-        let _in_flight = metrics.map(Metrics::call_started);
-        let span = tracing::info_span!(
-            "StopInvocation",
+/// The span of one call: its audit line's fields, filled in as the call goes.
+macro_rules! call_span {
+    ($name:literal) => {
+        tracing::info_span!(
+            $name,
             trace_id = field::Empty,
             caller = field::Empty,
             peer = field::Empty,
@@ -255,10 +489,77 @@ impl CloudAssistantService for CloudAssistant {
             grpc_code = field::Empty,
             ecs_code = field::Empty,
             latency_us = field::Empty,
-        );
+        )
+    };
+}
+
+#[tonic::async_trait]
+impl CloudAssistantService for CloudAssistant {
+    async fn stop_invocation(
+        &self,
+        request: Request<StopInvocationRequest>,
+    ) -> Result<Response<StopInvocationResponse>, Status> {
+        let started = Instant::now();
+        let metrics = self.settings.metrics.as_ref();
+        let _in_flight = metrics.map(Metrics::call_started);
+        let span = call_span!("StopInvocation");
         trace::continue_trace(&span, request.metadata());
         let result = self.handle(request).instrument(span.clone()).await;
         finish(&span, started, &result, metrics);
+        result
+    }
+
+    type StopInvocationAndWaitStream =
+        BoxStream<'static, Result<StopInvocationAndWaitResponse, Status>>;
+
+    async fn stop_invocation_and_wait(
+        &self,
+        request: Request<StopInvocationAndWaitRequest>,
+    ) -> Result<Response<Self::StopInvocationAndWaitStream>, Status> {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "StopInvocationAndWait",
+            trace_id = field::Empty,
+            caller = field::Empty,
+            peer = field::Empty,
+            region = field::Empty,
+            invoke_id = field::Empty,
+            instances = field::Empty,
+            targeted = field::Empty,
+            final_instances = field::Empty,
+            stops = field::Empty,
+            grpc_code = field::Empty,
+            latency_us = field::Empty,
+        );
+        trace::continue_trace(&span, request.metadata());
+        // A few messages of slack: a slow reader holds the wait back rather than grow memory.
+        let (sink, messages) = mpsc::channel(4);
+        if let Err(status) = self
+            .start_wait(request, started, sink)
+            .instrument(span.clone())
+            .await
+        {
+            finish_wait(&span, started, Some(&status));
+            if let Some(metrics) = &self.settings.metrics {
+                metrics.wait_ended(status.code(), started.elapsed());
+            }
+            return Err(status);
+        }
+        let stream = futures_util::stream::unfold(messages, |mut messages| async move {
+            messages.recv().await.map(|message| (message, messages))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_invocation(
+        &self,
+        request: Request<GetInvocationRequest>,
+    ) -> Result<Response<GetInvocationResponse>, Status> {
+        let started = Instant::now();
+        let span = call_span!("GetInvocation");
+        trace::continue_trace(&span, request.metadata());
+        let result = self.get(request).instrument(span.clone()).await;
+        finish(&span, started, &result, None);
         result
     }
 }

@@ -248,6 +248,17 @@ pub(crate) fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Sta
                 ErrorDetails::with_error_info("CALLER_NOT_ALLOWED", GATEWAY_DOMAIN, metadata),
             )
         }
+        Denial::ReadOnly => {
+            metadata.insert("regionId".to_owned(), region.as_str().to_owned());
+            Status::with_error_details(
+                Code::PermissionDenied,
+                format!(
+                    "caller {:?} may read invocations in region {region:?} but not stop them (policy access = \"read\")",
+                    caller.name()
+                ),
+                ErrorDetails::with_error_info("CALLER_READ_ONLY", GATEWAY_DOMAIN, metadata),
+            )
+        }
         Denial::Rate {
             per_second,
             retry_after,
@@ -267,6 +278,45 @@ pub(crate) fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Sta
             )
         }
     }
+}
+
+/// The status for an invocation ECS does not list in the region.
+pub(crate) fn invocation_not_found(invoke_id: &str, region: &RegionId) -> Status {
+    let metadata = HashMap::from([
+        ("invokeId".to_owned(), invoke_id.to_owned()),
+        ("regionId".to_owned(), region.as_str().to_owned()),
+    ]);
+    Status::with_error_details(
+        Code::NotFound,
+        format!("ECS lists no invocation {invoke_id:?} in region {region:?}"),
+        ErrorDetails::with_error_info("INVOCATION_NOT_FOUND", GATEWAY_DOMAIN, metadata),
+    )
+}
+
+/// The status a wait ends with at its deadline, after the latest statuses were sent.
+pub(crate) fn wait_deadline(ended: usize, targeted: usize) -> Status {
+    let metadata = HashMap::from([
+        ("finalInstances".to_owned(), ended.to_string()),
+        ("targetedInstances".to_owned(), targeted.to_string()),
+    ]);
+    Status::with_error_details(
+        Code::DeadlineExceeded,
+        format!(
+            "{ended} of {targeted} targeted instances reached an end state before the deadline (grpc-timeout, or the gateway's --max-wait); the latest statuses were sent; nothing more is sent to ECS"
+        ),
+        ErrorDetails::with_error_info("WAIT_DEADLINE_EXCEEDED", GATEWAY_DOMAIN, metadata),
+    )
+}
+
+/// The status a wait ends with when this replica shuts down: resume it on another.
+pub(crate) fn wait_interrupted() -> Status {
+    let mut details = ErrorDetails::with_error_info("GATEWAY_DRAINING", GATEWAY_DOMAIN, HashMap::new());
+    details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
+    Status::with_error_details(
+        Code::Unavailable,
+        "this gateway replica is shutting down; the latest statuses were sent; call StopInvocationAndWait again (another replica will answer) to resume the wait: only instances still running are stopped again",
+        details,
+    )
 }
 
 /// The status for a `grpc-timeout` header that is present but malformed.

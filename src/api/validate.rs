@@ -1,9 +1,12 @@
-//! Turns a wire `StopInvocationRequest` into a typed [`StopInvocation`], or lists every violation.
+//! Turns the wire requests into typed ECS requests ([`StopInvocation`], [`DescribeInvocation`]), or
+//! lists every violation.
 
 use std::collections::HashSet;
 
-use crate::aliyun::request::{MAX_INSTANCE_IDS, Owner, RegionId, StopInvocation};
-use crate::pb::StopInvocationRequest;
+use crate::aliyun::request::{
+    DescribeInvocation, MAX_INSTANCE_IDS, Owner, RegionId, StopInvocation,
+};
+use crate::pb::{GetInvocationRequest, StopInvocationAndWaitRequest, StopInvocationRequest};
 
 /// The longest invoke or instance ID accepted.
 pub(crate) const MAX_ID_LEN: usize = 128;
@@ -84,8 +87,23 @@ fn account_rule(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Validates `req`, reporting all violations at once.
-pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Violations> {
+/// The fields the three requests share, borrowed from whichever was sent.
+struct Fields<'a> {
+    region_id: &'a str,
+    invoke_id: &'a str,
+    /// `None` for a request without instances (a read).
+    instance_ids: Option<&'a [String]>,
+    owner: Owner,
+}
+
+/// What [`check`] found valid.
+struct Checked {
+    region_id: RegionId,
+    owner: Owner,
+}
+
+/// Checks `fields`, listing every violation; at most `max_instances` instance IDs.
+fn check(fields: Fields<'_>, max_instances: usize) -> Result<Checked, Violations> {
     let mut listed = Vec::new();
     let mut more = 0;
     let mut violate = |field: String, description: &str| {
@@ -99,18 +117,22 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
         }
     };
 
-    let region_id = RegionId::parse(&req.region_id)
+    let region_id = RegionId::parse(fields.region_id)
         .map_err(|rule| violate("region_id".into(), rule))
         .ok();
-    if let Err(rule) = id_rule(&req.invoke_id) {
+    if let Err(rule) = id_rule(fields.invoke_id) {
         violate("invoke_id".into(), rule);
     }
+    let instance_ids = fields.instance_ids.unwrap_or_default();
     // The count first: past the limit the elements are not worth checking one by one.
-    if req.instance_ids.len() > MAX_INSTANCE_IDS {
-        violate("instance_ids".into(), "must list at most 50 instance IDs");
+    if instance_ids.len() > max_instances {
+        violate(
+            "instance_ids".into(),
+            &format!("must list at most {max_instances} instance IDs"),
+        );
     } else {
-        let mut seen = HashSet::with_capacity(req.instance_ids.len());
-        for (i, id) in req.instance_ids.iter().enumerate() {
+        let mut seen = HashSet::with_capacity(instance_ids.len());
+        for (i, id) in instance_ids.iter().enumerate() {
             if let Err(rule) = id_rule(id) {
                 violate(format!("instance_ids[{i}]"), rule);
             } else if !seen.insert(id.as_str()) {
@@ -123,8 +145,8 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
     }
 
     for (field, value) in [
-        ("owner_account", &req.owner_account),
-        ("resource_owner_account", &req.resource_owner_account),
+        ("owner_account", &fields.owner.owner_account),
+        ("resource_owner_account", &fields.owner.resource_owner_account),
     ] {
         if let Some(Err(rule)) = value.as_deref().map(account_rule) {
             violate(field.into(), rule);
@@ -132,19 +154,87 @@ pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Vi
     }
 
     match region_id {
-        Some(region_id) if listed.is_empty() => Ok(StopInvocation {
+        Some(region_id) if listed.is_empty() => Ok(Checked {
             region_id,
-            invoke_id: req.invoke_id.clone(),
-            instance_ids: req.instance_ids.clone(),
+            owner: fields.owner,
+        }),
+        _ => Err(Violations { listed, more }),
+    }
+}
+
+/// Validates a unary stop (at most ECS's 50 instances), reporting all violations at once.
+pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Violations> {
+    let checked = check(
+        Fields {
+            region_id: &req.region_id,
+            invoke_id: &req.invoke_id,
+            instance_ids: Some(&req.instance_ids),
             owner: Owner {
                 owner_id: req.owner_id,
                 owner_account: req.owner_account.clone(),
                 resource_owner_id: req.resource_owner_id,
                 resource_owner_account: req.resource_owner_account.clone(),
             },
-        }),
-        _ => Err(Violations { listed, more }),
-    }
+        },
+        MAX_INSTANCE_IDS,
+    )?;
+    Ok(StopInvocation {
+        region_id: checked.region_id,
+        invoke_id: req.invoke_id.clone(),
+        instance_ids: req.instance_ids.clone(),
+        owner: checked.owner,
+    })
+}
+
+/// Validates a stop-and-wait on at most `max_instances` instances; the stop it returns may name
+/// more than ECS's 50, and is sent in chunks.
+pub(crate) fn stop_and_wait(
+    req: &StopInvocationAndWaitRequest,
+    max_instances: usize,
+) -> Result<StopInvocation, Violations> {
+    let checked = check(
+        Fields {
+            region_id: &req.region_id,
+            invoke_id: &req.invoke_id,
+            instance_ids: Some(&req.instance_ids),
+            owner: Owner {
+                owner_id: req.owner_id,
+                owner_account: req.owner_account.clone(),
+                resource_owner_id: req.resource_owner_id,
+                resource_owner_account: req.resource_owner_account.clone(),
+            },
+        },
+        max_instances,
+    )?;
+    Ok(StopInvocation {
+        region_id: checked.region_id,
+        invoke_id: req.invoke_id.clone(),
+        instance_ids: req.instance_ids.clone(),
+        owner: checked.owner,
+    })
+}
+
+/// Validates a read of one invocation.
+pub(crate) fn get_invocation(req: &GetInvocationRequest) -> Result<DescribeInvocation, Violations> {
+    let checked = check(
+        Fields {
+            region_id: &req.region_id,
+            invoke_id: &req.invoke_id,
+            instance_ids: None,
+            owner: Owner {
+                owner_id: req.owner_id,
+                owner_account: req.owner_account.clone(),
+                resource_owner_id: req.resource_owner_id,
+                resource_owner_account: req.resource_owner_account.clone(),
+            },
+        },
+        0,
+    )?;
+    Ok(DescribeInvocation {
+        region_id: checked.region_id,
+        invoke_id: req.invoke_id.clone(),
+        owner: checked.owner,
+    })
 }
 
 #[cfg(test)]

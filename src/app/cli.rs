@@ -118,6 +118,9 @@ pub struct SimulatorArgs {
     /// The OIDC token AssumeRoleWithOIDC must present (any non-empty one when unset).
     #[arg(long)]
     pub oidc_token: Option<String>,
+    /// How long a running execution takes to go from Stopping to Stopped after a stop.
+    #[arg(long, default_value = "2s", value_parser = duration_in(Duration::ZERO, HOUR))]
+    pub stop_delay: Duration,
 }
 
 /// Without the simulator there is no latency to inject; the subcommand is refused anyway.
@@ -190,6 +193,13 @@ pub struct GatewayArgs {
     /// Longest a call may take, for calls without a grpc-timeout or with a longer one.
     #[arg(long, env = "ECS_GATEWAY_MAX_CALL_DURATION", default_value = "25s", value_parser = duration_in(MS * 10, HOUR))]
     pub max_call_duration: Duration,
+    /// Most instances one StopInvocationAndWait may target (stopped in ECS calls of at most 50).
+    #[arg(long, env = "ECS_GATEWAY_MAX_WAIT_INSTANCES", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_wait_instances: u32,
+    /// Longest a StopInvocationAndWait lasts, for waits without a grpc-timeout or with a longer one.
+    #[arg(long, env = "ECS_GATEWAY_MAX_WAIT", default_value = "10m", value_parser = duration_in(SEC, 24 * HOUR))]
+    pub max_wait: Duration,
     /// Calls handled at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_REQUESTS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]

@@ -99,6 +99,7 @@ mod with_simulator {
             },
             sts_lifetime: args.sts_lifetime,
             oidc_token: args.oidc_token.clone(),
+            stop_delay: args.stop_delay,
             ..SimulatorConfig::with_credential(credential)
         };
         let listener = TcpListener::bind(args.listen)

@@ -53,6 +53,7 @@ pub struct Gateway {
     settings: server::ServerSettings,
     runtime: Runtime,
     exporter: Option<TcpListener>,
+    handler: CloudAssistant,
 }
 
 impl Gateway {
@@ -125,7 +126,7 @@ impl Gateway {
         };
         let service =
             CloudAssistant::new(client, settings.service.clone(), access, metrics.clone());
-        let served = routes::routes(service)?;
+        let served = routes::routes(service.clone())?;
         // Every port binds last, once the gateway can serve; the gRPC port last of all.
         let exporter = match settings.metrics_listen {
             None => None,
@@ -168,6 +169,7 @@ impl Gateway {
                 metrics,
             },
             exporter,
+            handler: service,
         };
         gateway.announce(&settings);
         Ok(gateway)
@@ -189,8 +191,20 @@ impl Gateway {
         self.runtime.metrics.as_ref()
     }
 
-    /// Serves until `shutdown` resolves, then drains (see [`server::serve`]).
+    /// How many invocation poll loops have been started; tests read it to see waiters share one.
+    #[doc(hidden)]
+    pub fn poll_loops_started(&self) -> u64 {
+        self.handler.poll_loops_started()
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see [`server::serve`]); waiting streams end
+    /// at once, so that their callers resume on another replica instead of holding the drain.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        let handler = self.handler.clone();
+        let shutdown = async move {
+            shutdown.await;
+            handler.drain();
+        };
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         if let (Some(listener), Some(metrics)) = (self.exporter, self.runtime.metrics.clone()) {
             tokio::spawn(crate::server::scrape::serve(listener, metrics, async {

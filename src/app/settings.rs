@@ -14,6 +14,7 @@ use crate::aliyun::dns::DnsConfig;
 use crate::aliyun::endpoint::{Endpoint, EndpointError};
 use crate::aliyun::retry::RetryPolicy;
 use crate::api::service::ServiceSettings;
+use crate::api::wait::WaitSettings;
 use crate::auth::files::SecurityFiles;
 use crate::limit::fleet::{RedisSettings, RedisUrl};
 use crate::limit::rate::Rate;
@@ -153,6 +154,11 @@ impl TryFrom<&GatewayArgs> for Settings {
                 // At most 4 MiB by the flag's range, so the cast cannot truncate.
                 max_request_bytes: args.max_request_bytes as usize,
                 reflection: args.reflection == Switch::On,
+                wait: WaitSettings {
+                    max_instances: args.max_wait_instances as usize,
+                    max_wait: args.max_wait,
+                    ..WaitSettings::default()
+                },
             },
             server: ServerSettings {
                 max_connections: args.max_connections as usize,

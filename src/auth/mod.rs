@@ -16,7 +16,7 @@ use crate::limit::fleet::FleetStore;
 use crate::reload::{self, LoadError, Reloading};
 use crate::server::peer::Peer;
 use files::SecurityFiles;
-use policy::{Denial, Policy};
+use policy::{Denial, Permission, Policy};
 use tokens::TokenTable;
 
 /// How the token file is named in errors and logs.
@@ -172,16 +172,30 @@ impl Access {
         })
     }
 
-    /// Whether `caller` may stop a command in `region` now (taking one call from its rate).
-    pub(crate) async fn authorize(&self, caller: &Caller, region: &RegionId) -> Result<(), Denial> {
-        let Some(policy) = &self.policy else {
-            return Ok(());
-        };
+    /// Whether `caller` may do `what` in `region` now (taking one call from its rate).
+    pub(crate) async fn authorize(
+        &self,
+        caller: &Caller,
+        region: &RegionId,
+        what: Permission,
+    ) -> Result<(), Denial> {
         // Released before the rate is taken, which may wait on Redis.
-        let limit = policy.current().check(caller.name(), region)?;
-        match limit {
+        match self.permits(caller, region, what)? {
             Some(limit) => limit.take(caller.name(), self.fleet.as_ref()).await,
             None => Ok(()),
+        }
+    }
+
+    /// Whether `caller` may do `what` in `region`, without taking from its rate; the rate, if any.
+    pub(crate) fn permits(
+        &self,
+        caller: &Caller,
+        region: &RegionId,
+        what: Permission,
+    ) -> Result<Option<policy::CallerLimit>, Denial> {
+        match &self.policy {
+            None => Ok(None),
+            Some(policy) => policy.current().check(caller.name(), region, what),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Per-caller policy, from a TOML file: which regions each caller may stop commands in, and at
-//! what rate. A caller not in the file may do nothing.
+//! Per-caller policy, from a TOML file: which regions each caller may use, whether it may stop
+//! commands there or only read invocations, and at what rate. A caller not in the file may do
+//! nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +28,17 @@ struct PolicyFile {
 struct CallerEntry {
     regions: Vec<String>,
     rate: Option<f64>,
+    /// `"stop"` (the default: stop and read) or `"read"` (read invocations only).
+    access: Option<String>,
+}
+
+/// What a call asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Permission {
+    /// Read an invocation (GetInvocation).
+    Read,
+    /// Stop an invocation (StopInvocation, StopInvocationAndWait).
+    Stop,
 }
 
 /// What each caller may do.
@@ -40,6 +52,8 @@ struct CallerRules {
     /// `None`: every region the gateway serves.
     regions: Option<HashSet<String>>,
     rate: Option<CallerLimit>,
+    /// Whether the caller may stop, or only read.
+    may_stop: bool,
 }
 
 /// A caller's rate, with this replica's own limiter for it (used alone without Redis, and while
@@ -86,6 +100,8 @@ pub(crate) enum Denial {
     UnknownCaller,
     /// The caller may not use this region.
     Region,
+    /// The caller may read invocations but not stop them.
+    ReadOnly,
     /// The caller is over its rate; the next call is allowed after `retry_after`.
     Rate {
         /// The caller's rate, in calls per second.
@@ -160,22 +176,42 @@ impl Policy {
                     })
                 }
             };
-            callers.insert(caller, CallerRules { regions, rate });
+            let may_stop = match entry.access.as_deref() {
+                None | Some("stop") => true,
+                Some("read") => false,
+                Some(other) => {
+                    return Err(rule(format!(
+                        "access: {other:?} must be \"stop\" (stop and read) or \"read\" (read only)"
+                    )));
+                }
+            };
+            callers.insert(
+                caller,
+                CallerRules {
+                    regions,
+                    rate,
+                    may_stop,
+                },
+            );
         }
         Ok(Self { callers })
     }
 
-    /// Whether `caller` may stop a command in `region`; its rate, if it has one, is left to take.
+    /// Whether `caller` may do `what` in `region`; its rate, if it has one, is left to take.
     pub(crate) fn check(
         &self,
         caller: &str,
         region: &RegionId,
+        what: Permission,
     ) -> Result<Option<CallerLimit>, Denial> {
         let rules = self.callers.get(caller).ok_or(Denial::UnknownCaller)?;
         if let Some(allowed) = &rules.regions
             && !allowed.contains(region.as_str())
         {
             return Err(Denial::Region);
+        }
+        if what == Permission::Stop && !rules.may_stop {
+            return Err(Denial::ReadOnly);
         }
         Ok(rules.rate.clone())
     }
@@ -237,7 +273,7 @@ regions = ["*"]
 
     /// The region checks, then one call from the rate, decided locally.
     async fn admit(policy: &Policy, caller: &str, region: &RegionId) -> Result<(), Denial> {
-        match policy.check(caller, region)? {
+        match policy.check(caller, region, Permission::Stop)? {
             Some(limit) => limit.take(caller, None).await,
             None => Ok(()),
         }
@@ -379,7 +415,7 @@ regions = ["*"]
         let policy = Policy::parse(b"", &Regions::public(), None).unwrap();
         assert!(policy.is_empty());
         assert!(matches!(
-            policy.check("billing", &region("cn-hangzhou")),
+            policy.check("billing", &region("cn-hangzhou"), Permission::Stop),
             Err(Denial::UnknownCaller)
         ));
     }

@@ -143,7 +143,25 @@ struct Inner {
     fleet_connected: Gauge,
     tls_failures: Family<ReasonLabels, Counter>,
     certificate_expiry: Gauge,
+    waits: Gauge,
+    wait_seconds: Family<CodeLabels, Histogram>,
+    polls: Family<OutcomeLabels, Counter>,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Wait durations, seconds: from a stop that is over at once to `--max-wait`'s longest.
+const WAIT_BUCKETS: [f64; 10] = [
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
 
 const UNARY: MethodLabels = MethodLabels {
     grpc_type: "unary",
@@ -169,6 +187,11 @@ impl Metrics {
         let fleet_connected = Gauge::default();
         let tls_failures = Family::<ReasonLabels, Counter>::default();
         let certificate_expiry = Gauge::default();
+        let waits = Gauge::default();
+        let wait_seconds = Family::<CodeLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(WAIT_BUCKETS)) as fn() -> Histogram,
+        );
+        let polls = Family::<OutcomeLabels, Counter>::default();
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -236,6 +259,21 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         registry.register(
+            "ecs_gateway_waits_in_flight",
+            "StopInvocationAndWait streams waiting for instances to reach end states",
+            waits.clone(),
+        );
+        registry.register(
+            "ecs_gateway_wait_seconds",
+            "How long StopInvocationAndWait streams lasted, seconds, by the code they ended with",
+            wait_seconds.clone(),
+        );
+        registry.register(
+            "ecs_gateway_invocation_polls",
+            "DescribeInvocations polls made for waiting streams (one per invocation per interval, however many wait), by outcome",
+            polls.clone(),
+        );
+        registry.register(
             "ecs_gateway_build_info",
             "The running build; always 1",
             build,
@@ -259,6 +297,11 @@ impl Metrics {
             });
         }
         let _ = started.get_or_create(&UNARY);
+        for outcome in PollOutcome::ALL {
+            let _ = polls.get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            });
+        }
         for class in ErrorClass::ALL {
             if matches!(
                 decide(class),
@@ -284,6 +327,9 @@ impl Metrics {
                 fleet_connected,
                 tls_failures,
                 certificate_expiry,
+                waits,
+                wait_seconds,
+                polls,
             }),
         }
     }
@@ -370,6 +416,32 @@ impl Metrics {
         self.inner.fleet_connected.set(i64::from(connected));
     }
 
+    /// A stream started waiting; the guard counts it until dropped.
+    pub(crate) fn wait_started(&self) -> Waiting {
+        self.inner.waits.inc();
+        Waiting(self.inner.clone())
+    }
+
+    /// A wait ended with `code` after `took`.
+    pub(crate) fn wait_ended(&self, code: Code, took: Duration) {
+        self.inner
+            .wait_seconds
+            .get_or_create(&CodeLabels {
+                grpc_code: code_name(code),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A poll of an invocation for waiting streams ended with `outcome`.
+    pub(crate) fn polled(&self, outcome: PollOutcome) {
+        self.inner
+            .polls
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
     /// The exposition in the Prometheus text format (0.0.4).
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
@@ -387,6 +459,43 @@ pub struct InFlight(Arc<Inner>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.dec();
+    }
+}
+
+/// Counts a waiting stream until dropped.
+#[derive(Debug)]
+pub(crate) struct Waiting(Arc<Inner>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waits.dec();
+    }
+}
+
+/// How a poll of an invocation ended, as a bounded label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PollOutcome {
+    /// ECS answered with the invocation.
+    Read,
+    /// ECS answered, listing no such invocation.
+    NotFound,
+    /// ECS (or the fleet's quota) said to slow down.
+    Throttled,
+    /// Any other failure.
+    Failed,
+}
+
+impl PollOutcome {
+    /// Every outcome, for starting each series at zero.
+    const ALL: [Self; 4] = [Self::Read, Self::NotFound, Self::Throttled, Self::Failed];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::NotFound => "not_found",
+            Self::Throttled => "throttled",
+            Self::Failed => "failed",
+        }
     }
 }
 

@@ -14,7 +14,7 @@ pub use faults::Faults;
 pub use state::{ExecutionStatus, Invocation};
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -58,6 +58,8 @@ pub struct SimulatorConfig {
     pub oidc_token: Option<String>,
     /// The RAM role the metadata face says the instance has.
     pub ecs_role: String,
+    /// How long a running execution takes to go from Stopping to Stopped after a stop.
+    pub stop_delay: Duration,
 }
 
 /// The RAM role the simulated instance has.
@@ -83,6 +85,7 @@ impl SimulatorConfig {
             sts_lifetime: Duration::from_secs(3600),
             oidc_token: None,
             ecs_role: DEMO_ECS_ROLE.to_owned(),
+            stop_delay: state::DEFAULT_STOP_DELAY,
         }
     }
 }
@@ -102,7 +105,23 @@ struct Shared {
     sts: StsSettings,
     metadata: Metadata,
     credential_faces_down: AtomicBool,
+    reads_throttled: AtomicBool,
+    calls: Mutex<Vec<Call>>,
 }
+
+/// One authenticated ECS call the simulator received, for tests to count and inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The action, e.g. `StopInvocation`.
+    pub action: String,
+    /// The invoke ID named, if any.
+    pub invoke_id: Option<String>,
+    /// The `InstanceId.N` values, in order.
+    pub instance_ids: Vec<String>,
+}
+
+/// The most calls kept; older ones are dropped, so a long-running simulator stays small.
+const MAX_CALLS_KEPT: usize = 10_000;
 
 /// A closed connection instead of an answer (fault injection).
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +131,12 @@ struct ResetFault;
 impl Simulator {
     /// A simulator with the seeded demo world.
     pub fn new(config: SimulatorConfig) -> Self {
+        let world = World::seeded(config.nonce_window);
+        world.set_stop_delay(config.stop_delay);
         Self {
             shared: Arc::new(Shared {
                 judge: Judge::new(Keyring::new(config.credential)),
-                world: World::seeded(config.nonce_window),
+                world,
                 faults: FaultState::new(config.faults),
                 requests: AtomicU64::new(0),
                 sts: StsSettings {
@@ -124,6 +145,8 @@ impl Simulator {
                 },
                 metadata: Metadata::new(config.ecs_role, false),
                 credential_faces_down: AtomicBool::new(false),
+                reads_throttled: AtomicBool::new(false),
+                calls: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -136,6 +159,23 @@ impl Simulator {
     /// ECS requests received so far, faulted ones included (STS and metadata ones are not counted).
     pub fn requests_received(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// The authenticated ECS calls received so far (the latest 10,000), in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.shared
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes every DescribeInvocations answer `Throttling.User` (`true`), as ECS does when the
+    /// account's quota for it is spent, or answer again (`false`).
+    pub fn set_reads_throttled(&self, throttled: bool) {
+        self.shared
+            .reads_throttled
+            .store(throttled, Ordering::Relaxed);
     }
 
     /// The keys accepted and issued.
@@ -261,6 +301,13 @@ impl Simulator {
         };
         let answer = match authenticated {
             Err(answer) => answer,
+            Ok(()) if self.record(&params) && shared.reads_throttled.load(Ordering::Relaxed) => {
+                Answer::Error {
+                    status: 400,
+                    code: "Throttling.User",
+                    message: "Request was denied due to user flow control.".into(),
+                }
+            }
             Ok(()) => match shared.faults.roll() {
                 Injected::Reset => return Err(ResetFault),
                 Injected::InternalError => Answer::Error {
@@ -297,6 +344,30 @@ impl Simulator {
                 message,
             } => respond(*status, Some((code, message)), region.as_deref()),
         })
+    }
+}
+
+impl Simulator {
+    /// Records an authenticated call; whether it is a DescribeInvocations.
+    fn record(&self, params: &[(String, String)]) -> bool {
+        let get = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let action = get("Action").unwrap_or_default();
+        let is_read = action == crate::aliyun::request::DESCRIBE_ACTION;
+        let call = Call {
+            action,
+            invoke_id: get("InvokeId"),
+            instance_ids: params
+                .iter()
+                .filter(|(k, _)| k.starts_with("InstanceId."))
+                .map(|(_, v)| v.clone())
+                .collect(),
+        };
+        let mut calls = self.shared.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if calls.len() >= MAX_CALLS_KEPT {
+            calls.remove(0);
+        }
+        calls.push(call);
+        is_read
     }
 }
 
