@@ -8,8 +8,8 @@ use ecs_gateway::aliyun::CredentialSupply;
 use ecs_gateway::aliyun::signer::{SigningKey, canonicalized_query, sign_query, v3};
 use ecs_gateway::aliyun::{ApiError, EcsError};
 use ecs_gateway::pb::StopInvocationRequest;
-use ecs_gateway::testing::aliyun::{Action as _, Param};
 use ecs_gateway::testing::aliyun::parse_body;
+use ecs_gateway::testing::aliyun::{Action as _, Param};
 use ecs_gateway::testing::api::{from_ecs_error, stop_invocation};
 
 fn wire_request(instances: usize) -> StopInvocationRequest {

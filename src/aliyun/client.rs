@@ -478,10 +478,7 @@ impl EcsClient {
         let mut params: Vec<Param<'_>> = Vec::with_capacity(request.param_count());
         request.push_params(&mut params);
         // The host as the request will carry it, so that what is signed is what is sent.
-        let mut url = inner
-            .settings
-            .endpoint
-            .url_with_query(request.region(), "");
+        let mut url = inner.settings.endpoint.url_with_query(request.region(), "");
         let host = signed_host(&url)
             .ok_or_else(|| "the request URL has no host".to_owned())?
             .to_owned();

@@ -155,10 +155,7 @@ pub fn parse(body: &[u8], invoke_id: &str) -> Result<Option<InvocationState>, St
         .into_iter()
         .map(|i| InstanceState {
             instance_id: kept(Some(i.instance_id), MAX_SHORT),
-            status: kept(
-                i.invocation_status.or(i.instance_invoke_status),
-                MAX_SHORT,
-            ),
+            status: kept(i.invocation_status.or(i.instance_invoke_status), MAX_SHORT),
             exit_code: i.exit_code,
             error_code: kept(i.error_code, MAX_SHORT),
             error_info: kept(i.error_info, MAX_ERROR_INFO),
@@ -233,10 +230,24 @@ mod tests {
 
     #[test]
     fn only_documented_end_states_are_final() {
-        for status in ["Pending", "Scheduled", "Running", "Stopping", "Resuming", ""] {
+        for status in [
+            "Pending",
+            "Scheduled",
+            "Running",
+            "Stopping",
+            "Resuming",
+            "",
+        ] {
             assert!(!is_final(status), "{status}");
         }
-        for status in ["Success", "Failed", "PartialFailed", "Stopped", "Finished", "Cancelled"] {
+        for status in [
+            "Success",
+            "Failed",
+            "PartialFailed",
+            "Stopped",
+            "Finished",
+            "Cancelled",
+        ] {
             assert!(is_final(status), "{status}");
         }
         assert!(stoppable("Pending") && stoppable("Running") && !stoppable("Stopping"));

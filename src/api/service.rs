@@ -280,14 +280,11 @@ impl CloudAssistant {
         let span = tracing::Span::current();
         let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
         let _permit = self.admit()?;
-        let deadline = deadline::for_call(
-            request.metadata(),
-            started,
-            self.settings.max_call_duration,
-        )
-        .map_err(status::malformed_timeout)?;
-        let typed = validate::get_invocation(request.get_ref())
-            .map_err(|v| status::from_violations(&v))?;
+        let deadline =
+            deadline::for_call(request.metadata(), started, self.settings.max_call_duration)
+                .map_err(status::malformed_timeout)?;
+        let typed =
+            validate::get_invocation(request.get_ref()).map_err(|v| status::from_violations(&v))?;
         self.authorize(
             &caller,
             &typed.region_id,
@@ -296,7 +293,10 @@ impl CloudAssistant {
             true,
         )
         .await?;
-        let outcome = self.client.describe_invocation(&typed, Some(deadline)).await;
+        let outcome = self
+            .client
+            .describe_invocation(&typed, Some(deadline))
+            .await;
         let (Ok(Described { trail, .. }) | Err(Failed { trail, .. })) = &outcome;
         self.count(trail);
         match outcome {
@@ -336,9 +336,8 @@ impl CloudAssistant {
         let settings = &*self.settings;
         let span = tracing::Span::current();
         let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
-        let deadline =
-            deadline::for_call(request.metadata(), started, settings.wait.max_wait)
-                .map_err(status::malformed_timeout)?;
+        let deadline = deadline::for_call(request.metadata(), started, settings.wait.max_wait)
+            .map_err(status::malformed_timeout)?;
         let typed = validate::stop_and_wait(request.get_ref(), settings.wait.max_instances)
             .map_err(|v| status::from_violations(&v))?;
         span.record("instances", typed.instance_ids.len());

@@ -310,7 +310,8 @@ pub(crate) fn wait_deadline(ended: usize, targeted: usize) -> Status {
 
 /// The status a wait ends with when this replica shuts down: resume it on another.
 pub(crate) fn wait_interrupted() -> Status {
-    let mut details = ErrorDetails::with_error_info("GATEWAY_DRAINING", GATEWAY_DOMAIN, HashMap::new());
+    let mut details =
+        ErrorDetails::with_error_info("GATEWAY_DRAINING", GATEWAY_DOMAIN, HashMap::new());
     details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
     Status::with_error_details(
         Code::Unavailable,

@@ -146,7 +146,10 @@ fn check(fields: Fields<'_>, max_instances: usize) -> Result<Checked, Violations
 
     for (field, value) in [
         ("owner_account", &fields.owner.owner_account),
-        ("resource_owner_account", &fields.owner.resource_owner_account),
+        (
+            "resource_owner_account",
+            &fields.owner.resource_owner_account,
+        ),
     ] {
         if let Some(Err(rule)) = value.as_deref().map(account_rule) {
             violate(field.into(), rule);
@@ -267,7 +270,10 @@ mod tests {
         let typed = stop_invocation(&req).unwrap();
         assert_eq!(typed.region_id.as_str(), "cn-hangzhou");
         assert_eq!(typed.owner.owner_id, Some(-1));
-        assert_eq!(typed.owner.owner_account.as_deref(), Some("any thing at all"));
+        assert_eq!(
+            typed.owner.owner_account.as_deref(),
+            Some("any thing at all")
+        );
     }
 
     #[test]

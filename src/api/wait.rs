@@ -18,7 +18,7 @@ use crate::aliyun::invocation::{InvocationState, is_final, stoppable};
 use crate::aliyun::request::{DescribeInvocation, MAX_INSTANCE_IDS, StopInvocation};
 use crate::api::invocation;
 use crate::api::status;
-use crate::api::validate::{Violation, Violations, MAX_LISTED};
+use crate::api::validate::{MAX_LISTED, Violation, Violations};
 use crate::auth::policy::{Denial, Permission};
 use crate::auth::{Access, Caller};
 use crate::pb::{StopError, StopInvocationAndWaitResponse, StopResult};
@@ -96,10 +96,17 @@ impl Wait<'_> {
             .await
             .map_err(|failed| status::from_ecs_error(&failed.error))?;
         let Some(state) = first.invocation else {
-            return Err(status::invocation_not_found(&stop.invoke_id, &stop.region_id));
+            return Err(status::invocation_not_found(
+                &stop.invoke_id,
+                &stop.region_id,
+            ));
         };
         let targets = if stop.instance_ids.is_empty() {
-            state.instances.iter().map(|i| i.instance_id.clone()).collect()
+            state
+                .instances
+                .iter()
+                .map(|i| i.instance_id.clone())
+                .collect()
         } else {
             outside(&stop.instance_ids, &state)?;
             stop.instance_ids.clone()
@@ -252,7 +259,11 @@ impl Wait<'_> {
 
 /// Refuses instance IDs that are not instances of the invocation, naming each (the first ten).
 fn outside(asked: &[String], state: &InvocationState) -> Result<(), Status> {
-    let known: HashSet<&str> = state.instances.iter().map(|i| i.instance_id.as_str()).collect();
+    let known: HashSet<&str> = state
+        .instances
+        .iter()
+        .map(|i| i.instance_id.as_str())
+        .collect();
     let mut listed = Vec::new();
     let mut more = 0;
     for (i, id) in asked.iter().enumerate() {
@@ -262,7 +273,10 @@ fn outside(asked: &[String], state: &InvocationState) -> Result<(), Status> {
         if listed.len() < MAX_LISTED {
             listed.push(Violation {
                 field: format!("instance_ids[{i}]"),
-                description: format!("{id:?} is not an instance of invocation {:?}", state.invoke_id),
+                description: format!(
+                    "{id:?} is not an instance of invocation {:?}",
+                    state.invoke_id
+                ),
             });
         } else {
             more += 1;
@@ -285,7 +299,11 @@ struct View {
 
 impl View {
     fn new(targets: Vec<String>) -> Self {
-        let index = targets.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let index = targets
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         let statuses = vec![String::new(); targets.len()];
         Self {
             targets,

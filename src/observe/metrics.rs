@@ -159,9 +159,7 @@ struct OutcomeLabels {
 }
 
 /// Wait durations, seconds: from a stop that is over at once to `--max-wait`'s longest.
-const WAIT_BUCKETS: [f64; 10] = [
-    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
-];
+const WAIT_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0];
 
 const UNARY: MethodLabels = MethodLabels {
     grpc_type: "unary",

@@ -30,7 +30,10 @@ pub(crate) fn answer(
             );
         }
     };
-    let start = match next_token.filter(|t| !t.is_empty()).map(str::parse::<usize>) {
+    let start = match next_token
+        .filter(|t| !t.is_empty())
+        .map(str::parse::<usize>)
+    {
         None => 0,
         Some(Ok(n)) => n,
         Some(Err(_)) => {
@@ -105,7 +108,13 @@ mod tests {
     #[test]
     fn one_invocation_with_every_instance() {
         let world = World::seeded(Duration::from_secs(60));
-        let answer = fields(answer("cn-hangzhou", Some("t-demo1000"), None, None, &world));
+        let answer = fields(answer(
+            "cn-hangzhou",
+            Some("t-demo1000"),
+            None,
+            None,
+            &world,
+        ));
         assert_eq!(answer["TotalCount"], 1);
         let invocation = &answer["Invocations"]["Invocation"][0];
         assert_eq!(invocation["InvokeId"], "t-demo1000");
@@ -138,7 +147,10 @@ mod tests {
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
         assert!(matches!(
             answer("cn-hangzhou", None, Some("51"), None, &world),
-            Answer::Error { code: "InvalidParam.MaxResults", .. }
+            Answer::Error {
+                code: "InvalidParam.MaxResults",
+                ..
+            }
         ));
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use crate::aliyun::request::{ACTION, API_VERSION, DESCRIBE_ACTION, MAX_INSTANCE_IDS};
 use crate::aliyun::signer::{self, v3};
 
-use super::keyring::{Key, Keyring, Refused};
 use super::describe;
+use super::keyring::{Key, Keyring, Refused};
 use super::state::{API_NOT_SUPPORTED_REGION, REGIONS, World};
 
 /// The answer to a request: success, or an ECS error code with its status and message.
@@ -385,7 +385,13 @@ impl Judge {
             );
         }
         if action == Some(DESCRIBE_ACTION) {
-            return describe::answer(region, get("InvokeId"), get("MaxResults"), get("NextToken"), world);
+            return describe::answer(
+                region,
+                get("InvokeId"),
+                get("MaxResults"),
+                get("NextToken"),
+                world,
+            );
         }
         let Some(invoke_id) = get("InvokeId").filter(|r| !r.is_empty()) else {
             return missing("InvokeId");

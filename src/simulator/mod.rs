@@ -14,8 +14,8 @@ pub use faults::Faults;
 pub use state::{ExecutionStatus, Invocation};
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -350,7 +350,13 @@ impl Simulator {
 impl Simulator {
     /// Records an authenticated call; whether it is a DescribeInvocations.
     fn record(&self, params: &[(String, String)]) -> bool {
-        let get = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let get = |name: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
         let action = get("Action").unwrap_or_default();
         let is_read = action == crate::aliyun::request::DESCRIBE_ACTION;
         let call = Call {
@@ -438,7 +444,9 @@ impl Simulator {
                 code,
                 message,
             }) => respond(status, Some((code, &message)), None),
-            Err(Answer::Ok | Answer::Json(_)) => respond(500, Some(("InternalError", "unreachable")), None),
+            Err(Answer::Ok | Answer::Json(_)) => {
+                respond(500, Some(("InternalError", "unreachable")), None)
+            }
         }
     }
 }

@@ -153,12 +153,10 @@ impl Invocation {
     /// The aggregate `InvocationStatus` ECS reports for the run as a whole.
     pub fn aggregate(&self) -> &'static str {
         use ExecutionStatus::*;
-        let any = |wanted: &[ExecutionStatus]| {
-            self.executions.iter().any(|(_, s)| wanted.contains(s))
-        };
-        let all = |wanted: &[ExecutionStatus]| {
-            self.executions.iter().all(|(_, s)| wanted.contains(s))
-        };
+        let any =
+            |wanted: &[ExecutionStatus]| self.executions.iter().any(|(_, s)| wanted.contains(s));
+        let all =
+            |wanted: &[ExecutionStatus]| self.executions.iter().all(|(_, s)| wanted.contains(s));
         if any(&[Stopping]) {
             "Stopping"
         } else if any(&[Running]) {
@@ -369,7 +367,11 @@ mod tests {
         for (statuses, aggregate) in cases {
             let executions: Vec<(&str, ExecutionStatus)> =
                 statuses.iter().map(|s| ("i-x", *s)).collect();
-            assert_eq!(Invocation::new(&executions).aggregate(), *aggregate, "{statuses:?}");
+            assert_eq!(
+                Invocation::new(&executions).aggregate(),
+                *aggregate,
+                "{statuses:?}"
+            );
         }
     }
 

@@ -84,7 +84,9 @@ impl Polls {
         self.inner.started.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DescribeInvocation, Arc<watch::Sender<Latest>>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<DescribeInvocation, Arc<watch::Sender<Latest>>>> {
         // The map is only read and written whole under the lock: a poisoned one is still sound.
         self.inner
             .loops
@@ -99,7 +101,10 @@ impl Polls {
         if sender.receiver_count() > 0 {
             return false;
         }
-        if loops.get(invocation).is_some_and(|s| Arc::ptr_eq(s, sender)) {
+        if loops
+            .get(invocation)
+            .is_some_and(|s| Arc::ptr_eq(s, sender))
+        {
             loops.remove(invocation);
         }
         true
@@ -134,10 +139,14 @@ impl Polls {
                     ErrorClass::InvalidArgument
                     | ErrorClass::PermissionDenied
                     | ErrorClass::NotFound
-                    | ErrorClass::RequestBuiltWrong => (Polled::Refused(error), PollOutcome::Failed),
+                    | ErrorClass::RequestBuiltWrong => {
+                        (Polled::Refused(error), PollOutcome::Failed)
+                    }
                     ErrorClass::Throttled | ErrorClass::FleetQuota => {
                         self.count(PollOutcome::Throttled);
-                        wait = wait.max(slow_down(&error).unwrap_or(wait)).min(MAX_SLOW_DOWN);
+                        wait = wait
+                            .max(slow_down(&error).unwrap_or(wait))
+                            .min(MAX_SLOW_DOWN);
                         tracing::info!(
                             invoke_id = invocation.invoke_id.as_str(),
                             wait_ms = wait.as_millis() as u64,

@@ -272,3 +272,41 @@ async fn with_reflection_off_grpcurl_cannot_list_but_health_still_answers() {
         .unwrap();
     assert_eq!(health.get_ref().status, 1);
 }
+
+#[tokio::test]
+async fn grpcurl_prints_every_message_of_a_wait_until_each_instance_is_final() {
+    let gw = gateway().await;
+    let addr = gw.addr.to_string();
+    // The README's example: t-demo0010 has one execution that succeeded, one that failed and one
+    // still running, which the simulator stops two seconds after the stop.
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo0010"}"#,
+        &addr,
+        "ecsgateway.v1.CloudAssistantService/StopInvocationAndWait",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    let messages: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("grpcurl prints one JSON object per message");
+    assert!(messages.len() >= 2, "{out}");
+    let stop = &messages[0]["stops"][0];
+    assert_eq!(
+        stop["instanceIds"],
+        serde_json::json!(["i-demo10c"]),
+        "{out}"
+    );
+    assert_eq!(stop["requestId"].as_str().map(str::len), Some(36), "{out}");
+    let last = messages.last().unwrap();
+    assert_eq!(last["finalInstances"], 3, "{out}");
+    let statuses: Vec<&str> = last["invocation"]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["Success", "Failed", "Stopped"], "{out}");
+}

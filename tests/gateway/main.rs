@@ -26,4 +26,5 @@ mod stop_invocation;
 mod upstream_errors;
 mod upstream_tls;
 mod validation;
+mod waits;
 mod who_may_call;

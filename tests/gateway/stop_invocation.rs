@@ -134,6 +134,7 @@ async fn awkward_requests_carry_the_signature_alibabas_sdk_computes() {
             owner_account: r.owner_account,
             resource_owner_id: r.resource_owner_id,
             resource_owner_account: r.resource_owner_account,
+            validate_only: false,
         };
         gateway.client.stop_invocation(call).await.expect(&v.label);
 
@@ -168,8 +169,10 @@ async fn the_simulator_cancels_pending_executions_and_leaves_running_ones() {
     let statuses: Vec<ExecutionStatus> = inv.executions.iter().map(|(_, s)| *s).collect();
     assert_eq!(
         statuses,
+        // The running execution is being stopped, the pending one will never start, the finished
+        // one stays as it ended.
         [
-            ExecutionStatus::Running,
+            ExecutionStatus::Stopping,
             ExecutionStatus::Cancelled,
             ExecutionStatus::Finished
         ]

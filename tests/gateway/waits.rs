@@ -1,0 +1,614 @@
+//! StopInvocationAndWait, GetInvocation and validate_only against the simulator's per-instance
+//! state machines, through a real tonic client: chunking, final states, re-issued waits, the
+//! deadline, shared polling, throttling mid-wait, a caller that leaves, shutdown, and policy.
+
+use std::time::Duration;
+
+use crate::support::pki::TempDir;
+use crate::support::{
+    Gateway, Setup, ecs_client, error_info, start_simulator, test_credential, with_bearer,
+};
+use ecs_gateway::pb::{
+    GetInvocationRequest, StopInvocationAndWaitRequest, StopInvocationAndWaitResponse,
+    StopInvocationRequest,
+};
+use ecs_gateway::simulator::{Call, ExecutionStatus, Invocation, Simulator, SimulatorConfig};
+use ecs_gateway::testing::api::{PollPace, ServiceSettings, WaitSettings};
+use ecs_gateway::testing::auth::SecurityFiles;
+use tonic::Code;
+use tonic::Streaming;
+use tonic_types::StatusExt as _;
+
+const REGION: &str = "cn-hangzhou";
+
+/// Polls every 100–200 ms, so that waits take tenths of seconds, not the default's seconds.
+fn fast(max_instances: usize) -> ServiceSettings {
+    ServiceSettings {
+        wait: WaitSettings {
+            max_instances,
+            pace: PollPace {
+                first: Duration::from_millis(200),
+                max: Duration::from_millis(200),
+            },
+            ..WaitSettings::default()
+        },
+        ..ServiceSettings::default()
+    }
+}
+
+/// A simulator whose running executions stop `stop_delay` after a stop, and a gateway in front.
+async fn setup(stop_delay: Duration, setup: Setup) -> (Gateway, Simulator) {
+    let (url, sim) = start_simulator(SimulatorConfig {
+        stop_delay,
+        ..SimulatorConfig::with_credential(test_credential())
+    })
+    .await;
+    let setup = Setup {
+        service: setup.service.or_else(|| Some(fast(1000))),
+        ..setup
+    };
+    let gateway = Gateway::start_setup(ecs_client(&url, test_credential()), setup, None).await;
+    (gateway, sim)
+}
+
+fn wait_request(invoke_id: &str, instances: &[String]) -> StopInvocationAndWaitRequest {
+    StopInvocationAndWaitRequest {
+        region_id: REGION.into(),
+        invoke_id: invoke_id.into(),
+        instance_ids: instances.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// Every message of a stream, and the status it ended with.
+async fn drain(
+    mut stream: Streaming<StopInvocationAndWaitResponse>,
+) -> (Vec<StopInvocationAndWaitResponse>, tonic::Status) {
+    let mut messages = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(message)) => messages.push(message),
+            Ok(None) => return (messages, tonic::Status::ok("")),
+            Err(status) => return (messages, status),
+        }
+    }
+}
+
+fn calls_of<'a>(calls: &'a [Call], action: &str) -> Vec<&'a Call> {
+    calls.iter().filter(|c| c.action == action).collect()
+}
+
+/// `n` running instances `i-w0001`…
+fn running(n: usize) -> (Vec<String>, Invocation) {
+    let ids: Vec<String> = (1..=n).map(|i| format!("i-w{i:04}")).collect();
+    let executions: Vec<(&str, ExecutionStatus)> = ids
+        .iter()
+        .map(|i| (i.as_str(), ExecutionStatus::Running))
+        .collect();
+    let invocation = Invocation::new(&executions);
+    (ids, invocation)
+}
+
+#[tokio::test]
+async fn a_wait_on_120_instances_stops_them_in_three_calls_of_at_most_50_and_ends_when_all_stopped()
+{
+    let (gw, sim) = setup(Duration::from_millis(300), Setup::default()).await;
+    let (ids, invocation) = running(120);
+    sim.world().insert(REGION, "t-w120", invocation);
+    let stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(wait_request("t-w120", &ids))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, status) = drain(stream).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+
+    let calls = sim.calls();
+    assert_eq!(
+        calls[0].action, "DescribeInvocations",
+        "the invocation is read first"
+    );
+    let stops = calls_of(&calls, "StopInvocation");
+    assert_eq!(stops.len(), 3, "{stops:?}");
+    assert!(stops.iter().all(|c| c.instance_ids.len() <= 50));
+    let mut stopped: Vec<String> = stops.iter().flat_map(|c| c.instance_ids.clone()).collect();
+    stopped.sort();
+    assert_eq!(stopped, ids, "each instance stopped exactly once");
+
+    let reported: Vec<_> = messages.iter().flat_map(|m| m.stops.clone()).collect();
+    assert_eq!(reported.len(), 3);
+    assert!(
+        reported
+            .iter()
+            .all(|r| r.error.is_none() && r.request_id.len() == 36),
+        "{reported:?}"
+    );
+    let last = messages.last().unwrap();
+    assert_eq!((last.final_instances, last.targeted_instances), (120, 120));
+    let invocation = last.invocation.as_ref().unwrap();
+    assert_eq!(invocation.instances.len(), 120);
+    assert!(
+        invocation
+            .instances
+            .iter()
+            .all(|i| i.status == "Stopped" && i.is_final)
+    );
+    assert_eq!(invocation.status, "Stopped");
+    assert!(invocation.is_final);
+    // Messages only when something changed: the three stops, Stopping → Stopped, no repeats.
+    assert!(messages.len() <= 6, "{} messages", messages.len());
+}
+
+#[tokio::test]
+async fn a_wait_reports_mixed_end_states_and_a_reissued_wait_stops_nothing_twice() {
+    let (gw, sim) = setup(Duration::from_millis(300), Setup::default()).await;
+    use ExecutionStatus::*;
+    sim.world().insert(
+        REGION,
+        "t-mixed",
+        Invocation::new(&[
+            ("i-done", Success),
+            ("i-broke", Failed),
+            ("i-run", Running),
+            ("i-wait", Pending),
+        ]),
+    );
+    let mut client = gw.client.clone();
+    let stream = client
+        .stop_invocation_and_wait(wait_request("t-mixed", &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, status) = drain(stream).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let stops = calls_of(&sim.calls(), "StopInvocation").len();
+    let stopped: Vec<String> = calls_of(&sim.calls(), "StopInvocation")
+        .iter()
+        .flat_map(|c| c.instance_ids.clone())
+        .collect();
+    assert_eq!(stops, 1);
+    let mut stopped = stopped;
+    stopped.sort();
+    assert_eq!(stopped, ["i-run", "i-wait"], "only what a stop can change");
+    let last = messages.last().unwrap().invocation.clone().unwrap();
+    let statuses: Vec<(&str, &str, bool)> = last
+        .instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.status.as_str(), i.is_final))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("i-done", "Success", true),
+            ("i-broke", "Failed", true),
+            ("i-run", "Stopped", true),
+            ("i-wait", "Cancelled", true),
+        ]
+    );
+
+    // The caller resumes (as after a replica went away): nothing more is stopped.
+    let stream = client
+        .stop_invocation_and_wait(wait_request("t-mixed", &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, status) = drain(stream).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].final_instances, 4);
+    assert_eq!(
+        calls_of(&sim.calls(), "StopInvocation").len(),
+        1,
+        "no second stop"
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_ends_a_wait_after_the_latest_statuses_and_then_nothing_is_polled() {
+    let (gw, sim) = setup(Duration::from_secs(3600), Setup::default()).await;
+    let (ids, invocation) = running(3);
+    sim.world().insert(REGION, "t-slow", invocation);
+    let mut request = tonic::Request::new(wait_request("t-slow", &ids));
+    request.set_timeout(Duration::from_millis(1500));
+    let stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, status) = drain(stream).await;
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(error_info(&status).0, "WAIT_DEADLINE_EXCEEDED");
+    assert!(
+        status.message().starts_with("0 of 3 targeted instances"),
+        "{status:?}"
+    );
+    let last = messages.last().expect("the latest statuses before the end");
+    assert!(
+        last.invocation
+            .as_ref()
+            .unwrap()
+            .instances
+            .iter()
+            .all(|i| i.status == "Stopping"),
+        "{last:?}"
+    );
+    let reads = calls_of(&sim.calls(), "DescribeInvocations").len();
+    assert!(reads >= 3, "it polled while waiting: {reads} reads");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        calls_of(&sim.calls(), "DescribeInvocations").len(),
+        reads,
+        "nothing is sent upstream after the end"
+    );
+}
+
+#[tokio::test]
+async fn ten_waiters_on_one_invocation_share_one_poll_loop() {
+    let (gw, sim) = setup(
+        Duration::from_millis(1500),
+        Setup {
+            metrics: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ids, invocation) = running(20);
+    sim.world().insert(REGION, "t-shared", invocation);
+    let started = std::time::Instant::now();
+    let waits: Vec<_> = (0..10)
+        .map(|_| {
+            let mut client = gw.client.clone();
+            let request = wait_request("t-shared", &ids);
+            tokio::spawn(async move {
+                let stream = client
+                    .stop_invocation_and_wait(request)
+                    .await
+                    .unwrap()
+                    .into_inner();
+                drain(stream).await
+            })
+        })
+        .collect();
+    for wait in waits {
+        let (messages, status) = wait.await.unwrap();
+        assert_eq!(status.code(), Code::Ok, "{status:?}");
+        assert_eq!(messages.last().unwrap().final_instances, 20);
+    }
+    let took = started.elapsed();
+    let reads = calls_of(&sim.calls(), "DescribeInvocations").len();
+    // Each waiter reads once before it stops; after that, one loop polls every 160–200 ms.
+    let polls = reads - 10;
+    let one_loop = (took.as_secs_f64() / 0.16).ceil() as usize + 1;
+    assert!(
+        polls <= one_loop,
+        "{polls} polls in {took:?}: more than one loop's {one_loop}"
+    );
+    let exposition = gw.metrics.as_ref().unwrap().encode();
+    assert!(
+        exposition.contains("ecs_gateway_waits_in_flight 0"),
+        "{exposition}"
+    );
+    assert!(
+        exposition.contains("ecs_gateway_wait_seconds_count{grpc_code=\"OK\"} 10"),
+        "{exposition}"
+    );
+}
+
+#[tokio::test]
+async fn a_poll_throttled_mid_wait_waits_and_the_wait_still_ends() {
+    let (gw, sim) = setup(
+        Duration::from_millis(300),
+        Setup {
+            metrics: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ids, invocation) = running(5);
+    sim.world().insert(REGION, "t-throttled", invocation);
+    let mut stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(wait_request("t-throttled", &ids))
+        .await
+        .unwrap()
+        .into_inner();
+    // The stop's message: from here on, every read is throttled for a while.
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.stops.len(), 1);
+    sim.set_reads_throttled(true);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sim.set_reads_throttled(false);
+    let (messages, status) = drain(stream).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    assert_eq!(messages.last().unwrap().final_instances, 5);
+    let exposition = gw.metrics.as_ref().unwrap().encode();
+    let throttled = exposition
+        .lines()
+        .find(|l| l.starts_with("ecs_gateway_invocation_polls_total{outcome=\"throttled\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(throttled >= 1, "{exposition}");
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_stops_costing_polls() {
+    let (gw, sim) = setup(
+        Duration::from_secs(3600),
+        Setup {
+            metrics: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ids, invocation) = running(2);
+    sim.world().insert(REGION, "t-left", invocation);
+    let mut stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(wait_request("t-left", &ids))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    drop(stream);
+    // The loop notices at its next tick and polls no more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads = calls_of(&sim.calls(), "DescribeInvocations").len();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(calls_of(&sim.calls(), "DescribeInvocations").len(), reads);
+    let exposition = gw.metrics.as_ref().unwrap().encode();
+    assert!(
+        exposition.contains("ecs_gateway_waits_in_flight 0"),
+        "{exposition}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_waiting_stream_with_unavailable_and_retry_info_without_holding_the_drain()
+{
+    let (mut gw, sim) = setup(Duration::from_secs(3600), Setup::default()).await;
+    let (ids, invocation) = running(2);
+    sim.world().insert(REGION, "t-drain", invocation);
+    let mut stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(wait_request("t-drain", &ids))
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().unwrap();
+    gw.signal_shutdown();
+    let (_, status) = tokio::time::timeout(Duration::from_secs(5), drain(stream))
+        .await
+        .expect("the stream ends at once");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(error_info(&status).0, "GATEWAY_DRAINING");
+    assert!(status.get_details_retry_info().is_some());
+    tokio::time::timeout(Duration::from_secs(5), gw.task)
+        .await
+        .expect("the wait does not hold the drain")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn more_instances_than_the_limit_are_refused_naming_the_field_and_nothing_is_sent() {
+    let (gw, sim) = setup(
+        Duration::from_millis(300),
+        Setup {
+            service: Some(fast(5)),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let ids: Vec<String> = (1..=6).map(|i| format!("i-{i}")).collect();
+    let status = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(wait_request("t-demo0001", &ids))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let bad = status.get_details_bad_request().unwrap();
+    assert_eq!(bad.field_violations[0].field, "instance_ids");
+    assert_eq!(
+        bad.field_violations[0].description,
+        "must list at most 5 instance IDs"
+    );
+    assert!(sim.calls().is_empty());
+
+    // Instances that are not the invocation's are named, and nothing is stopped.
+    // Found on reading the invocation, so the stream ends before its first message.
+    let stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(wait_request(
+            "t-demo0001",
+            &["i-demo01a".into(), "i-other".into()],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, status) = drain(stream).await;
+    assert!(messages.is_empty());
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status.get_details_bad_request().unwrap();
+    assert_eq!(bad.field_violations[0].field, "instance_ids[1]");
+    assert!(calls_of(&sim.calls(), "StopInvocation").is_empty());
+}
+
+#[tokio::test]
+async fn get_invocation_reads_every_instance_and_an_unknown_invocation_is_not_found() {
+    let (gw, _sim) = setup(Duration::from_millis(300), Setup::default()).await;
+    let mut client = gw.client.clone();
+    let read = |invoke_id: &str| GetInvocationRequest {
+        region_id: REGION.into(),
+        invoke_id: invoke_id.into(),
+        ..Default::default()
+    };
+    let answer = client
+        .get_invocation(read("t-demo1000"))
+        .await
+        .unwrap()
+        .into_inner();
+    let invocation = answer.invocation.unwrap();
+    assert_eq!(answer.request_id.len(), 36);
+    assert_eq!(invocation.instances.len(), 1000);
+    let succeeded = invocation
+        .instances
+        .iter()
+        .filter(|i| i.status == "Success")
+        .count();
+    assert_eq!(succeeded, 100);
+    assert!(
+        invocation
+            .instances
+            .iter()
+            .filter(|i| i.status == "Running")
+            .all(|i| !i.is_final)
+    );
+    let status = client.get_invocation(read("t-nosuch")).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(error_info(&status).0, "INVOCATION_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn validate_only_says_what_would_be_sent_and_sends_nothing() {
+    let (gw, sim) = setup(Duration::from_millis(300), Setup::default()).await;
+    let answer = gw
+        .client
+        .clone()
+        .stop_invocation(StopInvocationRequest {
+            region_id: REGION.into(),
+            invoke_id: "t-demo0001".into(),
+            instance_ids: vec!["i-demo01a".into()],
+            owner_account: Some("ops team".into()),
+            validate_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.request_id.is_empty());
+    let planned = answer.planned.unwrap();
+    assert_eq!(planned.action, "StopInvocation");
+    assert_eq!(planned.version, "2014-05-26");
+    assert_eq!(planned.signature_version, "v3");
+    assert!(planned.host.starts_with("127.0.0.1:"), "{planned:?}");
+    let params: Vec<(&str, &str)> = planned
+        .parameters
+        .iter()
+        .map(|p| (p.name.as_str(), p.value.as_str()))
+        .collect();
+    assert_eq!(
+        params,
+        [
+            ("RegionId", "cn-hangzhou"),
+            ("InvokeId", "t-demo0001"),
+            ("InstanceId.1", "i-demo01a"),
+            ("OwnerAccount", "ops team"),
+        ]
+    );
+    let shown = format!("{planned:?}");
+    let credential = test_credential();
+    assert!(
+        !shown.contains(credential.access_key_id())
+            && !shown.contains(credential.access_key_secret())
+    );
+    assert_eq!(sim.requests_received(), 0, "nothing was sent");
+    // Still validated: a bad request is refused as without validate_only.
+    let status = gw
+        .client
+        .clone()
+        .stop_invocation(StopInvocationRequest {
+            region_id: REGION.into(),
+            invoke_id: String::new(),
+            validate_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+const READER: &str = "reader-token-0c1d2e3f";
+const OPERATOR: &str = "operator-token-9a8b7c6d";
+
+fn token_line(name: &str, token: &str) -> String {
+    use sha2::Digest as _;
+    let hex: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{name} sha256:{hex}\n")
+}
+
+#[tokio::test]
+async fn a_read_only_caller_may_get_an_invocation_but_neither_stop_nor_wait() {
+    let dir = TempDir::new();
+    let security = SecurityFiles {
+        tls: None,
+        tokens: Some(dir.write(
+            "tokens",
+            &(token_line("reader", READER) + &token_line("operator", OPERATOR)),
+        )),
+        policy: Some(dir.write(
+            "policy.toml",
+            "[callers.reader]\nregions = [\"*\"]\naccess = \"read\"\n[callers.operator]\nregions = [\"cn-hangzhou\"]\n",
+        )),
+    };
+    let (gw, sim) = setup(
+        Duration::from_millis(300),
+        Setup {
+            security,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut client = gw.client.clone();
+    let read = GetInvocationRequest {
+        region_id: REGION.into(),
+        invoke_id: "t-demo0002".into(),
+        ..Default::default()
+    };
+    client
+        .get_invocation(with_bearer(read.clone(), READER))
+        .await
+        .unwrap();
+    client
+        .get_invocation(with_bearer(read, OPERATOR))
+        .await
+        .unwrap();
+
+    let status = client
+        .stop_invocation(with_bearer(
+            crate::support::request(REGION, "t-demo0002", &[]),
+            READER,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(error_info(&status).0, "CALLER_READ_ONLY");
+    let status = client
+        .stop_invocation_and_wait(with_bearer(wait_request("t-demo0002", &[]), READER))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(error_info(&status).0, "CALLER_READ_ONLY");
+    assert!(calls_of(&sim.calls(), "StopInvocation").is_empty());
+
+    let stream = client
+        .stop_invocation_and_wait(with_bearer(wait_request("t-demo0002", &[]), OPERATOR))
+        .await
+        .unwrap()
+        .into_inner();
+    let (_, status) = drain(stream).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    assert_eq!(calls_of(&sim.calls(), "StopInvocation").len(), 1);
+}
