@@ -124,12 +124,17 @@ fn hot_path(c: &mut Criterion) {
     });
 
     // What metrics add to one call that makes one upstream attempt.
+    use ecs_gateway::testing::observe::Rpc;
     let metrics = ecs_gateway::testing::observe::Metrics::new(None);
     c.bench_function("metrics/one_call", |b| {
         b.iter(|| {
-            let in_flight = metrics.call_started();
+            let in_flight = metrics.call_started(Rpc::StopInvocation);
             metrics.upstream_attempt(Some(200), None, std::time::Duration::from_micros(300));
-            metrics.call_handled(tonic::Code::Ok, std::time::Duration::from_micros(400));
+            metrics.call_handled(
+                Rpc::StopInvocation,
+                tonic::Code::Ok,
+                std::time::Duration::from_micros(400),
+            );
             drop(in_flight);
         })
     });

@@ -35,7 +35,7 @@ pub mod limit {
 /// Metrics and log set-up.
 pub mod observe {
     pub use crate::observe::log::{LogFormat, init_with};
-    pub use crate::observe::metrics::Metrics;
+    pub use crate::observe::metrics::{Metrics, Rpc};
 }
 
 /// Alibaba pieces below the client's API.

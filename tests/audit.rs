@@ -133,6 +133,78 @@ async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never
 }
 
 #[tokio::test]
+async fn reads_and_waits_get_audit_lines_as_stops_do() {
+    let capture = Capture::shared(LogFormat::Json, "info");
+    let (url, _sim) = start_simulator(SimulatorConfig {
+        stop_delay: Duration::from_millis(200),
+        ..SimulatorConfig::with_credential(test_credential())
+    })
+    .await;
+    let dir = TempDir::new();
+    let files = SecurityFiles {
+        tls: None,
+        tokens: Some(dir.write("tokens", &format!("billing sha256:{TOKEN_SHA256}\n"))),
+        policy: Some(dir.write(
+            "policy.toml",
+            "[callers.billing]\nregions = [\"cn-hangzhou\"]\n",
+        )),
+    };
+    let gw = gateway_with_access(&url, files).await;
+    let mut client = gw.client.clone();
+    let read = ecs_gateway::pb::GetInvocationRequest {
+        region_id: "cn-hangzhou".into(),
+        invoke_id: "t-demo0010".into(),
+        ..Default::default()
+    };
+    let answer = client
+        .get_invocation(with_bearer(read, TOKEN))
+        .await
+        .unwrap();
+    let wait = ecs_gateway::pb::StopInvocationAndWaitRequest {
+        region_id: "cn-hangzhou".into(),
+        invoke_id: "t-demo0010".into(),
+        ..Default::default()
+    };
+    let mut stream = client
+        .stop_invocation_and_wait(with_bearer(wait, TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    while stream.message().await.unwrap().is_some() {}
+
+    // The wait's line is written as it ends, after its last message: give it a moment.
+    let mut logs = capture.text();
+    for _ in 0..50 {
+        if logs.contains("wait finished") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        logs = capture.text();
+    }
+    assert!(!logs.contains(TOKEN), "a token was logged");
+    let line = |name: &str| -> Value {
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["span"]["name"] == name && l["span"]["invoke_id"] == "t-demo0010")
+            .unwrap_or_else(|| panic!("no {name} line: {logs}"))["span"]
+            .clone()
+    };
+    let get = line("GetInvocation");
+    assert_eq!(get["caller"], "token:billing");
+    assert_eq!(get["grpc_code"], "Ok");
+    assert_eq!(get["instances"], 3);
+    assert_eq!(get["request_id"], answer.get_ref().request_id.as_str());
+    let waited = line("StopInvocationAndWait");
+    assert_eq!(waited["caller"], "token:billing");
+    assert_eq!(waited["region"], "cn-hangzhou");
+    assert_eq!(waited["grpc_code"], "Ok");
+    assert_eq!(waited["targeted"], 3);
+    assert_eq!(waited["final_instances"], 3);
+    assert_eq!(waited["stops"], 1);
+    assert!(waited["latency_us"].as_u64().is_some(), "{waited}");
+}
+
+#[tokio::test]
 async fn a_rotated_certificate_that_is_unusable_is_logged_at_error_and_not_used() {
     let capture = Capture::shared(LogFormat::Json, "info");
     let (ca, dir) = (Ca::new("test ca"), TempDir::new());

@@ -20,7 +20,7 @@ use crate::api::wait::{Tally, Wait, WaitSettings};
 use crate::api::{deadline, invocation, status, validate};
 use crate::auth::policy::{Denial, Permission};
 use crate::auth::{Access, Caller};
-use crate::observe::metrics::{Metrics, Shed};
+use crate::observe::metrics::{Metrics, Rpc, Shed};
 use crate::observe::trace;
 use crate::pb::cloud_assistant_service_server::CloudAssistantService;
 use crate::pb::{
@@ -451,7 +451,7 @@ fn finish<T>(
     span: &tracing::Span,
     started: Instant,
     result: &Result<Response<T>, Status>,
-    metrics: Option<&Metrics>,
+    metrics: Option<(&Metrics, Rpc)>,
 ) {
     let code = match result {
         Ok(_) => Code::Ok,
@@ -459,7 +459,8 @@ fn finish<T>(
     };
     let latency: Duration = started.elapsed();
     if let Some(metrics) = metrics {
-        metrics.call_handled(code, latency);
+        let (metrics, rpc) = metrics;
+        metrics.call_handled(rpc, code, latency);
     }
     span.record("grpc_code", field::debug(code));
     span.record("latency_us", latency.as_micros() as u64);
@@ -500,11 +501,16 @@ impl CloudAssistantService for CloudAssistant {
     ) -> Result<Response<StopInvocationResponse>, Status> {
         let started = Instant::now();
         let metrics = self.settings.metrics.as_ref();
-        let _in_flight = metrics.map(Metrics::call_started);
+        let _in_flight = metrics.map(|m| m.call_started(Rpc::StopInvocation));
         let span = call_span!("StopInvocation");
         trace::continue_trace(&span, request.metadata());
         let result = self.handle(request).instrument(span.clone()).await;
-        finish(&span, started, &result, metrics);
+        finish(
+            &span,
+            started,
+            &result,
+            metrics.map(|m| (m, Rpc::StopInvocation)),
+        );
         result
     }
 
@@ -555,10 +561,17 @@ impl CloudAssistantService for CloudAssistant {
         request: Request<GetInvocationRequest>,
     ) -> Result<Response<GetInvocationResponse>, Status> {
         let started = Instant::now();
+        let metrics = self.settings.metrics.as_ref();
+        let _in_flight = metrics.map(|m| m.call_started(Rpc::GetInvocation));
         let span = call_span!("GetInvocation");
         trace::continue_trace(&span, request.metadata());
         let result = self.get(request).instrument(span.clone()).await;
-        finish(&span, started, &result, None);
+        finish(
+            &span,
+            started,
+            &result,
+            metrics.map(|m| (m, Rpc::GetInvocation)),
+        );
         result
     }
 }

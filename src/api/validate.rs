@@ -318,6 +318,32 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_may_target_up_to_its_own_limit_and_a_read_names_no_instances() {
+        let ids: Vec<String> = (0..120).map(|i| format!("i-{i}")).collect();
+        let wait = StopInvocationAndWaitRequest {
+            region_id: "cn-hangzhou".into(),
+            invoke_id: "t-1".into(),
+            instance_ids: ids.clone(),
+            ..Default::default()
+        };
+        assert_eq!(stop_and_wait(&wait, 1000).unwrap().instance_ids.len(), 120);
+        let err = stop_and_wait(&wait, 100).unwrap_err();
+        assert_eq!(fields(&err), ["instance_ids"]);
+        assert_eq!(
+            err.listed[0].description,
+            "must list at most 100 instance IDs"
+        );
+        let read = GetInvocationRequest {
+            region_id: "cn-hangzhou".into(),
+            invoke_id: String::new(),
+            owner_account: Some("x\ty".into()),
+            ..Default::default()
+        };
+        let err = get_invocation(&read).unwrap_err();
+        assert_eq!(fields(&err), ["invoke_id", "owner_account"]);
+    }
+
+    #[test]
     fn owner_accounts_are_bounded_printable_ascii() {
         let mut req = request("cn-hangzhou", "t-1", &[]);
         req.owner_account = Some("a".repeat(129));

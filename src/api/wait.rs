@@ -144,7 +144,8 @@ impl Wait<'_> {
             }
         }
         tally.ended = view.ended();
-        if !sent_any || view.all_final() {
+        // Nothing to stop (a re-issued wait, or an invocation that has ended): one message.
+        if !sent_any {
             self.send(view.message(Vec::new())).await?;
         }
         if view.all_final() {

@@ -411,6 +411,28 @@ regions = ["*"]
     }
 
     #[test]
+    fn a_read_only_caller_may_read_but_not_stop_and_other_access_values_are_refused() {
+        let text = "[callers.dash]\nregions = [\"*\"]\naccess = \"read\"\n[callers.ops]\nregions = [\"*\"]\naccess = \"stop\"\n";
+        let policy = Policy::parse(text.as_bytes(), &Regions::public(), None).unwrap();
+        let hz = region("cn-hangzhou");
+        assert!(policy.check("token:dash", &hz, Permission::Read).is_ok());
+        assert!(matches!(
+            policy.check("token:dash", &hz, Permission::Stop),
+            Err(Denial::ReadOnly)
+        ));
+        assert!(policy.check("token:ops", &hz, Permission::Stop).is_ok());
+        assert!(policy.check("token:ops", &hz, Permission::Read).is_ok());
+        let bad = "[callers.x]\nregions = [\"*\"]\naccess = \"admin\"\n";
+        let error = Policy::parse(bad.as_bytes(), &Regions::public(), None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("callers.x: access: \"admin\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn an_empty_file_allows_nobody() {
         let policy = Policy::parse(b"", &Regions::public(), None).unwrap();
         assert!(policy.is_empty());

@@ -50,6 +50,9 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
     },
+    /// Hold many StopInvocationAndWait streams open on a gateway in front of an in-process
+    /// simulator whose executions stop slowly, and report what they cost the gateway while idle.
+    Waits(WaitsArgs),
     /// Serve StopInvocation with no upstream work: the baseline the gateway is compared with.
     Bare {
         /// Listen address.
@@ -102,6 +105,35 @@ struct GrpcArgs {
     timeout: humantime::Duration,
     #[command(flatten)]
     load: Load,
+}
+
+#[derive(clap::Args, Clone)]
+struct WaitsArgs {
+    /// The gateway, host:port; it must sign with the demo credential and send to `--simulator`.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    target: String,
+    /// Where the in-process simulator listens (the gateway's --endpoint).
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    simulator: SocketAddr,
+    /// Streams held open at once.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Distinct invocations the streams wait on (each on one running instance); streams share
+    /// them round-robin.
+    #[arg(long, default_value_t = 1000)]
+    invocations: usize,
+    /// HTTP/2 connections to spread the streams over (the gateway allows 256 streams each).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// How long to measure once every stream is waiting.
+    #[arg(long, default_value = "20s")]
+    hold: humantime::Duration,
+    /// The gateway's process, for CPU and RSS.
+    #[arg(long)]
+    pid: u32,
+    /// A label for the report line.
+    #[arg(long, default_value = "waits")]
+    label: String,
 }
 
 #[derive(clap::Args, Clone)]
@@ -268,8 +300,138 @@ impl CloudAssistantService for Bare {
     ) -> Result<tonic::Response<StopInvocationResponse>, tonic::Status> {
         Ok(tonic::Response::new(StopInvocationResponse {
             request_id: "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E".into(),
+            planned: None,
         }))
     }
+
+    type StopInvocationAndWaitStream = futures_util::stream::Empty<
+        Result<ecs_gateway::pb::StopInvocationAndWaitResponse, tonic::Status>,
+    >;
+
+    async fn stop_invocation_and_wait(
+        &self,
+        _request: tonic::Request<ecs_gateway::pb::StopInvocationAndWaitRequest>,
+    ) -> Result<tonic::Response<Self::StopInvocationAndWaitStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("the bare server only stops"))
+    }
+
+    async fn get_invocation(
+        &self,
+        _request: tonic::Request<ecs_gateway::pb::GetInvocationRequest>,
+    ) -> Result<tonic::Response<ecs_gateway::pb::GetInvocationResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("the bare server only stops"))
+    }
+}
+
+/// Current RSS of a process, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Holds `args.streams` waits open and reports the gateway's RSS and idle CPU, and the polls the
+/// simulator received, while they wait.
+async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
+    use ecs_gateway::pb::StopInvocationAndWaitRequest;
+    use ecs_gateway::simulator::{ExecutionStatus, Invocation, Simulator, SimulatorConfig};
+    let simulator = Simulator::new(SimulatorConfig {
+        // Nothing ends while measuring: the streams stay idle-waiting.
+        stop_delay: Duration::from_secs(24 * 3600),
+        ..SimulatorConfig::demo()
+    });
+    for n in 0..args.invocations {
+        let instance = format!("i-load{n:05}");
+        simulator.world().insert(
+            "cn-hangzhou",
+            &format!("t-load{n:05}"),
+            Invocation::new(&[(instance.as_str(), ExecutionStatus::Running)]),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(args.simulator).await?;
+    tokio::spawn(simulator.clone().serve(listener, std::future::pending()));
+    let rss_before = rss_kib(args.pid).unwrap_or(0);
+    let clients: Vec<_> = channels(&args.target, args.connections)
+        .await?
+        .into_iter()
+        .map(CloudAssistantServiceClient::new)
+        .collect();
+    let (first_tx, mut first_rx) = tokio::sync::mpsc::channel::<bool>(args.streams);
+    let mut held = Vec::with_capacity(args.streams);
+    let started = Instant::now();
+    for i in 0..args.streams {
+        let mut client = clients[i % clients.len()].clone();
+        let request = StopInvocationAndWaitRequest {
+            region_id: "cn-hangzhou".into(),
+            invoke_id: format!("t-load{:05}", i % args.invocations.max(1)),
+            ..Default::default()
+        };
+        let first_tx = first_tx.clone();
+        held.push(tokio::spawn(async move {
+            match client.stop_invocation_and_wait(request).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    let first = stream.message().await;
+                    let _ = first_tx.send(matches!(first, Ok(Some(_)))).await;
+                    // Held until aborted; a status here means the wait ended early.
+                    while let Ok(Some(_)) = stream.message().await {}
+                }
+                Err(status) => {
+                    eprintln!("wait refused: {status:?}");
+                    let _ = first_tx.send(false).await;
+                }
+            }
+        }));
+    }
+    let mut waiting = 0;
+    for _ in 0..args.streams {
+        if first_rx.recv().await == Some(true) {
+            waiting += 1;
+        }
+    }
+    let settled = started.elapsed();
+    let reads = |sim: &Simulator| {
+        sim.calls()
+            .iter()
+            .filter(|c| c.action == "DescribeInvocations")
+            .count()
+    };
+    // Let the first polls go by, then measure a steady state.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (reads_before, cpu_before) = (reads(&simulator), proc_sample(args.pid));
+    tokio::time::sleep(*args.hold).await;
+    let (reads_after, cpu_after) = (reads(&simulator), proc_sample(args.pid));
+    let rss = rss_kib(args.pid).unwrap_or(0);
+    let hold = args.hold.as_secs_f64();
+    let cpu_percent = match (cpu_before, cpu_after) {
+        (Some((a, _)), Some((b, _))) => (b - a) as f64 / user_hz() / hold * 100.0,
+        _ => f64::NAN,
+    };
+    for task in held {
+        task.abort();
+    }
+    let rss_mib = rss as f64 / 1024.0;
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": args.label,
+            "streams": args.streams,
+            "waiting": waiting,
+            "invocations": args.invocations,
+            "seconds_to_all_waiting": (settled.as_secs_f64() * 100.0).round() / 100.0,
+            "rss_mib_before": (rss_before as f64 / 1024.0 * 10.0).round() / 10.0,
+            "rss_mib": (rss_mib * 10.0).round() / 10.0,
+            "rss_kib_per_stream": ((rss.saturating_sub(rss_before)) as f64 / args.streams.max(1) as f64 * 10.0).round() / 10.0,
+            "idle_cpu_percent": (cpu_percent * 100.0).round() / 100.0,
+            "polls_per_second": ((reads_after - reads_before) as f64 / hold * 100.0).round() / 100.0,
+        })
+    );
+    Ok(())
 }
 
 async fn channels(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
@@ -297,6 +459,7 @@ async fn main() -> anyhow::Result<()> {
                 .serve_with_incoming_shutdown(incoming, ecs_gateway::shutdown_signal())
                 .await?;
         }
+        Command::Waits(args) => waits(args).await?,
         Command::Grpc(args) => {
             let clients: Vec<_> = channels(&args.target, args.connections)
                 .await?

@@ -18,9 +18,40 @@ use crate::aliyun::credentials::refresh::CredentialSupply;
 use crate::aliyun::error::ErrorClass;
 use crate::aliyun::retry::{Decision, decide};
 
-/// The one gRPC service and method the gateway counts (health and reflection are not).
+/// The gRPC service whose methods the gateway counts (health and reflection are not).
 const SERVICE: &str = "ecsgateway.v1.CloudAssistantService";
-const METHOD: &str = "StopInvocation";
+
+/// A method of the service, as the gRPC metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    /// `StopInvocation` (unary).
+    StopInvocation,
+    /// `GetInvocation` (unary).
+    GetInvocation,
+    /// `StopInvocationAndWait` (server streaming).
+    StopInvocationAndWait,
+}
+
+impl Rpc {
+    const ALL: [Self; 3] = [
+        Self::StopInvocation,
+        Self::GetInvocation,
+        Self::StopInvocationAndWait,
+    ];
+
+    fn labels(self) -> MethodLabels {
+        let (grpc_type, grpc_method) = match self {
+            Self::StopInvocation => ("unary", "StopInvocation"),
+            Self::GetInvocation => ("unary", "GetInvocation"),
+            Self::StopInvocationAndWait => ("server_stream", "StopInvocationAndWait"),
+        };
+        MethodLabels {
+            grpc_type,
+            grpc_service: SERVICE,
+            grpc_method,
+        }
+    }
+}
 /// Latency buckets, seconds: go-grpc-prometheus' defaults with sub-5 ms ones added, since most
 /// refusals and many upstream answers take less.
 const BUCKETS: [f64; 14] = [
@@ -161,12 +192,6 @@ struct OutcomeLabels {
 /// Wait durations, seconds: from a stop that is over at once to `--max-wait`'s longest.
 const WAIT_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0];
 
-const UNARY: MethodLabels = MethodLabels {
-    grpc_type: "unary",
-    grpc_service: SERVICE,
-    grpc_method: METHOD,
-};
-
 impl Metrics {
     /// The families, registered with the process collector and, when given, the credential's expiry.
     pub fn new(credentials: Option<CredentialSupply>) -> Self {
@@ -233,7 +258,7 @@ impl Metrics {
         );
         registry.register(
             "ecs_gateway_in_flight_calls",
-            "StopInvocation calls being handled",
+            "Unary calls (StopInvocation, GetInvocation) being handled",
             in_flight.clone(),
         );
         registry.register(
@@ -294,7 +319,9 @@ impl Metrics {
                 reason: reason.label(),
             });
         }
-        let _ = started.get_or_create(&UNARY);
+        for rpc in Rpc::ALL {
+            let _ = started.get_or_create(&rpc.labels());
+        }
         for outcome in PollOutcome::ALL {
             let _ = polls.get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
@@ -347,25 +374,26 @@ impl Metrics {
         self.inner.certificate_expiry.set(unix_seconds);
     }
 
-    /// A call arrived; the guard counts it in flight until dropped.
-    pub fn call_started(&self) -> InFlight {
-        self.inner.started.get_or_create(&UNARY).inc();
+    /// A unary call arrived; the guard counts it in flight until dropped.
+    pub fn call_started(&self, rpc: Rpc) -> InFlight {
+        self.inner.started.get_or_create(&rpc.labels()).inc();
         self.inner.in_flight.inc();
         InFlight(self.inner.clone())
     }
 
-    /// A call finished with `code` after `latency`.
-    pub fn call_handled(&self, code: Code, latency: Duration) {
+    /// A unary call finished with `code` after `latency`.
+    pub fn call_handled(&self, rpc: Rpc, code: Code, latency: Duration) {
+        let method = rpc.labels();
         let labels = HandledLabels {
-            grpc_type: UNARY.grpc_type,
+            grpc_type: method.grpc_type,
             grpc_service: SERVICE,
-            grpc_method: METHOD,
+            grpc_method: method.grpc_method,
             grpc_code: code_name(code),
         };
         self.inner.handled.get_or_create(&labels).inc();
         self.inner
             .handling
-            .get_or_create(&UNARY)
+            .get_or_create(&method)
             .observe(latency.as_secs_f64());
     }
 
@@ -420,8 +448,19 @@ impl Metrics {
         Waiting(self.inner.clone())
     }
 
-    /// A wait ended with `code` after `took`.
+    /// A wait ended with `code` after `took` (refused ones included); counted as a handled RPC.
     pub(crate) fn wait_ended(&self, code: Code, took: Duration) {
+        let method = Rpc::StopInvocationAndWait.labels();
+        self.inner.started.get_or_create(&method).inc();
+        self.inner
+            .handled
+            .get_or_create(&HandledLabels {
+                grpc_type: method.grpc_type,
+                grpc_service: SERVICE,
+                grpc_method: method.grpc_method,
+                grpc_code: code_name(code),
+            })
+            .inc();
         self.inner
             .wait_seconds
             .get_or_create(&CodeLabels {
@@ -612,8 +651,12 @@ mod tests {
     #[test]
     fn the_exposition_has_go_grpc_prometheus_names() {
         let metrics = Metrics::new(None);
-        let guard = metrics.call_started();
-        metrics.call_handled(Code::NotFound, Duration::from_millis(3));
+        let guard = metrics.call_started(Rpc::StopInvocation);
+        metrics.call_handled(
+            Rpc::StopInvocation,
+            Code::NotFound,
+            Duration::from_millis(3),
+        );
         drop(guard);
         let text = metrics.encode();
         assert!(text.contains(r#"grpc_server_handled_total{grpc_type="unary",grpc_service="ecsgateway.v1.CloudAssistantService",grpc_method="StopInvocation",grpc_code="NotFound"} 1"#), "{text}");
