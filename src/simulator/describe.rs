@@ -55,12 +55,17 @@ pub(crate) fn answer(
                 .executions
                 .iter()
                 .map(|(instance, status)| {
-                    let ended = status.is_final();
+                    // Only an execution that ran to its own end has an exit code.
+                    let exit_code = match status.as_ecs() {
+                        "Success" | "Finished" => Some(0),
+                        "Failed" => Some(1),
+                        _ => None,
+                    };
                     json!({
                         "InstanceId": instance,
                         "InvocationStatus": status.as_ecs(),
                         "InstanceInvokeStatus": status.as_ecs(),
-                        "ExitCode": if ended { Some(i64::from(status.as_ecs() == "Failed")) } else { None },
+                        "ExitCode": exit_code,
                         "ErrorCode": "",
                         "ErrorInfo": "",
                         "Repeats": 1,
