@@ -1,5 +1,6 @@
-//! The ECS client: builds StopInvocation and DescribeInvocations requests, signs them, sends it with retries within the
-//! caller's deadline, and reads ECS's success and error bodies. It knows nothing of gRPC.
+//! The ECS client: builds StopInvocation and DescribeInvocations requests, signs them, sends each
+//! with retries within the caller's deadline, and reads ECS's success and error bodies. It knows
+//! nothing of gRPC.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -335,17 +336,15 @@ impl EcsClient {
         &self.inner.credentials
     }
 
-    /// What `request` would be sent as, without sending it (or signing it); fails only when the
-    /// endpoint gives the region no host, as an attempt would.
-    pub fn plan<A: Action>(&self, request: &A) -> Result<Planned, EcsError> {
+    /// What `request` would be sent as, without sending it (or signing it); `None` when the
+    /// endpoint gives the region no host, where an attempt would fail too.
+    pub fn plan<A: Action>(&self, request: &A) -> Option<Planned> {
         let settings = &self.inner.settings;
         let url = settings.endpoint.url_with_query(request.region(), "");
-        let host = signed_host(&url)
-            .ok_or_else(|| unbuildable("the request URL has no host".to_owned()))?
-            .to_owned();
+        let host = signed_host(&url)?.to_owned();
         let mut params = Vec::with_capacity(request.param_count());
         request.push_params(&mut params);
-        Ok(Planned {
+        Some(Planned {
             host,
             action: A::NAME,
             version: API_VERSION,

@@ -12,7 +12,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
 use crate::aliyun::client::{Described, EcsClient, Failed, Planned, Stopped};
-use crate::aliyun::error::{EcsError, ErrorClass};
+use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::request::RegionId;
 use crate::aliyun::retry::Trail;
@@ -243,10 +243,12 @@ impl CloudAssistant {
         &self,
         typed: &crate::aliyun::request::StopInvocation,
     ) -> Result<Response<StopInvocationResponse>, Status> {
-        let planned = self
-            .client
-            .plan(typed)
-            .map_err(|error| status::from_ecs_error(&error))?;
+        let planned = self.client.plan(typed).ok_or_else(|| {
+            status::from_ecs_error(&EcsError::Transport {
+                kind: TransportKind::Build,
+                detail: "the endpoint gives this region no host".to_owned(),
+            })
+        })?;
         if !self.client.can_sign() {
             return Err(status::from_ecs_error(&EcsError::CredentialsUnavailable));
         }

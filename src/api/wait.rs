@@ -251,7 +251,7 @@ impl Wait<'_> {
                         .get_details_error_info()
                         .map(|info| info.reason)
                         .unwrap_or_default(),
-                    details: status.details().to_vec().into(),
+                    details: status.details().to_vec(),
                 }),
             },
         }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::judge::{Answer, error};
+use super::answer::{Answer, error};
 use super::state::World;
 
 /// ECS's default page size for DescribeInvocations.

@@ -1,5 +1,5 @@
 //! Judges one ECS RPC request the way ECS does: common parameters, credential, timestamp, signature,
-//! nonce, then the StopInvocation action itself.
+//! nonce, then the action itself (StopInvocation, or DescribeInvocations by `describe`).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -7,45 +7,10 @@ use std::time::{Duration, SystemTime};
 use crate::aliyun::request::{ACTION, API_VERSION, DESCRIBE_ACTION, MAX_INSTANCE_IDS};
 use crate::aliyun::signer::{self, v3};
 
+use super::answer::{Answer, error, missing};
 use super::describe;
 use super::keyring::{Key, Keyring, Refused};
 use super::state::{API_NOT_SUPPORTED_REGION, REGIONS, World};
-
-/// The answer to a request: success, or an ECS error code with its status and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Answer {
-    /// 200 with a RequestId.
-    Ok,
-    /// 200 with a RequestId and these fields.
-    Json(serde_json::Map<String, serde_json::Value>),
-    /// An ECS error.
-    Error {
-        /// HTTP status.
-        status: u16,
-        /// ECS code.
-        code: &'static str,
-        /// ECS message.
-        message: String,
-    },
-}
-
-pub(crate) fn error(status: u16, code: &'static str, message: impl Into<String>) -> Answer {
-    Answer::Error {
-        status,
-        code,
-        message: message.into(),
-    }
-}
-
-pub(crate) fn missing(name: &str) -> Answer {
-    error(
-        400,
-        "MissingParameter",
-        format!(
-            "The input parameter \"{name}\" that is mandatory for processing this request is not supplied."
-        ),
-    )
-}
 
 /// A V3-signed request as the judge reads it.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! DescribeInvocations),
 //! used by `--dev`, by the integration tests and as the upstream of load tests.
 
+pub(crate) mod answer;
 pub(crate) mod describe;
 pub(crate) mod faults;
 pub(crate) mod judge;
@@ -29,8 +30,9 @@ use tokio::net::TcpListener;
 
 use crate::aliyun::credentials::credential::Credential;
 use crate::aliyun::signer::v3;
+use answer::Answer;
 use faults::{FaultState, Injected};
-use judge::{Answer, Judge, V3Request};
+use judge::{Judge, V3Request};
 use keyring::Keyring;
 use metadata::Metadata;
 use state::World;

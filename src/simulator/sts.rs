@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::judge::Answer;
+use super::answer::Answer;
 use super::keyring::Keyring;
 
 /// The actions this face answers.
