@@ -27,10 +27,9 @@ fn with_token(
     with_bearer(request(region, invoke_id, &["i-demo01a"]), token)
 }
 
-#[tokio::test]
-async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never_the_token() {
-    let capture = Capture::shared(LogFormat::Json, "info");
-    let (url, _sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+/// A gateway in front of `url` that knows one caller, `billing` (its token is `TOKEN`), allowed in
+/// cn-hangzhou only; the directory holding its files goes with it.
+async fn billing_gateway(url: &str) -> (support::Gateway, TempDir) {
     let dir = TempDir::new();
     let files = SecurityFiles {
         tls: None,
@@ -40,7 +39,14 @@ async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never
             "[callers.billing]\nregions = [\"cn-hangzhou\"]\n",
         )),
     };
-    let gw = gateway_with_access(&url, files).await;
+    (gateway_with_access(url, files).await, dir)
+}
+
+#[tokio::test]
+async fn every_call_gets_one_audit_line_naming_caller_peer_and_outcome_and_never_the_token() {
+    let capture = Capture::shared(LogFormat::Json, "info");
+    let (url, _sim) = start_simulator(SimulatorConfig::with_credential(test_credential())).await;
+    let (gw, _dir) = billing_gateway(&url).await;
     let mut client = gw.client.clone();
 
     let ok = client
@@ -140,16 +146,7 @@ async fn reads_and_waits_get_audit_lines_as_stops_do() {
         ..SimulatorConfig::with_credential(test_credential())
     })
     .await;
-    let dir = TempDir::new();
-    let files = SecurityFiles {
-        tls: None,
-        tokens: Some(dir.write("tokens", &format!("billing sha256:{TOKEN_SHA256}\n"))),
-        policy: Some(dir.write(
-            "policy.toml",
-            "[callers.billing]\nregions = [\"cn-hangzhou\"]\n",
-        )),
-    };
-    let gw = gateway_with_access(&url, files).await;
+    let (gw, _dir) = billing_gateway(&url).await;
     let mut client = gw.client.clone();
     let read = ecs_gateway::pb::GetInvocationRequest {
         region_id: "cn-hangzhou".into(),

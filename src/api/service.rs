@@ -186,6 +186,27 @@ impl CloudAssistant {
         })
     }
 
+    /// Runs a unary call in `span` (continuing the caller's trace), counted in flight and when
+    /// handled, and logs its audit line.
+    async fn unary<T, U, Fut>(
+        &self,
+        rpc: Rpc,
+        span: tracing::Span,
+        request: Request<T>,
+        handle: impl FnOnce(Request<T>) -> Fut,
+    ) -> Result<Response<U>, Status>
+    where
+        Fut: Future<Output = Result<Response<U>, Status>>,
+    {
+        let started = Instant::now();
+        let metrics = self.settings.metrics.as_ref();
+        let _in_flight = metrics.map(|m| m.call_started(rpc));
+        trace::continue_trace(&span, request.metadata());
+        let result = handle(request).instrument(span.clone()).await;
+        finish(&span, started, &result, metrics.map(|m| (m, rpc)));
+        result
+    }
+
     fn count(&self, trail: &Trail) {
         if let Some(metrics) = &self.settings.metrics {
             count_attempts(metrics, trail);
@@ -475,9 +496,9 @@ fn finish<T>(
     }
 }
 
-/// The span of one call: its audit line's fields, filled in as the call goes.
+/// The span of one call: its audit line's fields, and any `$extra` ones, filled in as it goes.
 macro_rules! call_span {
-    ($name:literal) => {
+    ($name:literal $(, $extra:ident)*) => {
         tracing::info_span!(
             $name,
             trace_id = field::Empty,
@@ -491,6 +512,7 @@ macro_rules! call_span {
             grpc_code = field::Empty,
             ecs_code = field::Empty,
             latency_us = field::Empty,
+            $($extra = field::Empty,)*
         )
     };
 }
@@ -501,19 +523,9 @@ impl CloudAssistantService for CloudAssistant {
         &self,
         request: Request<StopInvocationRequest>,
     ) -> Result<Response<StopInvocationResponse>, Status> {
-        let started = Instant::now();
-        let metrics = self.settings.metrics.as_ref();
-        let _in_flight = metrics.map(|m| m.call_started(Rpc::StopInvocation));
         let span = call_span!("StopInvocation");
-        trace::continue_trace(&span, request.metadata());
-        let result = self.handle(request).instrument(span.clone()).await;
-        finish(
-            &span,
-            started,
-            &result,
-            metrics.map(|m| (m, Rpc::StopInvocation)),
-        );
-        result
+        self.unary(Rpc::StopInvocation, span, request, |r| self.handle(r))
+            .await
     }
 
     type StopInvocationAndWaitStream =
@@ -524,20 +536,7 @@ impl CloudAssistantService for CloudAssistant {
         request: Request<StopInvocationAndWaitRequest>,
     ) -> Result<Response<Self::StopInvocationAndWaitStream>, Status> {
         let started = Instant::now();
-        let span = tracing::info_span!(
-            "StopInvocationAndWait",
-            trace_id = field::Empty,
-            caller = field::Empty,
-            peer = field::Empty,
-            region = field::Empty,
-            invoke_id = field::Empty,
-            instances = field::Empty,
-            targeted = field::Empty,
-            final_instances = field::Empty,
-            stops = field::Empty,
-            grpc_code = field::Empty,
-            latency_us = field::Empty,
-        );
+        let span = call_span!("StopInvocationAndWait", targeted, final_instances, stops);
         trace::continue_trace(&span, request.metadata());
         // A few messages of slack: a slow reader holds the wait back rather than grow memory.
         let (sink, messages) = mpsc::channel(4);
@@ -562,18 +561,8 @@ impl CloudAssistantService for CloudAssistant {
         &self,
         request: Request<GetInvocationRequest>,
     ) -> Result<Response<GetInvocationResponse>, Status> {
-        let started = Instant::now();
-        let metrics = self.settings.metrics.as_ref();
-        let _in_flight = metrics.map(|m| m.call_started(Rpc::GetInvocation));
         let span = call_span!("GetInvocation");
-        trace::continue_trace(&span, request.metadata());
-        let result = self.get(request).instrument(span.clone()).await;
-        finish(
-            &span,
-            started,
-            &result,
-            metrics.map(|m| (m, Rpc::GetInvocation)),
-        );
-        result
+        self.unary(Rpc::GetInvocation, span, request, |r| self.get(r))
+            .await
     }
 }

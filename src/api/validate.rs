@@ -165,28 +165,38 @@ fn check(fields: Fields<'_>, max_instances: usize) -> Result<Checked, Violations
     }
 }
 
+/// The shared fields of a wire request (all three name them alike); `$instances` is
+/// `Some(&req.instance_ids)` or `None`.
+macro_rules! fields {
+    ($req:expr, $instances:expr) => {
+        Fields {
+            region_id: &$req.region_id,
+            invoke_id: &$req.invoke_id,
+            instance_ids: $instances,
+            owner: Owner {
+                owner_id: $req.owner_id,
+                owner_account: $req.owner_account.clone(),
+                resource_owner_id: $req.resource_owner_id,
+                resource_owner_account: $req.resource_owner_account.clone(),
+            },
+        }
+    };
+}
+
+/// The stop `checked` and the request's IDs describe.
+fn stop(checked: Checked, invoke_id: &str, instance_ids: &[String]) -> StopInvocation {
+    StopInvocation {
+        region_id: checked.region_id,
+        invoke_id: invoke_id.to_owned(),
+        instance_ids: instance_ids.to_vec(),
+        owner: checked.owner,
+    }
+}
+
 /// Validates a unary stop (at most ECS's 50 instances), reporting all violations at once.
 pub fn stop_invocation(req: &StopInvocationRequest) -> Result<StopInvocation, Violations> {
-    let checked = check(
-        Fields {
-            region_id: &req.region_id,
-            invoke_id: &req.invoke_id,
-            instance_ids: Some(&req.instance_ids),
-            owner: Owner {
-                owner_id: req.owner_id,
-                owner_account: req.owner_account.clone(),
-                resource_owner_id: req.resource_owner_id,
-                resource_owner_account: req.resource_owner_account.clone(),
-            },
-        },
-        MAX_INSTANCE_IDS,
-    )?;
-    Ok(StopInvocation {
-        region_id: checked.region_id,
-        invoke_id: req.invoke_id.clone(),
-        instance_ids: req.instance_ids.clone(),
-        owner: checked.owner,
-    })
+    let checked = check(fields!(req, Some(&req.instance_ids)), MAX_INSTANCE_IDS)?;
+    Ok(stop(checked, &req.invoke_id, &req.instance_ids))
 }
 
 /// Validates a stop-and-wait on at most `max_instances` instances; the stop it returns may name
@@ -195,44 +205,13 @@ pub(crate) fn stop_and_wait(
     req: &StopInvocationAndWaitRequest,
     max_instances: usize,
 ) -> Result<StopInvocation, Violations> {
-    let checked = check(
-        Fields {
-            region_id: &req.region_id,
-            invoke_id: &req.invoke_id,
-            instance_ids: Some(&req.instance_ids),
-            owner: Owner {
-                owner_id: req.owner_id,
-                owner_account: req.owner_account.clone(),
-                resource_owner_id: req.resource_owner_id,
-                resource_owner_account: req.resource_owner_account.clone(),
-            },
-        },
-        max_instances,
-    )?;
-    Ok(StopInvocation {
-        region_id: checked.region_id,
-        invoke_id: req.invoke_id.clone(),
-        instance_ids: req.instance_ids.clone(),
-        owner: checked.owner,
-    })
+    let checked = check(fields!(req, Some(&req.instance_ids)), max_instances)?;
+    Ok(stop(checked, &req.invoke_id, &req.instance_ids))
 }
 
 /// Validates a read of one invocation.
 pub(crate) fn get_invocation(req: &GetInvocationRequest) -> Result<DescribeInvocation, Violations> {
-    let checked = check(
-        Fields {
-            region_id: &req.region_id,
-            invoke_id: &req.invoke_id,
-            instance_ids: None,
-            owner: Owner {
-                owner_id: req.owner_id,
-                owner_account: req.owner_account.clone(),
-                resource_owner_id: req.resource_owner_id,
-                resource_owner_account: req.resource_owner_account.clone(),
-            },
-        },
-        0,
-    )?;
+    let checked = check(fields!(req, None), 0)?;
     Ok(DescribeInvocation {
         region_id: checked.region_id,
         invoke_id: req.invoke_id.clone(),

@@ -89,19 +89,45 @@ fn running(n: usize) -> (Vec<String>, Invocation) {
     (ids, invocation)
 }
 
+/// A gateway and simulator (stopping in `stop_delay`) with `invoke_id` running on `n` instances.
+async fn with_running(
+    stop_delay: Duration,
+    metrics: bool,
+    invoke_id: &str,
+    n: usize,
+) -> (Gateway, Simulator, Vec<String>) {
+    let (gw, sim) = setup(
+        stop_delay,
+        Setup {
+            metrics,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (ids, invocation) = running(n);
+    sim.world().insert(REGION, invoke_id, invocation);
+    (gw, sim, ids)
+}
+
+/// Starts waiting on `invoke_id`'s `ids`.
+async fn wait_on(
+    gw: &Gateway,
+    invoke_id: &str,
+    ids: &[String],
+) -> Streaming<StopInvocationAndWaitResponse> {
+    gw.client
+        .clone()
+        .stop_invocation_and_wait(wait_request(invoke_id, ids))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test]
 async fn a_wait_on_120_instances_stops_them_in_three_calls_of_at_most_50_and_ends_when_all_stopped()
 {
-    let (gw, sim) = setup(Duration::from_millis(300), Setup::default()).await;
-    let (ids, invocation) = running(120);
-    sim.world().insert(REGION, "t-w120", invocation);
-    let stream = gw
-        .client
-        .clone()
-        .stop_invocation_and_wait(wait_request("t-w120", &ids))
-        .await
-        .unwrap()
-        .into_inner();
+    let (gw, sim, ids) = with_running(Duration::from_millis(300), false, "t-w120", 120).await;
+    let stream = wait_on(&gw, "t-w120", &ids).await;
     let (messages, status) = drain(stream).await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
 
@@ -300,23 +326,8 @@ async fn ten_waiters_on_one_invocation_share_one_poll_loop() {
 
 #[tokio::test]
 async fn a_poll_throttled_mid_wait_waits_and_the_wait_still_ends() {
-    let (gw, sim) = setup(
-        Duration::from_millis(300),
-        Setup {
-            metrics: true,
-            ..Setup::default()
-        },
-    )
-    .await;
-    let (ids, invocation) = running(5);
-    sim.world().insert(REGION, "t-throttled", invocation);
-    let mut stream = gw
-        .client
-        .clone()
-        .stop_invocation_and_wait(wait_request("t-throttled", &ids))
-        .await
-        .unwrap()
-        .into_inner();
+    let (gw, sim, ids) = with_running(Duration::from_millis(300), true, "t-throttled", 5).await;
+    let mut stream = wait_on(&gw, "t-throttled", &ids).await;
     // The stop's message: from here on, every read is throttled for a while.
     let first = stream.message().await.unwrap().unwrap();
     assert_eq!(first.stops.len(), 1);
@@ -338,23 +349,8 @@ async fn a_poll_throttled_mid_wait_waits_and_the_wait_still_ends() {
 
 #[tokio::test]
 async fn a_caller_that_goes_away_stops_costing_polls() {
-    let (gw, sim) = setup(
-        Duration::from_secs(3600),
-        Setup {
-            metrics: true,
-            ..Setup::default()
-        },
-    )
-    .await;
-    let (ids, invocation) = running(2);
-    sim.world().insert(REGION, "t-left", invocation);
-    let mut stream = gw
-        .client
-        .clone()
-        .stop_invocation_and_wait(wait_request("t-left", &ids))
-        .await
-        .unwrap()
-        .into_inner();
+    let (gw, sim, ids) = with_running(Duration::from_secs(3600), true, "t-left", 2).await;
+    let mut stream = wait_on(&gw, "t-left", &ids).await;
     stream.message().await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     drop(stream);
@@ -373,16 +369,8 @@ async fn a_caller_that_goes_away_stops_costing_polls() {
 #[tokio::test]
 async fn shutdown_ends_a_waiting_stream_with_unavailable_and_retry_info_without_holding_the_drain()
 {
-    let (mut gw, sim) = setup(Duration::from_secs(3600), Setup::default()).await;
-    let (ids, invocation) = running(2);
-    sim.world().insert(REGION, "t-drain", invocation);
-    let mut stream = gw
-        .client
-        .clone()
-        .stop_invocation_and_wait(wait_request("t-drain", &ids))
-        .await
-        .unwrap()
-        .into_inner();
+    let (mut gw, _sim, ids) = with_running(Duration::from_secs(3600), false, "t-drain", 2).await;
+    let mut stream = wait_on(&gw, "t-drain", &ids).await;
     stream.message().await.unwrap().unwrap();
     gw.signal_shutdown();
     let (_, status) = tokio::time::timeout(Duration::from_secs(5), drain(stream))
