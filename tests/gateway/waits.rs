@@ -18,6 +18,8 @@ use ecs_gateway::testing::auth::SecurityFiles;
 use tonic::Code;
 use tonic::Streaming;
 use tonic_types::StatusExt as _;
+use wiremock::matchers::{header, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const REGION: &str = "cn-hangzhou";
 
@@ -599,4 +601,119 @@ async fn a_read_only_caller_may_get_an_invocation_but_neither_stop_nor_wait() {
     let (_, status) = drain(stream).await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
     assert_eq!(calls_of(&sim.calls(), "StopInvocation").len(), 1);
+}
+
+#[tokio::test]
+async fn a_wait_on_1000_instances_stops_each_stoppable_one_once_and_sees_every_one_end() {
+    // t-demo1000: 600 running, 200 pending, 100 succeeded and 100 failed on their own.
+    let (gw, sim) = setup(Duration::from_millis(300), Setup::default()).await;
+    let (messages, status) = drain(wait_on(&gw, "t-demo1000", &[]).await).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let stops = calls_of(&sim.calls(), "StopInvocation")
+        .into_iter()
+        .map(|c| c.instance_ids.clone())
+        .collect::<Vec<_>>();
+    assert_eq!(stops.len(), 16, "800 stoppable instances in calls of 50");
+    let mut stopped: Vec<String> = stops.concat();
+    stopped.sort();
+    stopped.dedup();
+    assert_eq!(stopped.len(), 800, "each stoppable instance once");
+    let last = messages.last().unwrap();
+    assert_eq!(
+        (last.final_instances, last.targeted_instances),
+        (1000, 1000)
+    );
+    let count = |status: &str| {
+        last.invocation
+            .as_ref()
+            .unwrap()
+            .instances
+            .iter()
+            .filter(|i| i.status == status)
+            .count()
+    };
+    assert_eq!(
+        (
+            count("Stopped"),
+            count("Cancelled"),
+            count("Success"),
+            count("Failed")
+        ),
+        (600, 200, 100, 100)
+    );
+}
+
+/// A DescribeInvocations answer for `t-s1` on one instance in `status`, with these extra fields.
+fn described(status: &str, extra: serde_json::Value) -> ResponseTemplate {
+    let mut instance = serde_json::json!({"InstanceId": "i-s1", "InvocationStatus": status});
+    if let (Some(instance), Some(extra)) = (instance.as_object_mut(), extra.as_object()) {
+        instance.extend(extra.clone());
+    }
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "RequestId": "6E1F8A8C-0000-4000-8000-00000000D0D0",
+        "TotalCount": 1,
+        "Invocations": {"Invocation": [{
+            "InvokeId": "t-s1",
+            "InvocationStatus": status,
+            "InvokeInstances": {"InvokeInstance": [instance]}
+        }]}
+    }))
+}
+
+#[tokio::test]
+async fn against_a_scripted_ecs_a_wait_follows_running_stopping_stopped_and_passes_the_details() {
+    let ecs = MockServer::start().await;
+    let action = |name: &'static str| header("x-acs-action", name);
+    // The first read sees the execution running; the first poll, stopping; later ones, stopped.
+    for (priority, status) in [(1, "Running"), (2, "Stopping")] {
+        Mock::given(method("POST"))
+            .and(action("DescribeInvocations"))
+            .respond_with(described(status, serde_json::json!({})))
+            .with_priority(priority)
+            .up_to_n_times(1)
+            .mount(&ecs)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(action("DescribeInvocations"))
+        .respond_with(described(
+            "Stopped",
+            serde_json::json!({"StartTime": "2026-12-05T08:00:00Z", "StopTime": "2026-12-05T08:00:03Z", "ErrorCode": "", "ErrorInfo": "the command was stopped"}),
+        ))
+        .with_priority(3)
+        .mount(&ecs)
+        .await;
+    Mock::given(method("POST"))
+        .and(action("StopInvocation"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"RequestId": "6E1F8A8C-0000-4000-8000-00000000570F"}),
+        ))
+        .expect(1)
+        .mount(&ecs)
+        .await;
+    let gw = Gateway::start_setup(
+        ecs_client(&format!("{}/", ecs.uri()), test_credential()),
+        Setup {
+            service: Some(fast(1000)),
+            ..Setup::default()
+        },
+        None,
+    )
+    .await;
+    let (messages, status) = drain(wait_on(&gw, "t-s1", &[]).await).await;
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let seen: Vec<&str> = messages
+        .iter()
+        .map(|m| m.invocation.as_ref().unwrap().instances[0].status.as_str())
+        .collect();
+    assert_eq!(seen, ["Running", "Stopping", "Stopped"]);
+    assert_eq!(
+        messages[0].stops[0].request_id,
+        "6E1F8A8C-0000-4000-8000-00000000570F"
+    );
+    let last = &messages[2].invocation.as_ref().unwrap().instances[0];
+    assert!(last.is_final);
+    assert_eq!(last.start_time, "2026-12-05T08:00:00Z");
+    assert_eq!(last.stop_time, "2026-12-05T08:00:03Z");
+    assert_eq!(last.error_info, "the command was stopped");
 }
