@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The performance targets (issue 12), measured in one run on this machine and reported pass/fail.
-# Servers: the bare tonic server (the same RPC, no upstream) and the gateway against a static nginx
+# The performance targets (issues 12 and 26), measured in one run on this machine, pass/fail.
+# Servers: the bare tonic server (the same RPC, no upstream), the forwarder (the bare server plus one
+# pooled hyper POST per call to the same upstream, plain and TLS), and the gateway against a static nginx
 # upstream over plain HTTP, over TLS with HTTP/2 offered by ALPN, over TLS with HTTP/1.1 only, and
 # over plain HTTP at RUST_LOG=warn (what the per-call line costs) and with JSON lines (the
 # container's format). Every gateway writes its log to a
@@ -72,6 +73,11 @@ EOF
 nginx -c "$work/nginx-tls.conf"
 
 $BIN/ecs-gateway-load bare --listen 127.0.0.1:50061 & pids+=($!); BARE=$!
+# The floor (issue 26): the bare server plus one pooled POST per call to the same upstream.
+$BIN/ecs-gateway-load bare --listen 127.0.0.1:50062 --forward http://127.0.0.1:18080/ &
+pids+=($!); FWD_HTTP=$!
+SSL_CERT_FILE="$work/ca.crt" $BIN/ecs-gateway-load bare --listen 127.0.0.1:50063 \
+    --forward https://127.0.0.1:18443/ & pids+=($!); FWD_TLS=$!
 gateway() {  # port endpoint log [env...]
     local port=$1 endpoint=$2 log=$3; shift 3
     env SSL_CERT_FILE="$work/ca.crt" "$@" "${GATEWAY:-$BIN/ecs-gateway}" --listen "127.0.0.1:$port" \
@@ -122,6 +128,8 @@ for round in $(seq "$ROUNDS"); do
                 --label "nginx-tls-c1"
         fi
         load grpc --target 127.0.0.1:50061 -c "$c" -n "$n" --pid "$BARE" --label "bare-c$c"
+        load grpc --target 127.0.0.1:50062 -c "$c" -n "$n" --pid "$FWD_HTTP" --label "fwd-http-c$c"
+        load grpc --target 127.0.0.1:50063 -c "$c" -n "$n" --pid "$FWD_TLS" --label "fwd-tls-c$c"
         connections "http-c$c" 18080 "$GW_HTTP"
         load grpc --target 127.0.0.1:50052 -c "$c" -n "$n" --pid "$GW_HTTP" --label "http-c$c"
         connections "tls-c$c" 18443 "$GW_TLS"

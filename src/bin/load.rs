@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
 use ecs_gateway::pb::cloud_assistant_service_server::{
@@ -53,11 +54,20 @@ enum Command {
     /// Hold many StopInvocationAndWait streams open on a gateway in front of an in-process
     /// simulator whose executions stop slowly, and report what they cost the gateway while idle.
     Waits(WaitsArgs),
-    /// Serve StopInvocation with no upstream work: the baseline the gateway is compared with.
+    /// One StopInvocationAndWait on an invocation of many running instances, in front of an
+    /// in-process simulator, and what it cost the gateway: CPU per instance stopped, stops, polls.
+    Wide(WideArgs),
+    /// Serve StopInvocation with no upstream work (the baseline the gateway is compared with), or,
+    /// with `--forward`, with one pooled hyper POST to that URL per call and nothing else: the
+    /// floor for a gateway that must make one HTTP request per call.
     Bare {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:50061")]
         listen: SocketAddr,
+        /// Upstream URL to POST to once per call (http:// is HTTP/1.1; https:// is HTTP/2, one
+        /// connection, as the gateway uses an endpoint that offers h2).
+        #[arg(long)]
+        forward: Option<http::Uri>,
     },
 }
 
@@ -137,6 +147,28 @@ struct WaitsArgs {
 }
 
 #[derive(clap::Args, Clone)]
+struct WideArgs {
+    /// The gateway, host:port; it must sign with the demo credential and send to `--simulator`.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    target: String,
+    /// Where the in-process simulator listens (the gateway's --endpoint).
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    simulator: SocketAddr,
+    /// Running instances of the one invocation, all targeted (an empty instance list).
+    #[arg(long, default_value_t = 1000)]
+    instances: usize,
+    /// How long a stopped execution stays Stopping before it is Stopped.
+    #[arg(long, default_value = "2s")]
+    stop_delay: humantime::Duration,
+    /// The gateway's process, for CPU and RSS.
+    #[arg(long)]
+    pid: u32,
+    /// A label for the report line.
+    #[arg(long, default_value = "wide")]
+    label: String,
+}
+
+#[derive(clap::Args, Clone)]
 struct EcsArgs {
     /// Endpoint URL, e.g. http://127.0.0.1:18081/
     #[arg(long)]
@@ -170,6 +202,17 @@ fn proc_sample(pid: u32) -> Option<(u64, u64)> {
         .parse::<u64>()
         .ok()?;
     Some((ticks, hwm_kib))
+}
+
+/// CPU time of a process's live threads in nanoseconds, from each thread's schedstat: finer than
+/// the 10 ms ticks of /proc/PID/stat, which a one-wait measurement of a few ms would round away.
+fn task_cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let schedstat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// Clock ticks per second for /proc CPU times (USER_HZ), as the kernel reports it.
@@ -289,8 +332,48 @@ fn report(load: &Load, mut outcome: Outcome) {
     println!("{line}");
 }
 
-/// The bare baseline: the same RPC with no validation, signing or upstream.
-struct Bare;
+type Forwarding = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// The bare baseline: the same RPC with no validation, signing or upstream; with an upstream, one
+/// POST per call whose answer is read and dropped.
+struct Bare {
+    forward: Option<(Forwarding, http::Uri)>,
+}
+
+impl Bare {
+    /// A pooled hyper client as the gateway's transport builds one (rustls, system roots with
+    /// `SSL_CERT_FILE`, TCP_NODELAY), without the gateway's protocol probe: https is HTTP/2 only.
+    fn new(forward: Option<http::Uri>) -> anyhow::Result<Self> {
+        let Some(uri) = forward else {
+            return Ok(Self { forward: None });
+        };
+        let roots = ecs_gateway::testing::aliyun::native_roots()
+            .unwrap_or_else(|_| rustls::RootCertStore::empty());
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        // hyper-rustls sets ALPN itself from the versions enabled.
+        let mut tls = ecs_gateway::testing::aliyun::client_config(roots);
+        tls.alpn_protocols.clear();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let h2 = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(h2)
+                .pool_max_idle_per_host(256)
+                .build(connector);
+        Ok(Self {
+            forward: Some((client, uri)),
+        })
+    }
+}
 
 #[tonic::async_trait]
 impl CloudAssistantService for Bare {
@@ -298,6 +381,21 @@ impl CloudAssistantService for Bare {
         &self,
         _request: tonic::Request<StopInvocationRequest>,
     ) -> Result<tonic::Response<StopInvocationResponse>, tonic::Status> {
+        if let Some((client, uri)) = &self.forward {
+            use http_body_util::BodyExt as _;
+            let request = http::Request::post(uri.clone())
+                .body(http_body_util::Empty::new())
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            let answer = client
+                .request(request)
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            answer
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        }
         Ok(tonic::Response::new(StopInvocationResponse {
             request_id: "473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E".into(),
             planned: None,
@@ -339,12 +437,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// simulator received, while they wait.
 async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
     use ecs_gateway::pb::StopInvocationAndWaitRequest;
-    use ecs_gateway::simulator::{ExecutionStatus, Invocation, Simulator, SimulatorConfig};
-    let simulator = Simulator::new(SimulatorConfig {
-        // Nothing ends while measuring: the streams stay idle-waiting.
-        stop_delay: Duration::from_secs(24 * 3600),
-        ..SimulatorConfig::demo()
-    });
+    use ecs_gateway::simulator::{ExecutionStatus, Invocation, Simulator};
+    // Nothing ends while measuring: the streams stay idle-waiting.
+    let simulator = simulator(args.simulator, Duration::from_secs(24 * 3600)).await?;
     for n in 0..args.invocations {
         let instance = format!("i-load{n:05}");
         simulator.world().insert(
@@ -353,8 +448,6 @@ async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
             Invocation::new(&[(instance.as_str(), ExecutionStatus::Running)]),
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.simulator).await?;
-    tokio::spawn(simulator.clone().serve(listener, std::future::pending()));
     let rss_before = rss_kib(args.pid).unwrap_or(0);
     let clients: Vec<_> = channels(&args.target, args.connections)
         .await?
@@ -395,12 +488,7 @@ async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
         }
     }
     let settled = started.elapsed();
-    let reads = |sim: &Simulator| {
-        sim.calls()
-            .iter()
-            .filter(|c| c.action == "DescribeInvocations")
-            .count()
-    };
+    let reads = |sim: &Simulator| calls_of(sim, "DescribeInvocations");
     // Let the first polls go by, then measure a steady state.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let (reads_before, cpu_before) = (reads(&simulator), proc_sample(args.pid));
@@ -434,6 +522,101 @@ async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo-credential simulator, serving on `addr` until the process ends.
+async fn simulator(
+    addr: SocketAddr,
+    stop_delay: Duration,
+) -> anyhow::Result<ecs_gateway::simulator::Simulator> {
+    use ecs_gateway::simulator::{Simulator, SimulatorConfig};
+    let simulator = Simulator::new(SimulatorConfig {
+        stop_delay,
+        ..SimulatorConfig::demo()
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tokio::spawn(simulator.clone().serve(listener, std::future::pending()));
+    Ok(simulator)
+}
+
+/// How many `action` requests the simulator has received.
+fn calls_of(simulator: &ecs_gateway::simulator::Simulator, action: &str) -> usize {
+    simulator
+        .calls()
+        .iter()
+        .filter(|c| c.action == action)
+        .count()
+}
+
+/// Waits once on every instance of a wide invocation and reports the gateway's CPU per instance
+/// stopped, from the call until the stream ends.
+async fn wide(args: WideArgs) -> anyhow::Result<()> {
+    use ecs_gateway::pb::StopInvocationAndWaitRequest;
+    use ecs_gateway::simulator::{ExecutionStatus, Invocation};
+    let simulator = simulator(args.simulator, *args.stop_delay).await?;
+    let ids: Vec<String> = (0..args.instances)
+        .map(|n| format!("i-wide{n:05}"))
+        .collect();
+    let executions: Vec<(&str, ExecutionStatus)> = ids
+        .iter()
+        .map(|id| (id.as_str(), ExecutionStatus::Running))
+        .collect();
+    simulator
+        .world()
+        .insert("cn-hangzhou", "t-wide", Invocation::new(&executions));
+    let mut client = CloudAssistantServiceClient::new(
+        channels(&args.target, 1)
+            .await?
+            .pop()
+            .context("no channel")?,
+    );
+    let (rss_before, cpu_before) = (rss_kib(args.pid).unwrap_or(0), task_cpu_ns(args.pid));
+    let started = Instant::now();
+    let mut stream = client
+        .stop_invocation_and_wait(StopInvocationAndWaitRequest {
+            region_id: "cn-hangzhou".into(),
+            invoke_id: "t-wide".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let (mut messages, mut last) = (0, None);
+    let end = loop {
+        match stream.message().await {
+            Ok(Some(message)) => {
+                messages += 1;
+                last = Some(message);
+            }
+            Ok(None) => break "OK".to_string(),
+            Err(status) => break format!("{:?}", status.code()),
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_ms = match (cpu_before, task_cpu_ns(args.pid)) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+        _ => f64::NAN,
+    };
+    let final_instances = last.map_or(0, |m| m.final_instances);
+    let per_instance_us = cpu_ms * 1000.0 / args.instances.max(1) as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": args.label,
+            "instances": args.instances,
+            "ended": end,
+            "final_instances": final_instances,
+            "messages": messages,
+            "stop_calls": calls_of(&simulator, "StopInvocation"),
+            "polls": calls_of(&simulator, "DescribeInvocations"),
+            "seconds": (seconds * 100.0).round() / 100.0,
+            "gateway_cpu_ms": (cpu_ms * 10.0).round() / 10.0,
+            "gateway_cpu_us_per_instance": (per_instance_us * 10.0).round() / 10.0,
+            "rss_mib_before": (rss_before as f64 / 1024.0 * 10.0).round() / 10.0,
+            "rss_mib": (rss_kib(args.pid).unwrap_or(0) as f64 / 1024.0 * 10.0).round() / 10.0,
+        })
+    );
+    anyhow::ensure!(end == "OK", "the wait ended {end}");
+    Ok(())
+}
+
 async fn channels(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
     let mut out = Vec::with_capacity(connections);
     for _ in 0..connections.max(1) {
@@ -450,16 +633,18 @@ async fn channels(target: &str, connections: usize) -> anyhow::Result<Vec<Channe
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Bare { listen } => {
+        Command::Bare { listen, forward } => {
+            let bare = Bare::new(forward)?;
             let incoming =
                 tonic::transport::server::TcpIncoming::bind(listen)?.with_nodelay(Some(true));
             eprintln!("bare server listening on {listen}");
             tonic::transport::Server::builder()
-                .add_service(CloudAssistantServiceServer::new(Bare))
+                .add_service(CloudAssistantServiceServer::new(bare))
                 .serve_with_incoming_shutdown(incoming, ecs_gateway::shutdown_signal())
                 .await?;
         }
         Command::Waits(args) => waits(args).await?,
+        Command::Wide(args) => wide(args).await?,
         Command::Grpc(args) => {
             let clients: Vec<_> = channels(&args.target, args.connections)
                 .await?
