@@ -3,12 +3,16 @@
 # StopInvocationAndWait streams open on a gateway in front of its in-process simulator (executions
 # that never finish stopping), once with every stream on its own invocation (one poll loop each) and
 # once with all of them on one invocation (one shared loop), and reports the gateway's RSS, its CPU
-# while the streams idle-wait, and the DescribeInvocations polls per second. 127.0.0.1 only.
-# Usage: bench/waits.sh [STREAMS] [HOLD]
+# while the streams idle-wait, and the DescribeInvocations polls per second. Then one wait on an
+# invocation of INSTANCES running instances (ecs-gateway-load `wide`, the gateway at its default log
+# level): the gateway's CPU per instance stopped, from the call until every instance is Stopped.
+# 127.0.0.1 only.
+# Usage: bench/waits.sh [STREAMS] [HOLD] [INSTANCES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STREAMS="${1:-1000}"
 HOLD="${2:-20s}"
+INSTANCES="${3:-1000}"
 OUT="bench/results/waits-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 mkdir -p bench/results
 cargo build --release --locked --bins --features bench
@@ -29,4 +33,13 @@ run() {  # invocations label
 }
 run "$STREAMS" "own-invocation-each"
 run 1 "one-shared-invocation"
+for round in 1 2 3; do
+    $BIN/ecs-gateway --listen 127.0.0.1:50091 --endpoint http://127.0.0.1:18090/ >/dev/null 2>&1 &
+    gw=$!
+    sleep 1
+    $BIN/ecs-gateway-load wide --target 127.0.0.1:50091 --simulator 127.0.0.1:18090 \
+        --instances "$INSTANCES" --pid "$gw" --label "wide-$INSTANCES-round$round" | tee -a "$OUT"
+    kill "$gw"
+    wait "$gw" 2>/dev/null || true
+done
 echo "results: $OUT"
