@@ -80,18 +80,8 @@ fn lines(
         .collect()
 }
 
-#[test]
-fn json_subscriber_writes_the_lines_tracing_subscriber_wrote() {
-    let ours = lines(|w| {
-        json_subscriber::fmt::layer()
-            .with_writer(w)
-            .with_target(false)
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .boxed()
-    });
-    let theirs = lines(|w| {
+fn theirs() -> Vec<serde_json::Value> {
+    lines(|w| {
         tracing_subscriber::fmt::layer()
             .with_writer(w)
             .with_target(false)
@@ -99,7 +89,13 @@ fn json_subscriber_writes_the_lines_tracing_subscriber_wrote() {
             .flatten_event(true)
             .with_current_span(true)
             .boxed()
-    });
+    })
+}
+
+#[test]
+fn with_nested_spans_json_subscriber_writes_the_lines_tracing_subscriber_wrote() {
+    let ours = lines(|w| super::json_layer(w, true).boxed());
+    let theirs = theirs();
     assert_eq!(ours.len(), 5);
     assert_eq!(theirs.len(), 5);
     // One difference: for an event given its span as parent from outside it (the audit line),
@@ -121,4 +117,19 @@ fn json_subscriber_writes_the_lines_tracing_subscriber_wrote() {
     );
     assert_eq!(ours[1]["span"]["instances"], 4);
     assert_eq!(ours[3]["span"]["grpc_code"], "NotFound");
+    assert_eq!(ours[2]["spans"][1]["name"], "attempt");
+}
+
+#[test]
+fn without_nested_spans_the_lines_are_the_same_but_for_the_span_list() {
+    let ours = lines(|w| super::json_layer(w, false).boxed());
+    let theirs = theirs();
+    assert_eq!(ours.len(), theirs.len());
+    for (i, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
+        let mut theirs = theirs.clone();
+        theirs.as_object_mut().unwrap().remove("spans");
+        assert!(ours.get("spans").is_none(), "line {i}: {ours}");
+        assert_eq!(ours, &theirs, "line {i}");
+    }
+    assert_eq!(ours[3]["span"]["latency_us"], 1234);
 }

@@ -87,17 +87,12 @@ fn install<W>(
             .with_target(false)
             .with_filter(filter)
             .boxed(),
-        // tracing-subscriber's JSON lines, written by json-subscriber: it keeps each span's fields
-        // as JSON values, where tracing-subscriber re-parses the span's JSON text on every record
-        // and line. It replaces a hand-written field splice that did the same, at the same cost.
-        LogFormat::Json => json_subscriber::fmt::layer()
-            .with_writer(writer)
-            .with_target(false)
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_filter(filter)
-            .boxed(),
+        LogFormat::Json => {
+            let nested = filter
+                .max_level_hint()
+                .is_none_or(|l| l > LevelFilter::INFO);
+            json_layer(writer, nested).with_filter(filter).boxed()
+        }
     };
     // The call span and the attempt spans are this crate's; nothing else is exported.
     let spans = provider.map(|provider| {
@@ -109,4 +104,22 @@ fn install<W>(
     });
     // A second initialisation keeps the first subscriber; that is not worth a panic.
     let _ = Registry::default().with(lines).with(spans).try_init();
+}
+
+/// The JSON lines: tracing-subscriber's JSON shape, written by json-subscriber, which keeps each
+/// span's fields as JSON values where tracing-subscriber re-parses the span's JSON text on every
+/// record and line. `nested` adds `spans`, the list of entered spans: only a filter that admits the
+/// debug attempt spans needs it, since at info the call span is the one span and the list would
+/// repeat `span` on every line (a third of the audit line's bytes, bench/README, issue 26).
+fn json_layer<S, W>(writer: W, nested: bool) -> json_subscriber::fmt::Layer<S, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    json_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_target(false)
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(nested)
 }
