@@ -129,7 +129,12 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("metrics/one_call", |b| {
         b.iter(|| {
             let in_flight = metrics.call_started(Rpc::StopInvocation);
-            metrics.upstream_attempt(Some(200), None, std::time::Duration::from_micros(300));
+            metrics.upstream_attempt(
+                "StopInvocation",
+                Some(200),
+                None,
+                std::time::Duration::from_micros(300),
+            );
             metrics.call_handled(
                 Rpc::StopInvocation,
                 tonic::Code::Ok,

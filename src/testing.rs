@@ -8,7 +8,7 @@ pub mod api {
     pub use crate::api::service::ServiceSettings;
     pub use crate::api::status::from_ecs_error;
     pub use crate::api::validate::stop_invocation;
-    pub use crate::api::wait::WaitSettings;
+    pub use crate::wait::WaitSettings;
     pub use crate::wait::pace::PollPace;
 }
 

@@ -197,7 +197,8 @@ async fn reads_and_waits_get_audit_lines_as_stops_do() {
     assert_eq!(waited["grpc_code"], "Ok");
     assert_eq!(waited["targeted"], 3);
     assert_eq!(waited["final_instances"], 3);
-    assert_eq!(waited["stops"], 1);
+    assert_eq!(waited["stops_sent"], 1);
+    assert_eq!(waited["stops_failed"], 0);
     assert!(waited["latency_us"].as_u64().is_some(), "{waited}");
 }
 

@@ -13,7 +13,7 @@ use super::credentials::credential::Credential;
 use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
-use super::error::{EcsError, NotAdmitted, TransportKind};
+use super::error::{EcsError, ErrorClass, NotAdmitted, TransportKind};
 use super::invocation::{self, InvocationState};
 use super::request::{API_VERSION, Action, DescribeInvocation, Param, StopInvocation};
 use super::response::{self, Secrets};
@@ -67,6 +67,12 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
         principal: &'a str,
         region: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<(), NotAdmitted>>;
+}
+
+/// Where every call's attempts are reported once it is over: metrics, kept above this module.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// `action` was called with these attempts.
+    fn called(&self, action: &'static str, trail: &Trail);
 }
 
 /// Timeouts and retry settings of the client.
@@ -183,6 +189,7 @@ struct Answered {
 #[derive(Clone)]
 pub struct EcsClient {
     inner: Arc<Inner>,
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 struct Inner {
@@ -328,7 +335,23 @@ impl EcsClient {
                 nonces: sources.nonces,
                 admission: sources.admission,
             }),
+            observer: None,
         })
+    }
+
+    /// The same client (its pool, credential and budget shared), reporting every call to
+    /// `observer`: the one place where ECS calls are counted, whoever makes them.
+    pub fn observed_by(&self, observer: Arc<dyn CallObserver>) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            observer: Some(observer),
+        }
+    }
+
+    fn observe<A: Action>(&self, trail: &Trail) {
+        if let Some(observer) = &self.observer {
+            observer.called(A::NAME, trail);
+        }
     }
 
     /// The credential the client signs with.
@@ -367,7 +390,10 @@ impl EcsClient {
         request: &StopInvocation,
         deadline: Option<Instant>,
     ) -> Result<Stopped, Failed> {
-        let (answer, trail) = self.call(request, deadline).await?;
+        let outcome = self.call(request, deadline).await;
+        let (Ok((_, trail)) | Err(Failed { trail, .. })) = &outcome;
+        self.observe::<StopInvocation>(trail);
+        let (answer, trail) = outcome?;
         Ok(Stopped {
             request_id: answer.request_id,
             trail,
@@ -381,22 +407,32 @@ impl EcsClient {
         request: &DescribeInvocation,
         deadline: Option<Instant>,
     ) -> Result<Described, Failed> {
-        let (answer, mut trail) = self.call(request, deadline).await?;
-        match invocation::parse(&answer.body, &request.invoke_id) {
+        let (answer, mut trail) = match self.call(request, deadline).await {
+            Ok(answered) => answered,
+            Err(failed) => {
+                self.observe::<DescribeInvocation>(&failed.trail);
+                return Err(failed);
+            }
+        };
+        let parsed = invocation::parse(&answer.body, &request.invoke_id);
+        if let Err(detail) = &parsed {
+            tracing::warn!(%detail, "ECS answered DescribeInvocations with a body the gateway cannot read");
+            if let Some(last) = trail.attempts.last_mut() {
+                last.failure = Some(ErrorClass::OutcomeUnknown);
+            }
+        }
+        self.observe::<DescribeInvocation>(&trail);
+        match parsed {
             Ok(invocation) => Ok(Described {
                 request_id: answer.request_id,
                 invocation,
                 trail,
             }),
-            Err(detail) => {
-                tracing::warn!(%detail, "ECS answered DescribeInvocations with a body the gateway cannot read");
+            Err(_) => {
                 let error = EcsError::Malformed {
                     http_status: answer.http_status,
                     request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
                 };
-                if let Some(last) = trail.attempts.last_mut() {
-                    last.failure = Some(error.class());
-                }
                 Err(Failed { error, trail })
             }
         }

@@ -133,6 +133,18 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Whether the gateway itself is misconfigured or wrong (its credential, clock, request or
+    /// trust store), so that operators must look and retrying cannot help.
+    pub fn is_gateway_fault(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::CredentialRejected
+                | ErrorClass::NonceReused
+                | ErrorClass::RequestBuiltWrong
+                | ErrorClass::UntrustedUpstream
+        )
+    }
+
     /// Every class, for exhaustive checks.
     pub const ALL: [ErrorClass; 20] = [
         ErrorClass::InvalidArgument,

@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 
-/// The longest status, code or time text kept from an answer; ECS's are far shorter.
-const MAX_SHORT: usize = 128;
-/// The longest `ErrorInfo` kept.
-const MAX_ERROR_INFO: usize = 1024;
+/// The longest status, code or time text kept from an answer, in bytes; ECS's are far shorter.
+pub(crate) const MAX_SHORT: usize = 128;
+/// The longest `ErrorInfo` kept, in bytes.
+pub(crate) const MAX_ERROR_INFO: usize = 1024;
 
 /// Statuses after which nothing more happens to an execution (or to the invocation as a whole).
 /// Anything else — the documented Pending, Scheduled, Running and Stopping, and any status ECS adds
@@ -126,13 +126,17 @@ struct WireInstance {
     stop_time: Option<String>,
 }
 
-/// At most `max` characters of `text`, control characters dropped.
+/// At most `max` bytes of `text` (whole characters), control characters dropped: bytes, so that
+/// the size of what a wait sends has a bound (see `wait::MAX_WAIT_INSTANCES_LIMIT`).
 fn kept(text: Option<String>, max: usize) -> String {
-    text.unwrap_or_default()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(max)
-        .collect()
+    let mut kept = String::new();
+    for c in text.unwrap_or_default().chars().filter(|c| !c.is_control()) {
+        if kept.len() + c.len_utf8() > max {
+            break;
+        }
+        kept.push(c);
+    }
+    kept
 }
 
 /// The invocation `invoke_id` in a DescribeInvocations answer; `None` when ECS lists no such

@@ -5,18 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc, watch};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 use tracing::{Instrument as _, field};
 
-use crate::aliyun::client::{Described, EcsClient, Failed, Planned, Stopped};
-use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
+use crate::aliyun::client::{Described, EcsClient, Failed, Planned};
+use crate::aliyun::error::{EcsError, TransportKind};
 use crate::aliyun::regions::Regions;
 use crate::aliyun::request::RegionId;
 use crate::aliyun::retry::Trail;
-use crate::api::wait::{Tally, Wait, WaitSettings};
+use crate::api::wait::Waiting;
 use crate::api::{deadline, invocation, status, validate};
 use crate::auth::policy::{Denial, Permission};
 use crate::auth::{Access, Caller};
@@ -28,8 +28,11 @@ use crate::pb::{
     StopInvocationAndWaitRequest, StopInvocationAndWaitResponse, StopInvocationRequest,
     StopInvocationResponse,
 };
+use crate::server::busy::Busy;
 use crate::server::peer::Peer;
-use crate::wait::polls::Polls;
+use crate::wait::outbox::Reader;
+use crate::wait::outcome::{End, Tally};
+use crate::wait::{Wait, WaitSettings, Waits};
 
 /// What the handler admits, and for how long.
 #[derive(Debug, Clone)]
@@ -61,51 +64,51 @@ impl Default for ServiceSettings {
     }
 }
 
-/// The gRPC handler; clones share the ECS client and the concurrency budget.
+/// The gRPC handler; clones share the ECS client, the concurrency budget and the waits.
 #[derive(Clone, Debug)]
 pub(crate) struct CloudAssistant {
     client: EcsClient,
     permits: Arc<Semaphore>,
-    settings: Arc<Handler>,
+    shared: Arc<Shared>,
 }
 
 /// The handler's settings with the handles it was given.
 #[derive(Debug)]
-struct Handler {
+struct Shared {
     settings: ServiceSettings,
     access: Access,
     metrics: Option<Metrics>,
-    polls: Polls,
-    draining: watch::Sender<bool>,
-}
-
-impl std::ops::Deref for Handler {
-    type Target = ServiceSettings;
-
-    fn deref(&self) -> &ServiceSettings {
-        &self.settings
-    }
+    waits: Waits,
+    busy: Busy,
 }
 
 impl CloudAssistant {
     /// A handler that admits at most `settings.max_concurrent_requests` calls at once and refuses
     /// the rest; `access` says who may call, and calls are counted in `metrics` when given.
+    /// `busy` counts the calls and waits at work, so that shutdown knows when only flushing is
+    /// left.
     pub(crate) fn new(
         client: EcsClient,
         settings: ServiceSettings,
         access: Access,
         metrics: Option<Metrics>,
+        busy: Busy,
     ) -> Self {
-        let polls = Polls::new(client.clone(), settings.wait.pace, metrics.clone());
+        let waits = Waits::new(
+            client.clone(),
+            access.clone(),
+            settings.wait.clone(),
+            metrics.clone(),
+        );
         Self {
             client,
             permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
-            settings: Arc::new(Handler {
+            shared: Arc::new(Shared {
                 settings,
                 access,
                 metrics,
-                polls,
-                draining: watch::channel(false).0,
+                waits,
+                busy,
             }),
         }
     }
@@ -113,21 +116,16 @@ impl CloudAssistant {
     /// Ends every wait in progress with `UNAVAILABLE` (the replica is shutting down), and any
     /// wait started later at once.
     pub(crate) fn drain(&self) {
-        self.settings.draining.send_replace(true);
-    }
-
-    /// How many invocation poll loops have been started (each shared by its waiters).
-    pub(crate) fn poll_loops_started(&self) -> u64 {
-        self.settings.polls.loops_started()
+        self.shared.waits.drain();
     }
 
     /// The handler's settings.
     pub(crate) fn settings(&self) -> &ServiceSettings {
-        &self.settings.settings
+        &self.shared.settings
     }
 
     fn shed(&self, limit: Shed) {
-        if let Some(metrics) = &self.settings.metrics {
+        if let Some(metrics) = &self.shared.metrics {
             metrics.shed(limit);
         }
     }
@@ -139,7 +137,7 @@ impl CloudAssistant {
             span.record("peer", field::display(peer.addr));
         }
         let caller = self
-            .settings
+            .shared
             .access
             .authenticate(metadata, peer)
             .map_err(status::unauthenticated)?;
@@ -152,7 +150,7 @@ impl CloudAssistant {
     fn admit(&self) -> Result<SemaphorePermit<'_>, Status> {
         self.permits.try_acquire().map_err(|_| {
             self.shed(Shed::Concurrency);
-            status::overloaded(self.settings.max_concurrent_requests)
+            status::overloaded(self.shared.settings.max_concurrent_requests)
         })
     }
 
@@ -169,20 +167,20 @@ impl CloudAssistant {
         let span = tracing::Span::current();
         span.record("region", region.as_str());
         span.record("invoke_id", invoke_id);
-        let settings = &*self.settings;
-        if !settings.regions.allows(region) {
+        let shared = &*self.shared;
+        if !shared.settings.regions.allows(region) {
             return Err(status::unknown_region(region));
         }
         let outcome = if take {
-            settings.access.authorize(caller, region, what).await
+            shared.access.authorize(caller, region, what).await
         } else {
-            settings.access.permits(caller, region, what).map(drop)
+            shared.access.permits(caller, region, what).map(drop)
         };
         outcome.map_err(|denial| {
             if matches!(denial, Denial::Rate { .. }) {
                 self.shed(Shed::CallerRate);
             }
-            status::denied(caller, region, &denial)
+            status::denied(caller, region, what, &denial)
         })
     }
 
@@ -199,18 +197,13 @@ impl CloudAssistant {
         Fut: Future<Output = Result<Response<U>, Status>>,
     {
         let started = Instant::now();
-        let metrics = self.settings.metrics.as_ref();
+        let metrics = self.shared.metrics.as_ref();
         let _in_flight = metrics.map(|m| m.call_started(rpc));
+        let _busy = self.shared.busy.enter();
         trace::continue_trace(&span, request.metadata());
         let result = handle(request).instrument(span.clone()).await;
         finish(&span, started, &result, metrics.map(|m| (m, rpc)));
         result
-    }
-
-    fn count(&self, trail: &Trail) {
-        if let Some(metrics) = &self.settings.metrics {
-            count_attempts(metrics, trail);
-        }
     }
 
     async fn handle(
@@ -218,7 +211,7 @@ impl CloudAssistant {
         request: Request<StopInvocationRequest>,
     ) -> Result<Response<StopInvocationResponse>, Status> {
         let started = Instant::now();
-        let settings = &*self.settings;
+        let settings = &self.shared.settings;
         let span = tracing::Span::current();
         let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
         let _permit = self.admit()?;
@@ -240,10 +233,7 @@ impl CloudAssistant {
         if validate_only {
             return self.plan(&typed);
         }
-        let outcome = self.client.stop_invocation(&typed, Some(deadline)).await;
-        let (Ok(Stopped { trail, .. }) | Err(Failed { trail, .. })) = &outcome;
-        self.count(trail);
-        match outcome {
+        match self.client.stop_invocation(&typed, Some(deadline)).await {
             Ok(stopped) => {
                 span.record("request_id", stopped.request_id.as_str());
                 span.record("attempts", stopped.trail.attempts.len());
@@ -255,7 +245,7 @@ impl CloudAssistant {
                     status::request_id_metadata(Some(&response.get_ref().request_id));
                 Ok(response)
             }
-            Err(Failed { error, trail }) => Err(failed(&span, &error, &trail)),
+            Err(Failed { error, trail }) => Err(failed(&span, &error, &trail, Permission::Stop)),
         }
     }
 
@@ -303,9 +293,12 @@ impl CloudAssistant {
         let span = tracing::Span::current();
         let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
         let _permit = self.admit()?;
-        let deadline =
-            deadline::for_call(request.metadata(), started, self.settings.max_call_duration)
-                .map_err(status::malformed_timeout)?;
+        let deadline = deadline::for_call(
+            request.metadata(),
+            started,
+            self.shared.settings.max_call_duration,
+        )
+        .map_err(status::malformed_timeout)?;
         let typed =
             validate::get_invocation(request.get_ref()).map_err(|v| status::from_violations(&v))?;
         self.authorize(
@@ -316,13 +309,11 @@ impl CloudAssistant {
             true,
         )
         .await?;
-        let outcome = self
+        match self
             .client
             .describe_invocation(&typed, Some(deadline))
-            .await;
-        let (Ok(Described { trail, .. }) | Err(Failed { trail, .. })) = &outcome;
-        self.count(trail);
-        match outcome {
+            .await
+        {
             Ok(Described {
                 request_id,
                 invocation: Some(state),
@@ -345,23 +336,24 @@ impl CloudAssistant {
                 &typed.invoke_id,
                 &typed.region_id,
             )),
-            Err(Failed { error, trail }) => Err(failed(&span, &error, &trail)),
+            Err(Failed { error, trail }) => Err(failed(&span, &error, &trail, Permission::Read)),
         }
     }
 
-    /// Checks a wait and starts it; the messages and the final status come through `sink`.
+    /// Checks a wait, admits it, takes its first read from the caller's rate, and starts it; the
+    /// stream's side.
     async fn start_wait(
         &self,
         request: Request<StopInvocationAndWaitRequest>,
         started: Instant,
-        sink: mpsc::Sender<Result<StopInvocationAndWaitResponse, Status>>,
-    ) -> Result<(), Status> {
-        let settings = &*self.settings;
+    ) -> Result<(Reader, Arc<Waiting>), Status> {
+        let shared = &*self.shared;
+        let waits = &shared.waits;
         let span = tracing::Span::current();
         let caller = self.authenticate(request.metadata(), request.extensions().get::<Peer>())?;
-        let deadline = deadline::for_call(request.metadata(), started, settings.wait.max_wait)
+        let deadline = deadline::for_call(request.metadata(), started, waits.settings().max_wait)
             .map_err(status::malformed_timeout)?;
-        let typed = validate::stop_and_wait(request.get_ref(), settings.wait.max_instances)
+        let typed = validate::stop_and_wait(request.get_ref(), waits.settings().max_instances)
             .map_err(|v| status::from_violations(&v))?;
         span.record("instances", typed.instance_ids.len());
         // Each stop takes from the caller's rate as it goes; here only the permission.
@@ -373,46 +365,61 @@ impl CloudAssistant {
             false,
         )
         .await?;
-        if *settings.draining.borrow() {
+        if waits.draining() {
             return Err(status::wait_interrupted());
         }
-        let service = self.clone();
-        tokio::spawn(
-            async move {
-                let _waiting = service.settings.metrics.as_ref().map(Metrics::wait_started);
-                let settings = &*service.settings;
-                let wait = Wait {
-                    client: &service.client,
-                    access: &settings.access,
-                    polls: &settings.polls,
-                    draining: settings.draining.subscribe(),
-                    stop_concurrency: settings.wait.stop_concurrency,
-                    caller: &caller,
-                    sink: &sink,
-                };
-                let mut tally = Tally::default();
-                let result = wait.run(&typed, deadline, &mut tally).await;
-                let span = tracing::Span::current();
-                span.record("targeted", tally.targeted);
-                span.record("final_instances", tally.ended);
-                span.record("stops", tally.stops);
-                let code = result.as_ref().err().map_or(Code::Ok, Status::code);
-                if let Some(metrics) = &settings.metrics {
-                    metrics.wait_ended(code, started.elapsed());
-                }
-                finish_wait(&span, started, result.as_ref().err());
-                if let Err(status) = result {
-                    let _ = sink.send(Err(status)).await;
-                }
+        let slot = waits.admit(&caller).map_err(|busy| {
+            self.shed(Shed::Waits);
+            match busy {
+                crate::wait::Busy::Replica(limit) => status::waits_busy(limit, false),
+                crate::wait::Busy::Caller(limit) => status::waits_busy(limit, true),
             }
-            .instrument(span),
-        );
-        Ok(())
+        })?;
+        // The first read is charged like GetInvocation's, however many waits share it.
+        self.authorize(
+            &caller,
+            &typed.region_id,
+            &typed.invoke_id,
+            Permission::Read,
+            true,
+        )
+        .await?;
+        let waiting = Arc::new(Waiting {
+            caller: caller.clone(),
+            region: typed.region_id.clone(),
+            invoke_id: typed.invoke_id.clone(),
+        });
+        let metrics = shared.metrics.clone();
+        let busy = shared.busy.enter();
+        let ending = waiting.clone();
+        let on_end = move |tally: &Tally, end: &End| {
+            let _busy = busy;
+            let span = tracing::Span::current();
+            span.record("targeted", tally.targeted);
+            span.record("final_instances", tally.ended);
+            span.record("stops_sent", tally.stops_sent);
+            span.record("stops_failed", tally.stops_failed);
+            let status = ending.status(end);
+            if let Some(metrics) = &metrics {
+                metrics.wait_ended(
+                    status.as_ref().map_or(Code::Ok, Status::code),
+                    started.elapsed(),
+                );
+            }
+            finish_wait(&span, started, status.as_ref());
+        };
+        let wait = Wait {
+            caller,
+            stop: typed,
+            deadline,
+        };
+        Ok((waits.start(slot, wait, on_end), waiting))
     }
 }
 
-/// Logs the failure of an ECS call made for a caller, and gives the caller's status.
-fn failed(span: &tracing::Span, error: &EcsError, trail: &Trail) -> Status {
+/// Logs the failure of an ECS call made for a caller that would `what`, and gives the caller's
+/// status.
+fn failed(span: &tracing::Span, error: &EcsError, trail: &Trail, what: Permission) -> Status {
     span.record("attempts", trail.attempts.len());
     if let Some(id) = error.request_id() {
         span.record("request_id", id);
@@ -421,10 +428,13 @@ fn failed(span: &tracing::Span, error: &EcsError, trail: &Trail) -> Status {
         span.record("ecs_code", api.code.as_str());
     }
     let class = error.class();
-    if status::is_gateway_fault(class) {
+    if class.is_gateway_fault() {
         tracing::error!(?class, %error, "the gateway's own setup failed this call: check credentials, clock, endpoint and trust store");
     }
-    status::from_ecs_error(error)
+    match what {
+        Permission::Stop => status::from_ecs_error(error),
+        Permission::Read => status::from_ecs_read_error(error),
+    }
 }
 
 /// Logs the end of a wait: its gRPC code, duration and counts.
@@ -438,33 +448,6 @@ fn finish_wait(span: &tracing::Span, started: Instant, error: Option<&Status>) {
             tracing::warn!(parent: span, error = status.message(), "wait failed")
         }
         Some(status) => tracing::info!(parent: span, error = status.message(), "wait ended"),
-    }
-}
-
-/// Counts each upstream attempt, each retry (by the failure that caused it), a budget refusal and
-/// a refusal by the fleet's quota. An attempt that was never sent (see
-/// [`ErrorClass::sent_upstream`]) is not an upstream attempt, nor is it a retry.
-fn count_attempts(metrics: &Metrics, trail: &Trail) {
-    let sent = |failure: Option<ErrorClass>| failure.is_none_or(ErrorClass::sent_upstream);
-    for (i, attempt) in trail.attempts.iter().enumerate() {
-        if attempt.failure == Some(ErrorClass::FleetQuota) {
-            metrics.shed(Shed::FleetRate);
-        }
-        if !sent(attempt.failure) {
-            continue;
-        }
-        metrics.upstream_attempt(
-            attempt.http_status,
-            attempt.ecs_code.as_deref(),
-            attempt.took,
-        );
-        let next_sent = trail.attempts.get(i + 1).is_some_and(|n| sent(n.failure));
-        if let (Some(class), true) = (attempt.failure, next_sent) {
-            metrics.retry(class);
-        }
-    }
-    if trail.budget_refused {
-        metrics.shed(Shed::RetryBudget);
     }
 }
 
@@ -536,24 +519,33 @@ impl CloudAssistantService for CloudAssistant {
         request: Request<StopInvocationAndWaitRequest>,
     ) -> Result<Response<Self::StopInvocationAndWaitStream>, Status> {
         let started = Instant::now();
-        let span = call_span!("StopInvocationAndWait", targeted, final_instances, stops);
+        let span = call_span!(
+            "StopInvocationAndWait",
+            targeted,
+            final_instances,
+            stops_sent,
+            stops_failed
+        );
         trace::continue_trace(&span, request.metadata());
-        // A few messages of slack: a slow reader holds the wait back rather than grow memory.
-        let (sink, messages) = mpsc::channel(4);
-        if let Err(status) = self
-            .start_wait(request, started, sink)
+        let (reader, waiting) = match self
+            .start_wait(request, started)
             .instrument(span.clone())
             .await
         {
-            finish_wait(&span, started, Some(&status));
-            if let Some(metrics) = &self.settings.metrics {
-                metrics.wait_ended(status.code(), started.elapsed());
+            Ok(started) => started,
+            Err(status) => {
+                finish_wait(&span, started, Some(&status));
+                if let Some(metrics) = &self.shared.metrics {
+                    metrics.wait_ended(status.code(), started.elapsed());
+                }
+                return Err(status);
             }
-            return Err(status);
-        }
-        let stream = futures_util::stream::unfold(messages, |mut messages| async move {
-            messages.recv().await.map(|message| (message, messages))
-        });
+        };
+        let stream =
+            futures_util::stream::unfold((reader, waiting), |(reader, waiting)| async move {
+                let item = reader.next(|step| waiting.item(step)).await.flatten()?;
+                Some((item, (reader, waiting)))
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -11,7 +11,7 @@ use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
 use crate::aliyun::request::RegionId;
 use crate::api::deadline::{GRPC_TIMEOUT_HEADER, MalformedTimeout};
 use crate::api::validate::Violations;
-use crate::auth::policy::Denial;
+use crate::auth::policy::{Denial, Permission};
 use crate::auth::{Caller, Unauthenticated};
 
 /// `ErrorInfo.domain` for errors ECS returned.
@@ -50,17 +50,6 @@ pub(crate) fn grpc_code(class: ErrorClass) -> Code {
     }
 }
 
-/// Whether a class means the gateway itself is misconfigured or wrong, so operators must look.
-pub(crate) fn is_gateway_fault(class: ErrorClass) -> bool {
-    matches!(
-        class,
-        ErrorClass::CredentialRejected
-            | ErrorClass::NonceReused
-            | ErrorClass::RequestBuiltWrong
-            | ErrorClass::UntrustedUpstream
-    )
-}
-
 /// `InvalidInvokeId.NotFound` → `INVALID_INVOKE_ID_NOT_FOUND`.
 pub(crate) fn reason_from_code(code: &str) -> String {
     let mut reason = String::with_capacity(code.len() + 8);
@@ -83,8 +72,18 @@ pub(crate) fn reason_from_code(code: &str) -> String {
     reason.trim_end_matches('_').to_owned()
 }
 
-/// The status for an ECS client failure.
+/// The status for a failed stop (an ECS client failure).
 pub fn from_ecs_error(error: &EcsError) -> Status {
+    ecs_status(error, Permission::Stop).0
+}
+
+/// The status for a failed read of an invocation: read wording where a stop's would mislead.
+pub(crate) fn from_ecs_read_error(error: &EcsError) -> Status {
+    ecs_status(error, Permission::Read).0
+}
+
+/// The status for an ECS client failure of a call that would `what`, and its `ErrorInfo` reason.
+pub(crate) fn ecs_status(error: &EcsError, what: Permission) -> (Status, String) {
     let class = error.class();
     let code = grpc_code(class);
     let mut details = ErrorDetails::new();
@@ -110,7 +109,11 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
         }
         EcsError::Malformed { http_status, .. } => {
             metadata.insert("httpStatus".to_owned(), http_status.to_string());
-            let message = if class == ErrorClass::OutcomeUnknown {
+            let message = if what == Permission::Read {
+                format!(
+                    "ECS answered the read with HTTP {http_status} and a body the gateway cannot read; the invocation's status is unknown"
+                )
+            } else if class == ErrorClass::OutcomeUnknown {
                 format!(
                     "ECS answered HTTP {http_status} without a readable RequestId; whether the invocation stopped is unknown"
                 )
@@ -180,13 +183,14 @@ pub fn from_ecs_error(error: &EcsError) -> Status {
         metadata.insert("requestId".to_owned(), request_id.to_owned());
         details.set_request_info(request_id, "");
     }
-    details.set_error_info(reason, domain, metadata);
-    Status::with_error_details_and_metadata(
+    details.set_error_info(reason.clone(), domain, metadata);
+    let status = Status::with_error_details_and_metadata(
         code,
         message,
         details,
         request_id_metadata(error.request_id()),
-    )
+    );
+    (status, reason)
 }
 
 /// The status for a request that failed validation: every violation in a `BadRequest`.
@@ -228,24 +232,44 @@ pub(crate) fn unauthenticated(error: Unauthenticated) -> Status {
     Status::with_error_details(Code::Unauthenticated, error.to_string(), details)
 }
 
-/// The status for a call the per-caller policy refuses: nothing was sent.
-pub(crate) fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Status {
+/// The `ErrorInfo` reason of a policy refusal.
+pub(crate) fn denial_reason(denial: &Denial) -> &'static str {
+    match denial {
+        Denial::UnknownCaller | Denial::Region => "CALLER_NOT_ALLOWED",
+        Denial::ReadOnly => "CALLER_READ_ONLY",
+        Denial::Rate { .. } => "CALLER_RATE_EXCEEDED",
+    }
+}
+
+/// The status for a call that would `what` and that the per-caller policy refuses: nothing was
+/// sent.
+pub(crate) fn denied(
+    caller: &Caller,
+    region: &RegionId,
+    what: Permission,
+    denial: &Denial,
+) -> Status {
     let mut metadata = HashMap::from([("caller".to_owned(), caller.name().to_owned())]);
+    let reason = denial_reason(denial);
     match denial {
         Denial::UnknownCaller => Status::with_error_details(
             Code::PermissionDenied,
             format!("caller {:?} is not in this gateway's policy", caller.name()),
-            ErrorDetails::with_error_info("CALLER_NOT_ALLOWED", GATEWAY_DOMAIN, metadata),
+            ErrorDetails::with_error_info(reason, GATEWAY_DOMAIN, metadata),
         ),
         Denial::Region => {
             metadata.insert("regionId".to_owned(), region.as_str().to_owned());
+            let doing = match what {
+                Permission::Stop => "stop commands",
+                Permission::Read => "read invocations",
+            };
             Status::with_error_details(
                 Code::PermissionDenied,
                 format!(
-                    "caller {:?} may not stop commands in region {region:?}",
+                    "caller {:?} may not {doing} in region {region:?}",
                     caller.name()
                 ),
-                ErrorDetails::with_error_info("CALLER_NOT_ALLOWED", GATEWAY_DOMAIN, metadata),
+                ErrorDetails::with_error_info(reason, GATEWAY_DOMAIN, metadata),
             )
         }
         Denial::ReadOnly => {
@@ -256,7 +280,7 @@ pub(crate) fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Sta
                     "caller {:?} may read invocations in region {region:?} but not stop them (policy access = \"read\")",
                     caller.name()
                 ),
-                ErrorDetails::with_error_info("CALLER_READ_ONLY", GATEWAY_DOMAIN, metadata),
+                ErrorDetails::with_error_info(reason, GATEWAY_DOMAIN, metadata),
             )
         }
         Denial::Rate {
@@ -265,8 +289,7 @@ pub(crate) fn denied(caller: &Caller, region: &RegionId, denial: &Denial) -> Sta
         } => {
             let retry_after = bounded_delay(*retry_after);
             metadata.insert("rate".to_owned(), per_second.to_string());
-            let mut details =
-                ErrorDetails::with_error_info("CALLER_RATE_EXCEEDED", GATEWAY_DOMAIN, metadata);
+            let mut details = ErrorDetails::with_error_info(reason, GATEWAY_DOMAIN, metadata);
             details.set_retry_info(Some(retry_after));
             Status::with_error_details(
                 Code::ResourceExhausted,
@@ -293,18 +316,87 @@ pub(crate) fn invocation_not_found(invoke_id: &str, region: &RegionId) -> Status
     )
 }
 
-/// The status a wait ends with at its deadline, after the latest statuses were sent.
-pub(crate) fn wait_deadline(ended: usize, targeted: usize) -> Status {
-    let metadata = HashMap::from([
+/// The status a wait ends with at its deadline, after the latest statuses were sent; with what the
+/// last poll said when it failed.
+pub(crate) fn wait_deadline(
+    ended: usize,
+    targeted: usize,
+    last_poll_error: Option<&str>,
+) -> Status {
+    let mut metadata = HashMap::from([
         ("finalInstances".to_owned(), ended.to_string()),
         ("targetedInstances".to_owned(), targeted.to_string()),
     ]);
+    let mut message = format!(
+        "{ended} of {targeted} targeted instances reached an end state before the deadline (grpc-timeout, or the gateway's --max-wait); the latest statuses were sent; nothing more is sent to ECS"
+    );
+    if let Some(error) = last_poll_error {
+        message.push_str("; the last read of the invocation failed: ");
+        message.push_str(error);
+        metadata.insert("lastPollError".to_owned(), error.to_owned());
+    }
     Status::with_error_details(
         Code::DeadlineExceeded,
-        format!(
-            "{ended} of {targeted} targeted instances reached an end state before the deadline (grpc-timeout, or the gateway's --max-wait); the latest statuses were sent; nothing more is sent to ECS"
-        ),
+        message,
         ErrorDetails::with_error_info("WAIT_DEADLINE_EXCEEDED", GATEWAY_DOMAIN, metadata),
+    )
+}
+
+/// The status for a wait refused because the replica (or the caller) holds its most waits:
+/// nothing was read or sent.
+pub(crate) fn waits_busy(limit: usize, per_caller: bool) -> Status {
+    let (reason, whose) = if per_caller {
+        ("CALLER_WAITS_EXHAUSTED", "this caller holds its")
+    } else {
+        ("WAITS_EXHAUSTED", "this gateway replica holds its")
+    };
+    let mut details = ErrorDetails::with_error_info(
+        reason,
+        GATEWAY_DOMAIN,
+        HashMap::from([("limit".to_owned(), limit.to_string())]),
+    );
+    details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "{whose} most StopInvocationAndWait streams at once ({limit}); nothing was read or sent; retry later"
+        ),
+        details,
+    )
+}
+
+/// The status for a wait on every instance of an invocation that has more than a wait may
+/// target: nothing was stopped.
+pub(crate) fn too_many_targets(count: usize, limit: usize) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_precondition_failure_violation(
+        "TOO_MANY_INSTANCES",
+        "instance_ids",
+        format!("the invocation has {count} instances and a wait may target at most {limit}; name them in instance_ids, {limit} at a time"),
+    );
+    details.set_error_info(
+        "WAIT_TOO_MANY_INSTANCES",
+        GATEWAY_DOMAIN,
+        HashMap::from([
+            ("instances".to_owned(), count.to_string()),
+            ("limit".to_owned(), limit.to_string()),
+        ]),
+    );
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        format!(
+            "instance_ids is empty and the invocation has {count} instances, more than the {limit} a wait may target (--max-wait-instances); nothing was stopped"
+        ),
+        details,
+    )
+}
+
+/// The status of a wait whose task ended without an outcome.
+pub(crate) fn wait_crashed() -> Status {
+    Status::with_error_details(
+        Code::Internal,
+        "the wait ended without an outcome (a fault in the gateway); the latest statuses were sent; call StopInvocationAndWait again to resume it",
+        ErrorDetails::with_error_info("WAIT_FAILED", GATEWAY_DOMAIN, HashMap::new()),
     )
 }
 
@@ -389,6 +481,7 @@ mod tests {
         let status = denied(
             &caller,
             &region,
+            Permission::Stop,
             &Denial::Rate {
                 per_second: 0.001,
                 retry_after: ten_thousand_years,

@@ -1,371 +1,284 @@
-//! StopInvocationAndWait: read the invocation, stop the targeted instances that can still be
-//! stopped (in ECS calls of at most 50, a few at a time), then follow the shared poll loop and
-//! stream every change until each targeted instance is final, the deadline comes, the caller goes
-//! away, or the replica shuts down.
+//! StopInvocationAndWait on the wire: the wait's steps as messages, its end as the stream's
+//! status, and a stop call's failure as the `StopError` a unary stop would have got.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
-
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
-use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::time::Instant;
 use tonic::Status;
-use tonic_types::StatusExt as _;
 
-use crate::aliyun::client::{EcsClient, Failed, Stopped};
-use crate::aliyun::invocation::{InvocationState, is_final, stoppable};
-use crate::aliyun::request::{DescribeInvocation, MAX_INSTANCE_IDS, StopInvocation};
-use crate::api::invocation;
-use crate::api::status;
+use crate::aliyun::request::RegionId;
 use crate::api::validate::{MAX_LISTED, Violation, Violations};
-use crate::auth::policy::{Denial, Permission};
-use crate::auth::{Access, Caller};
-use crate::pb::{StopError, StopInvocationAndWaitResponse, StopResult};
-use crate::wait::polls::{Polled, Polls};
+use crate::api::{invocation, status};
+use crate::auth::Caller;
+use crate::auth::policy::Permission;
+use crate::pb::{
+    InstanceStatus, StopError, StopInvocationAndWaitResponse, StopResult, WaitMessageKind,
+};
+use crate::wait::outbox::Step;
+use crate::wait::outcome::{End, StopAnswer, StopFailure};
+use crate::wait::view::{Kind, Message, Target, Unresolved};
 
-/// How waits are bounded and paced.
-#[derive(Debug, Clone)]
-pub struct WaitSettings {
-    /// The most instances one wait may target.
-    pub max_instances: usize,
-    /// The longest a wait lasts, whatever its `grpc-timeout`.
-    pub max_wait: Duration,
-    /// How often invocations are polled.
-    pub pace: crate::wait::pace::PollPace,
-    /// Stop calls of one wait in flight at once.
-    pub stop_concurrency: usize,
+/// Who waits on what: what the statuses name.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    /// The caller.
+    pub caller: Caller,
+    /// The region of the invocation.
+    pub region: RegionId,
+    /// The invocation.
+    pub invoke_id: String,
 }
 
-impl Default for WaitSettings {
-    fn default() -> Self {
-        Self {
-            max_instances: 1000,
-            max_wait: Duration::from_secs(600),
-            pace: crate::wait::pace::PollPace::default(),
-            stop_concurrency: 4,
+impl Waiting {
+    /// The stream's item for `step`: a message, the end's status, or `None` once it ended OK.
+    pub(crate) fn item(
+        &self,
+        step: Step<'_>,
+    ) -> Option<Result<StopInvocationAndWaitResponse, Status>> {
+        match step {
+            Step::Message(message, stops) => Some(Ok(self.message(message, stops))),
+            Step::End(end) => self.status(&end).map(Err),
         }
     }
-}
 
-/// What one wait works with.
-pub(crate) struct Wait<'a> {
-    /// The ECS client the stops go through.
-    pub client: &'a EcsClient,
-    /// The policy and rates the stops are taken from.
-    pub access: &'a Access,
-    /// The shared poll loops.
-    pub polls: &'a Polls,
-    /// Turns true when the replica starts shutting down.
-    pub draining: watch::Receiver<bool>,
-    /// Stop calls in flight at once.
-    pub stop_concurrency: usize,
-    /// Who waits.
-    pub caller: &'a Caller,
-    /// Where the messages go.
-    pub sink: &'a mpsc::Sender<Result<StopInvocationAndWaitResponse, Status>>,
-}
+    /// The status `end` closes the stream with; `None` for OK.
+    pub(crate) fn status(&self, end: &End) -> Option<Status> {
+        let status = match end {
+            End::AllFinal => return None,
+            End::NotFound => status::invocation_not_found(&self.invoke_id, &self.region),
+            End::ReadFailed(error) | End::PollFailed(error) => status::from_ecs_read_error(error),
+            End::Unresolved(Unresolved::TooMany { count, limit }) => {
+                status::too_many_targets(*count, *limit)
+            }
+            End::Unresolved(Unresolved::Outside(outside)) => self.outside(outside),
+            End::StopFailed(failure) => self.failure(failure).0,
+            End::Deadline {
+                ended,
+                targeted,
+                last_poll_error,
+            } => status::wait_deadline(*ended, *targeted, last_poll_error.as_deref()),
+            End::Draining => status::wait_interrupted(),
+            End::Gone => Status::cancelled("the caller went away"),
+            End::Crashed => status::wait_crashed(),
+        };
+        Some(status)
+    }
 
-/// How a wait went: the targeted and final counts, and the stops sent.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Tally {
-    /// Instances targeted.
-    pub targeted: usize,
-    /// Of them, final at the end.
-    pub ended: usize,
-    /// Stop calls sent (chunks).
-    pub stops: usize,
-}
-
-impl Wait<'_> {
-    /// Runs the wait for `stop` until `deadline`; `Ok` once every targeted instance is final.
-    pub(crate) async fn run(
-        self,
-        stop: &StopInvocation,
-        deadline: Instant,
-        tally: &mut Tally,
-    ) -> Result<(), Status> {
-        let read = DescribeInvocation {
-            region_id: stop.region_id.clone(),
-            invoke_id: stop.invoke_id.clone(),
-            owner: stop.owner.clone(),
-        };
-        let first = self
-            .client
-            .describe_invocation(&read, Some(deadline))
-            .await
-            .map_err(|failed| status::from_ecs_error(&failed.error))?;
-        let Some(state) = first.invocation else {
-            return Err(status::invocation_not_found(
-                &stop.invoke_id,
-                &stop.region_id,
-            ));
-        };
-        let targets = if stop.instance_ids.is_empty() {
-            state
-                .instances
-                .iter()
-                .map(|i| i.instance_id.clone())
-                .collect()
-        } else {
-            outside(&stop.instance_ids, &state)?;
-            stop.instance_ids.clone()
-        };
-        let mut view = View::new(targets);
-        view.update(&state);
-        tally.targeted = view.targets.len();
-        // Only what a stop can still change: a re-issued wait stops nothing twice.
-        let to_stop: Vec<String> = view
+    fn message(
+        &self,
+        message: Message<'_>,
+        stops: Vec<StopAnswer>,
+    ) -> StopInvocationAndWaitResponse {
+        let instances = message
             .targets
             .iter()
-            .zip(&view.statuses)
-            .filter(|(_, status)| stoppable(status))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let chunks: Vec<StopInvocation> = to_stop
-            .chunks(MAX_INSTANCE_IDS)
-            .map(|ids| StopInvocation {
-                instance_ids: ids.to_vec(),
-                ..stop.clone()
+            .map(|target| match target {
+                Target::Listed(state) => invocation::instance(state),
+                Target::Unlisted(id) => InstanceStatus {
+                    instance_id: (*id).to_owned(),
+                    ..InstanceStatus::default()
+                },
             })
             .collect();
-        tally.stops = chunks.len();
-        let mut sent_any = false;
-        {
-            // All made at once, at most `stop_concurrency` sending at a time.
-            let limit = Semaphore::new(self.stop_concurrency.max(1));
-            let mut answers = FuturesUnordered::new();
-            for chunk in &chunks {
-                answers.push(self.stop_limited(&limit, chunk, deadline));
-            }
-            while let Some(result) = answers.next().await {
-                self.send(view.message(vec![result])).await?;
-                sent_any = true;
-            }
-        }
-        tally.ended = view.ended();
-        // Nothing to stop (a re-issued wait, or an invocation that has ended): one message.
-        if !sent_any {
-            self.send(view.message(Vec::new())).await?;
-        }
-        if view.all_final() {
-            return Ok(());
-        }
-        let mut polled = self.polls.watch(&read);
-        let mut draining = self.draining.clone();
-        loop {
-            tokio::select! {
-                changed = polled.changed() => {
-                    if changed.is_err() {
-                        return Err(Status::unavailable("the poll loop of this invocation ended"));
-                    }
-                    let latest = polled.borrow_and_update().clone();
-                    match latest.as_deref() {
-                        Some(Polled::Read(state)) => {
-                            if view.update(state) {
-                                tally.ended = view.ended();
-                                self.send(view.message(Vec::new())).await?;
-                            }
-                            if view.all_final() {
-                                return Ok(());
-                            }
-                        }
-                        Some(Polled::NotFound) => {
-                            return Err(status::invocation_not_found(&stop.invoke_id, &stop.region_id));
-                        }
-                        Some(Polled::Refused(error)) => return Err(status::from_ecs_error(error)),
-                        None => {}
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(status::wait_deadline(view.ended(), view.targets.len()));
-                }
-                // The guard `wait_for` returns is not Send: dropped inside.
-                () = async { drop(draining.wait_for(|draining| *draining).await) } => {
-                    return Err(status::wait_interrupted());
-                }
-                () = self.sink.closed() => return Err(Status::cancelled("the caller went away")),
-            }
-        }
-    }
-
-    /// Sends one message; an error when the caller has gone.
-    async fn send(&self, message: StopInvocationAndWaitResponse) -> Result<(), Status> {
-        self.sink
-            .send(Ok(message))
-            .await
-            .map_err(|_| Status::cancelled("the caller went away"))
-    }
-
-    async fn stop_limited(
-        &self,
-        limit: &Semaphore,
-        chunk: &StopInvocation,
-        deadline: Instant,
-    ) -> StopResult {
-        // Never closed, so acquiring cannot fail.
-        let _slot = limit.acquire().await.ok();
-        self.stop_chunk(chunk, deadline).await
-    }
-
-    /// One stop call of at most 50 instances: admitted by the caller's rate (waiting for it,
-    /// within the deadline), then sent, retried and limited like a unary stop.
-    async fn stop_chunk(&self, chunk: &StopInvocation, deadline: Instant) -> StopResult {
-        let admitted = loop {
-            match self
-                .access
-                .authorize(self.caller, &chunk.region_id, Permission::Stop)
-                .await
-            {
-                Err(Denial::Rate { retry_after, .. })
-                    if Instant::now() + retry_after < deadline =>
-                {
-                    tokio::time::sleep(retry_after).await;
-                }
-                other => break other,
-            }
+        let kind = match message.kind {
+            Kind::Snapshot => WaitMessageKind::Snapshot,
+            Kind::Changes => WaitMessageKind::Changes,
+            Kind::Final => WaitMessageKind::Final,
         };
-        let outcome = match admitted {
-            Err(denial) => Err(status::denied(self.caller, &chunk.region_id, &denial)),
-            Ok(()) => match self.client.stop_invocation(chunk, Some(deadline)).await {
-                Ok(Stopped { request_id, .. }) => Ok(request_id),
-                Err(Failed { error, .. }) => Err(status::from_ecs_error(&error)),
-            },
-        };
-        match outcome {
+        StopInvocationAndWaitResponse {
+            stops: stops.into_iter().map(|s| self.stop_result(s)).collect(),
+            invocation: Some(invocation::invocation(message.invocation, instances)),
+            final_instances: u32::try_from(message.ended).unwrap_or(u32::MAX),
+            targeted_instances: u32::try_from(message.targeted).unwrap_or(u32::MAX),
+            kind: kind.into(),
+        }
+    }
+
+    fn stop_result(&self, answer: StopAnswer) -> StopResult {
+        match answer.outcome {
             Ok(request_id) => StopResult {
-                instance_ids: chunk.instance_ids.clone(),
+                instance_ids: answer.instance_ids,
                 request_id,
                 error: None,
             },
-            Err(status) => StopResult {
-                instance_ids: chunk.instance_ids.clone(),
-                request_id: status
-                    .get_details_request_info()
-                    .map(|info| info.request_id)
-                    .unwrap_or_default(),
-                error: Some(StopError {
-                    code: status.code() as i32,
-                    message: status.message().to_owned(),
-                    reason: status
-                        .get_details_error_info()
-                        .map(|info| info.reason)
-                        .unwrap_or_default(),
-                    details: status.details().to_vec(),
-                }),
-            },
+            Err(failure) => {
+                let request_id = match &failure {
+                    StopFailure::Ecs(error) => error.request_id().unwrap_or_default().to_owned(),
+                    StopFailure::Denied(_) => String::new(),
+                };
+                let (status, reason) = self.failure(&failure);
+                StopResult {
+                    instance_ids: answer.instance_ids,
+                    request_id,
+                    error: Some(StopError {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                        reason,
+                        details: status.details().to_vec(),
+                    }),
+                }
+            }
         }
     }
-}
 
-/// Refuses instance IDs that are not instances of the invocation, naming each (the first ten).
-fn outside(asked: &[String], state: &InvocationState) -> Result<(), Status> {
-    let known: HashSet<&str> = state
-        .instances
-        .iter()
-        .map(|i| i.instance_id.as_str())
-        .collect();
-    let mut listed = Vec::new();
-    let mut more = 0;
-    for (i, id) in asked.iter().enumerate() {
-        if known.contains(id.as_str()) {
-            continue;
+    /// The status a unary stop would have got, and its reason.
+    fn failure(&self, failure: &StopFailure) -> (Status, String) {
+        match failure {
+            StopFailure::Ecs(error) => status::ecs_status(error, Permission::Stop),
+            StopFailure::Denied(denial) => (
+                status::denied(&self.caller, &self.region, Permission::Stop, denial),
+                status::denial_reason(denial).to_owned(),
+            ),
         }
-        if listed.len() < MAX_LISTED {
-            listed.push(Violation {
+    }
+
+    /// Asked instances that are not the invocation's, each named (the first ten).
+    fn outside(&self, outside: &[(usize, String)]) -> Status {
+        let listed = outside
+            .iter()
+            .take(MAX_LISTED)
+            .map(|(i, id)| Violation {
                 field: format!("instance_ids[{i}]"),
                 description: format!(
                     "{id:?} is not an instance of invocation {:?}",
-                    state.invoke_id
+                    self.invoke_id
                 ),
-            });
-        } else {
-            more += 1;
-        }
-    }
-    if listed.is_empty() {
-        Ok(())
-    } else {
-        Err(status::from_violations(&Violations { listed, more }))
-    }
-}
-
-/// The targeted instances' latest statuses.
-struct View {
-    targets: Vec<String>,
-    index: HashMap<String, usize>,
-    statuses: Vec<String>,
-    latest: Option<InvocationState>,
-}
-
-impl View {
-    fn new(targets: Vec<String>) -> Self {
-        let index = targets
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), i))
+            })
             .collect();
-        let statuses = vec![String::new(); targets.len()];
-        Self {
-            targets,
-            index,
-            statuses,
-            latest: None,
+        status::from_violations(&Violations {
+            listed,
+            more: outside.len().saturating_sub(MAX_LISTED),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prost::Message as _;
+    use tonic::Code;
+
+    use super::*;
+    use crate::aliyun::error::{ApiError, EcsError};
+    use crate::aliyun::invocation::{InstanceState, InvocationState, MAX_ERROR_INFO, MAX_SHORT};
+    use crate::aliyun::request::MAX_INSTANCE_IDS;
+    use crate::aliyun::scrub;
+    use crate::wait::MAX_WAIT_INSTANCES_LIMIT;
+    use crate::wait::view::View;
+
+    /// The most a gRPC client decodes by default (tonic, grpc-go, grpc-java).
+    const CLIENT_DECODE_LIMIT: usize = 4 * 1024 * 1024;
+
+    fn waiting() -> Waiting {
+        Waiting {
+            caller: Caller::Named("spiffe://prod.example/ns/billing/sa/api".into()),
+            region: RegionId::parse("cn-hangzhou").unwrap(),
+            invoke_id: "t-".to_owned() + &"x".repeat(126),
         }
     }
 
-    /// Takes `state` in; whether a targeted instance's status (or the aggregate) changed.
-    fn update(&mut self, state: &InvocationState) -> bool {
-        let mut changed = self
-            .latest
-            .as_ref()
-            .is_none_or(|latest| latest.status != state.status);
-        for instance in &state.instances {
-            if let Some(&i) = self.index.get(&instance.instance_id)
-                && self.statuses[i] != instance.status
-            {
-                self.statuses[i].clone_from(&instance.status);
-                changed = true;
-            }
-        }
-        self.latest = Some(state.clone());
-        changed
+    /// `n` as text of exactly `len` bytes, multi-byte where the gateway keeps them.
+    fn filled(n: usize, len: usize) -> String {
+        let head = format!("{n}-");
+        head.clone() + &"é".repeat((len - head.len()) / 2) + &"x".repeat((len - head.len()) % 2)
     }
 
-    fn ended(&self) -> usize {
-        self.statuses.iter().filter(|s| is_final(s)).count()
-    }
-
-    fn all_final(&self) -> bool {
-        self.ended() == self.targets.len()
-    }
-
-    /// A message with `stops` and every targeted instance, in the order they were asked for.
-    fn message(&self, stops: Vec<StopResult>) -> StopInvocationAndWaitResponse {
-        let invocation = self.latest.as_ref().map(|state| {
-            let by_id: HashMap<&str, &crate::aliyun::invocation::InstanceState> = state
-                .instances
-                .iter()
-                .map(|i| (i.instance_id.as_str(), i))
-                .collect();
-            let instances = self
-                .targets
-                .iter()
-                .map(|id| match by_id.get(id.as_str()) {
-                    Some(instance) => invocation::instance(instance),
-                    None => crate::pb::InstanceStatus {
-                        instance_id: id.clone(),
-                        ..Default::default()
-                    },
-                })
-                .collect();
-            invocation::invocation(state, instances)
+    #[test]
+    fn the_largest_final_message_a_wait_can_send_fits_what_clients_decode() {
+        // Every field at the most the gateway keeps from ECS, for the most targets a wait may have.
+        let instances: Vec<InstanceState> = (0..MAX_WAIT_INSTANCES_LIMIT)
+            .map(|n| InstanceState {
+                instance_id: filled(n, MAX_SHORT),
+                status: filled(n, MAX_SHORT),
+                exit_code: Some(i64::MIN),
+                error_code: filled(n, MAX_SHORT),
+                error_info: filled(n, MAX_ERROR_INFO),
+                start_time: filled(n, MAX_SHORT),
+                finish_time: filled(n, MAX_SHORT),
+                stop_time: filled(n, MAX_SHORT),
+            })
+            .collect();
+        let read = Arc::new(InvocationState {
+            invoke_id: "t-1".into(),
+            status: filled(0, MAX_SHORT),
+            instances,
         });
-        StopInvocationAndWaitResponse {
-            stops,
-            invocation,
-            final_instances: u32::try_from(self.ended()).unwrap_or(u32::MAX),
-            targeted_instances: u32::try_from(self.targets.len()).unwrap_or(u32::MAX),
-        }
+        let mut view = View::resolve(read, &[], MAX_WAIT_INSTANCES_LIMIT).unwrap();
+        // Every stop call failed, with ECS's longest error, all merged into the last message.
+        let error = EcsError::Api(ApiError {
+            http_status: 400,
+            code: filled(0, scrub::MAX_CODE),
+            message: filled(0, scrub::MAX_TEXT),
+            request_id: Some("R".repeat(scrub::MAX_REQUEST_ID)),
+            host_id: Some(filled(0, scrub::MAX_HOST_ID)),
+            recommend: Some(
+                "https://api.aliyun.com/troubleshoot?q=".to_owned()
+                    + &"q".repeat(scrub::MAX_LINK - 40),
+            ),
+            retry_after: None,
+        });
+        let stops: Vec<StopAnswer> = (0..MAX_WAIT_INSTANCES_LIMIT.div_ceil(MAX_INSTANCE_IDS))
+            .map(|c| StopAnswer {
+                instance_ids: (0..MAX_INSTANCE_IDS)
+                    .map(|n| filled(c * 50 + n, MAX_SHORT))
+                    .collect(),
+                outcome: Err(StopFailure::Ecs(error.clone())),
+            })
+            .collect();
+        let message = waiting().message(view.message(Kind::Final), stops);
+        assert_eq!(
+            message.invocation.as_ref().unwrap().instances.len(),
+            MAX_WAIT_INSTANCES_LIMIT
+        );
+        let size = message.encoded_len();
+        assert!(size < CLIENT_DECODE_LIMIT, "{size} bytes");
+        // And not by accident: the bound is near, so the limit is not far too strict either.
+        assert!(size > CLIENT_DECODE_LIMIT * 3 / 4, "{size} bytes");
+    }
+
+    #[test]
+    fn a_wait_that_ended_without_an_outcome_is_internal_never_ok() {
+        let status = waiting().status(&End::Crashed).expect("never OK");
+        assert_eq!(status.code(), Code::Internal);
+        assert!(waiting().status(&End::AllFinal).is_none());
+        assert_eq!(
+            waiting().status(&End::Draining).unwrap().code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            waiting().status(&End::Gone).unwrap().code(),
+            Code::Cancelled
+        );
+    }
+
+    #[test]
+    fn a_stop_call_that_failed_says_what_a_unary_stop_would_have() {
+        let error = EcsError::Api(ApiError {
+            http_status: 400,
+            code: "InvalidParameter".into(),
+            message: "bad".into(),
+            request_id: Some("REQ-1".into()),
+            host_id: None,
+            recommend: None,
+            retry_after: None,
+        });
+        let unary = status::from_ecs_error(&error);
+        let result = waiting().stop_result(StopAnswer {
+            instance_ids: vec!["i-a".into()],
+            outcome: Err(StopFailure::Ecs(error)),
+        });
+        let failed = result.error.unwrap();
+        assert_eq!(result.request_id, "REQ-1");
+        assert_eq!(failed.code, Code::InvalidArgument as i32);
+        assert_eq!(failed.reason, "INVALID_PARAMETER");
+        assert_eq!(failed.message, unary.message());
+        // The whole google.rpc.Status a unary call carries (its metadata map in any order).
+        use tonic_types::StatusExt as _;
+        let carried = Status::with_details(Code::InvalidArgument, "", failed.details.into());
+        let info = |s: &Status| {
+            let info = s.get_details_error_info().expect("an ErrorInfo");
+            (info.reason, info.domain, info.metadata)
+        };
+        assert_eq!(info(&carried), info(&unary));
+        let request = |s: &Status| s.get_details_request_info().map(|r| r.request_id);
+        assert_eq!(request(&carried), Some("REQ-1".to_owned()));
     }
 }

@@ -193,10 +193,20 @@ pub struct GatewayArgs {
     /// Longest a call may take, for calls without a grpc-timeout or with a longer one.
     #[arg(long, env = "ECS_GATEWAY_MAX_CALL_DURATION", default_value = "25s", value_parser = duration_in(MS * 10, HOUR))]
     pub max_call_duration: Duration,
-    /// Most instances one StopInvocationAndWait may target (stopped in ECS calls of at most 50).
+    /// Most instances one StopInvocationAndWait may target (stopped in ECS calls of at most 50); at
+    /// most 2000, so that a message with every one stays under the 4 MiB gRPC clients accept.
     #[arg(long, env = "ECS_GATEWAY_MAX_WAIT_INSTANCES", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+          value_parser = clap::value_parser!(u32).range(1..=crate::wait::MAX_WAIT_INSTANCES_LIMIT as i64))]
     pub max_wait_instances: u32,
+    /// StopInvocationAndWait streams held at once by this replica; more are refused with
+    /// RESOURCE_EXHAUSTED. Each holds its targets' statuses until its stream is gone (README, Bounds).
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_WAITS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_concurrent_waits: u32,
+    /// StopInvocationAndWait streams one caller may hold at once.
+    #[arg(long, env = "ECS_GATEWAY_MAX_WAITS_PER_CALLER", default_value_t = 250,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_waits_per_caller: u32,
     /// Longest a StopInvocationAndWait lasts, for waits without a grpc-timeout or with a longer one.
     #[arg(long, env = "ECS_GATEWAY_MAX_WAIT", default_value = "10m", value_parser = duration_in(SEC, 24 * HOUR))]
     pub max_wait: Duration,
@@ -227,6 +237,10 @@ pub struct GatewayArgs {
     /// A connection gets GOAWAY at this age (±10%); calls in flight finish.
     #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_AGE", default_value = "30m", value_parser = duration_in(SEC, HOUR * 24 * 30))]
     pub max_connection_age: Duration,
+    /// After the max-age GOAWAY, how long calls in flight may take before the connection is
+    /// closed under them (a stream whose caller stopped reading included).
+    #[arg(long, env = "ECS_GATEWAY_MAX_CONNECTION_AGE_GRACE", default_value = "10m", value_parser = duration_in(SEC, HOUR * 24))]
+    pub max_connection_age_grace: Duration,
     /// Streams one connection may have open at once.
     #[arg(long, env = "ECS_GATEWAY_MAX_CONCURRENT_STREAMS", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..))]

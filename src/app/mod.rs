@@ -31,6 +31,7 @@ use crate::limit::fleet::FleetStore;
 use crate::limit::upstream::UpstreamQuota;
 pub use crate::observe::log::{LogFormat, Telemetry, init as init_logging};
 use crate::observe::metrics::Metrics;
+use crate::server::busy::Busy;
 use crate::server::{self, Runtime, Served};
 
 /// Where the gateway's credential comes from.
@@ -114,6 +115,11 @@ impl Gateway {
                 EcsClient::with_sources(supply.clone(), client_settings, sources)?
             }
         };
+        // Every ECS call — unary, a wait's stops and reads, polls — is counted where it is made.
+        let client = match &metrics {
+            Some(metrics) => client.observed_by(Arc::new(metrics.clone())),
+            None => client,
+        };
         let files = &settings.security;
         let mut access =
             Access::load(files, &settings.service.regions, settings.reload_interval).await?;
@@ -124,8 +130,14 @@ impl Gateway {
             }
             None => None,
         };
-        let service =
-            CloudAssistant::new(client, settings.service.clone(), access, metrics.clone());
+        let busy = Busy::default();
+        let service = CloudAssistant::new(
+            client,
+            settings.service.clone(),
+            access,
+            metrics.clone(),
+            busy.clone(),
+        );
         let served = routes::routes(service.clone())?;
         // Every port binds last, once the gateway can serve; the gRPC port last of all.
         let exporter = match settings.metrics_listen {
@@ -167,6 +179,7 @@ impl Gateway {
                 tls,
                 ready: Some(supply.available()),
                 metrics,
+                busy,
             },
             exporter,
             handler: service,
@@ -189,12 +202,6 @@ impl Gateway {
     #[doc(hidden)]
     pub fn metrics(&self) -> Option<&Metrics> {
         self.runtime.metrics.as_ref()
-    }
-
-    /// How many invocation poll loops have been started; tests read it to see waiters share one.
-    #[doc(hidden)]
-    pub fn poll_loops_started(&self) -> u64 {
-        self.handler.poll_loops_started()
     }
 
     /// Serves until `shutdown` resolves, then drains (see [`server::serve`]); waiting streams end

@@ -14,13 +14,13 @@ use crate::aliyun::dns::DnsConfig;
 use crate::aliyun::endpoint::{Endpoint, EndpointError};
 use crate::aliyun::retry::RetryPolicy;
 use crate::api::service::ServiceSettings;
-use crate::api::wait::WaitSettings;
 use crate::auth::files::SecurityFiles;
 use crate::limit::fleet::{RedisSettings, RedisUrl};
 use crate::limit::rate::Rate;
 use crate::server::ServerSettings;
 use crate::server::connection::ConnectionSettings;
 use crate::server::tls::TlsFiles;
+use crate::wait::WaitSettings;
 
 /// Everything the gateway needs to start, checked.
 #[derive(Debug, Clone)]
@@ -157,6 +157,8 @@ impl TryFrom<&GatewayArgs> for Settings {
                 wait: WaitSettings {
                     max_instances: args.max_wait_instances as usize,
                     max_wait: args.max_wait,
+                    max_concurrent: args.max_concurrent_waits as usize,
+                    max_per_caller: args.max_waits_per_caller as usize,
                     ..WaitSettings::default()
                 },
             },
@@ -166,6 +168,7 @@ impl TryFrom<&GatewayArgs> for Settings {
                     handshake_timeout: args.handshake_timeout,
                     max_idle: args.max_connection_idle,
                     max_age: args.max_connection_age,
+                    max_age_grace: args.max_connection_age_grace,
                     max_concurrent_streams: args.max_concurrent_streams,
                     ..ConnectionSettings::default()
                 },

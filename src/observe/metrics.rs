@@ -14,9 +14,11 @@ use prometheus_client::registry::Registry;
 use tonic::Code;
 
 use super::process::ProcessCollector;
+use crate::aliyun::client::CallObserver;
 use crate::aliyun::credentials::refresh::CredentialSupply;
 use crate::aliyun::error::ErrorClass;
-use crate::aliyun::retry::{Decision, decide};
+use crate::aliyun::request::{Action as _, DescribeInvocation, StopInvocation};
+use crate::aliyun::retry::{Decision, Trail, decide};
 
 /// The gRPC service whose methods the gateway counts (health and reflection are not).
 const SERVICE: &str = "ecsgateway.v1.CloudAssistantService";
@@ -75,8 +77,15 @@ struct HandledLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttemptLabels {
+    action: &'static str,
     http_status: &'static str,
     ecs_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    action: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +111,8 @@ pub enum Shed {
     RetryBudget,
     /// The fleet's quota toward ECS (`--fleet-rate`) had no slot for an attempt.
     FleetRate,
+    /// The replica, or the caller, held its most waits (`--max-concurrent-waits`).
+    Waits,
 }
 
 impl Shed {
@@ -112,6 +123,7 @@ impl Shed {
             Shed::CallerRate => "caller_rate",
             Shed::RetryBudget => "retry_budget",
             Shed::FleetRate => "fleet_rate",
+            Shed::Waits => "waits",
         }
     }
 }
@@ -167,7 +179,7 @@ struct Inner {
     handling: Family<MethodLabels, Histogram>,
     attempts: Family<AttemptLabels, Counter>,
     attempt_seconds: Histogram,
-    retries: Family<ReasonLabels, Counter>,
+    retries: Family<RetryLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
     fleet_local: Counter,
@@ -203,7 +215,7 @@ impl Metrics {
             Family::<MethodLabels, Histogram>::new_with_constructor(histogram as fn() -> Histogram);
         let attempts = Family::<AttemptLabels, Counter>::default();
         let attempt_seconds = histogram();
-        let retries = Family::<ReasonLabels, Counter>::default();
+        let retries = Family::<RetryLabels, Counter>::default();
         let shed = Family::<ReasonLabels, Counter>::default();
         let in_flight = Gauge::default();
         let fleet_local = Counter::default();
@@ -309,6 +321,7 @@ impl Metrics {
             Shed::CallerRate,
             Shed::RetryBudget,
             Shed::FleetRate,
+            Shed::Waits,
         ] {
             let _ = shed.get_or_create(&ReasonLabels {
                 reason: reason.label(),
@@ -332,9 +345,12 @@ impl Metrics {
                 decide(class),
                 Decision::Backoff(_) | Decision::FreshNonceOnce(_)
             ) {
-                let _ = retries.get_or_create(&ReasonLabels {
-                    reason: class.name(),
-                });
+                for action in ACTIONS {
+                    let _ = retries.get_or_create(&RetryLabels {
+                        action,
+                        reason: class.name(),
+                    });
+                }
             }
         }
         Self {
@@ -397,14 +413,17 @@ impl Metrics {
             .observe(latency.as_secs_f64());
     }
 
-    /// One request to ECS: its HTTP status (none for a transport failure), ECS code and time.
+    /// One request to ECS for `action`: its HTTP status (none for a transport failure), ECS code
+    /// and time.
     pub fn upstream_attempt(
         &self,
+        action: &'static str,
         http_status: Option<u16>,
         ecs_code: Option<&str>,
         took: Duration,
     ) {
         let labels = AttemptLabels {
+            action,
             http_status: status_label(http_status),
             ecs_code: ecs_code.map_or("none", ecs_code_label),
         };
@@ -412,11 +431,12 @@ impl Metrics {
         self.inner.attempt_seconds.observe(took.as_secs_f64());
     }
 
-    /// A request to ECS repeated because of `class`.
-    pub fn retry(&self, class: ErrorClass) {
+    /// A request to ECS for `action` repeated because of `class`.
+    pub fn retry(&self, action: &'static str, class: ErrorClass) {
         self.inner
             .retries
-            .get_or_create(&ReasonLabels {
+            .get_or_create(&RetryLabels {
+                action,
                 reason: class.name(),
             })
             .inc();
@@ -496,6 +516,40 @@ pub struct InFlight(Arc<Inner>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.dec();
+    }
+}
+
+/// The ECS actions the gateway calls: the only values of the `action` label.
+const ACTIONS: [&str; 2] = [StopInvocation::NAME, DescribeInvocation::NAME];
+
+impl CallObserver for Metrics {
+    /// Counts each upstream attempt, each retry (by the failure that caused it), a budget refusal
+    /// and a refusal by the fleet's quota, for every call — unary, a wait's stops and reads, polls.
+    /// An attempt that was never sent (see [`ErrorClass::sent_upstream`]) is not an upstream
+    /// attempt, nor is what follows it a retry.
+    fn called(&self, action: &'static str, trail: &Trail) {
+        let sent = |failure: Option<ErrorClass>| failure.is_none_or(ErrorClass::sent_upstream);
+        for (i, attempt) in trail.attempts.iter().enumerate() {
+            if attempt.failure == Some(ErrorClass::FleetQuota) {
+                self.shed(Shed::FleetRate);
+            }
+            if !sent(attempt.failure) {
+                continue;
+            }
+            self.upstream_attempt(
+                action,
+                attempt.http_status,
+                attempt.ecs_code.as_deref(),
+                attempt.took,
+            );
+            let next_sent = trail.attempts.get(i + 1).is_some_and(|n| sent(n.failure));
+            if let (Some(class), true) = (attempt.failure, next_sent) {
+                self.retry(action, class);
+            }
+        }
+        if trail.budget_refused {
+            self.shed(Shed::RetryBudget);
+        }
     }
 }
 

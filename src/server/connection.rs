@@ -41,6 +41,9 @@ pub struct ConnectionSettings {
     pub max_idle: Duration,
     /// A connection gets GOAWAY at this age, ±10%; calls in flight finish.
     pub max_age: Duration,
+    /// How long calls in flight may take after the max-age GOAWAY before the connection is
+    /// closed under them (grpc-go's `MaxConnectionAgeGrace`): a stream nobody reads ends too.
+    pub max_age_grace: Duration,
     /// Streams one connection may have open at once.
     pub max_concurrent_streams: u32,
     /// Interval of HTTP/2 PINGs that detect dead peers.
@@ -53,6 +56,7 @@ impl Default for ConnectionSettings {
             handshake_timeout: Duration::from_secs(10),
             max_idle: Duration::from_secs(5 * 60),
             max_age: Duration::from_secs(30 * 60),
+            max_age_grace: Duration::from_secs(10 * 60),
             max_concurrent_streams: 256,
             keepalive_interval: Duration::from_secs(30),
         }
@@ -147,6 +151,9 @@ async fn serve_http2<S>(
     tokio::pin!(age);
     let idle = idle_for(active_rx, settings.max_idle);
     tokio::pin!(idle);
+    let grace = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(grace);
+    let mut aged = false;
     let mut closing = false;
     loop {
         tokio::select! {
@@ -156,10 +163,18 @@ async fn serve_http2<S>(
                 }
                 return;
             }
-            () = &mut age, if !closing => {
+            () = &mut age, if !aged => {
                 tracing::debug!("connection reached its maximum age: GOAWAY");
-                connection.as_mut().graceful_shutdown();
+                if !closing {
+                    connection.as_mut().graceful_shutdown();
+                }
                 closing = true;
+                aged = true;
+                grace.as_mut().reset(Instant::now() + settings.max_age_grace);
+            }
+            () = &mut grace, if aged => {
+                tracing::debug!("connection past its maximum age and grace: closing it under its calls");
+                return;
             }
             () = &mut idle, if !closing => {
                 tracing::debug!("connection idle: GOAWAY");

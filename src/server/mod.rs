@@ -2,6 +2,7 @@
 //! connection handling, and a shutdown that lets go of everything that is not a call. It knows no
 //! API type: [`crate::api::routes`] hands it the routes and the name health reports them under.
 
+pub(crate) mod busy;
 pub(crate) mod connection;
 pub(crate) mod handshake;
 pub(crate) mod health;
@@ -64,6 +65,9 @@ pub(crate) struct Runtime {
     pub ready: Option<watch::Receiver<bool>>,
     /// Where refused connections are counted, when metrics are on.
     pub metrics: Option<Metrics>,
+    /// The handler's work under way: once it is done, draining connections get a short flush,
+    /// not the whole grace.
+    pub busy: busy::Busy,
 }
 
 /// The routes to serve and the service name health reports for them.
@@ -136,7 +140,9 @@ pub(crate) async fn serve(
                 let _ = closing.wait_for(|closed| *closed).await;
             })
             .await;
-            port.stop_accepting().finish(grace).await;
+            port.stop_accepting()
+                .finish(grace, std::future::pending())
+                .await;
         })
     });
 
@@ -154,12 +160,22 @@ pub(crate) async fn serve(
         .await;
     let open = grpc.stop_accepting();
     let _ = closing_tx.send(true);
-    open.finish(grace).await;
+    let busy = runtime.busy.clone();
+    open.finish(grace, async move {
+        busy.idle().await;
+        tokio::time::sleep(FLUSH_AFTER_WORK).await;
+    })
+    .await;
     if let Some(probes) = probes {
         let _ = probes.await;
     }
     tracing::info!("server stopped");
 }
+
+/// Once no call or wait is at work, how long draining connections may still take to deliver what
+/// was answered: a caller reading normally needs milliseconds; one that stopped reading never
+/// finishes.
+const FLUSH_AFTER_WORK: Duration = Duration::from_secs(1);
 
 /// The most probe connections open at once on the health port: the kubelet and a load balancer
 /// need a few; a flood of idle sockets must not take the process's file descriptors.
@@ -243,18 +259,22 @@ struct Open {
 }
 
 impl Open {
-    /// Waits up to `grace` for the connections to end, then drops those left.
-    async fn finish(mut self, grace: Duration) {
+    /// Waits up to `grace` for the connections to end, or until `flushed` (the work is done and
+    /// its answers had time to go), then drops those left.
+    async fn finish(mut self, grace: Duration, flushed: impl Future<Output = ()>) {
         let drained = async { while self.connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drained).await.is_err() {
-            tracing::warn!(
-                listener = self.name,
-                ?grace,
-                left = self.connections.len(),
-                "shutdown grace expired; dropping calls still in flight"
-            );
-            self.connections.shutdown().await;
-        }
+        let why = tokio::select! {
+            () = drained => return,
+            () = tokio::time::sleep(grace) => "shutdown grace expired; dropping calls still in flight",
+            () = flushed => "no call is at work; dropping connections whose callers stopped reading",
+        };
+        tracing::warn!(
+            listener = self.name,
+            ?grace,
+            left = self.connections.len(),
+            "{why}"
+        );
+        self.connections.shutdown().await;
     }
 }
 

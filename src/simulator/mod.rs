@@ -108,6 +108,8 @@ struct Shared {
     metadata: Metadata,
     credential_faces_down: AtomicBool,
     reads_throttled: AtomicBool,
+    /// The next this many StopInvocation calls are throttled, with this `x-acs-retry-after`.
+    stops_throttled: Mutex<(u32, Duration)>,
     calls: Mutex<Vec<Call>>,
 }
 
@@ -148,6 +150,7 @@ impl Simulator {
                 metadata: Metadata::new(config.ecs_role, false),
                 credential_faces_down: AtomicBool::new(false),
                 reads_throttled: AtomicBool::new(false),
+                stops_throttled: Mutex::new((0, Duration::ZERO)),
                 calls: Mutex::new(Vec::new()),
             }),
         }
@@ -178,6 +181,32 @@ impl Simulator {
         self.shared
             .reads_throttled
             .store(throttled, Ordering::Relaxed);
+    }
+
+    /// Answers the next `count` StopInvocation calls `Throttling.User` with `x-acs-retry-after`
+    /// of `retry_after`, as ECS does when the account's minute for the action is spent.
+    pub fn throttle_stops(&self, count: u32, retry_after: Duration) {
+        *self
+            .shared
+            .stops_throttled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = (count, retry_after);
+    }
+
+    /// Whether this call is a StopInvocation to throttle (counting it), and for how long.
+    fn stop_throttled(&self, params: &[(String, String)]) -> Option<Duration> {
+        let is_stop = params
+            .iter()
+            .any(|(k, v)| k == "Action" && v == crate::aliyun::request::ACTION);
+        let mut left = self
+            .shared
+            .stops_throttled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (is_stop && left.0 > 0).then(|| {
+            left.0 -= 1;
+            left.1
+        })
     }
 
     /// The keys accepted and issued.
@@ -301,15 +330,30 @@ impl Simulator {
                 .judge
                 .authenticate(&method, &params, SystemTime::now(), &shared.world)
         };
+        let is_read = authenticated.is_ok() && self.record(&params);
+        if authenticated.is_ok()
+            && let Some(wait) = self.stop_throttled(&params)
+        {
+            let mut answer = respond(
+                400,
+                Some((
+                    "Throttling.User",
+                    "Request was denied due to user flow control.",
+                )),
+                region.as_deref(),
+            );
+            if let Ok(ms) = HeaderValue::from_str(&wait.as_millis().to_string()) {
+                answer.headers_mut().insert("x-acs-retry-after", ms);
+            }
+            return Ok(answer);
+        }
         let answer = match authenticated {
             Err(answer) => answer,
-            Ok(()) if self.record(&params) && shared.reads_throttled.load(Ordering::Relaxed) => {
-                Answer::Error {
-                    status: 400,
-                    code: "Throttling.User",
-                    message: "Request was denied due to user flow control.".into(),
-                }
-            }
+            Ok(()) if is_read && shared.reads_throttled.load(Ordering::Relaxed) => Answer::Error {
+                status: 400,
+                code: "Throttling.User",
+                message: "Request was denied due to user flow control.".into(),
+            },
             Ok(()) => match shared.faults.roll() {
                 Injected::Reset => return Err(ResetFault),
                 Injected::InternalError => Answer::Error {

@@ -1,6 +1,221 @@
-//! Waiting for an invocation's instances to reach their end states: one poll loop per invocation
-//! in this replica, shared by every stream that waits on it, paced so that ECS's quota for
-//! DescribeInvocations is spent slowly.
+//! StopInvocationAndWait, all of it: [`Waits`] admits a wait (bounded in number, per caller too)
+//! and starts it; [`run`] reads the invocation through the shared poll loops, stops what can still
+//! be stopped, and follows the reads until every target is final or an exit comes; the
+//! [`view::View`] says what changed; the [`outbox`] hands it to the stream without ever waiting
+//! for the reader. It knows no gRPC: the API maps its steps and ends to messages and statuses.
 
+pub(crate) mod outbox;
+pub(crate) mod outcome;
 pub(crate) mod pace;
 pub(crate) mod polls;
+mod run;
+pub(crate) mod view;
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::aliyun::client::EcsClient;
+use crate::aliyun::request::StopInvocation;
+use crate::auth::{Access, Caller};
+use crate::observe::metrics::Metrics;
+use outbox::Reader;
+use outcome::{End, Tally};
+use pace::PollPace;
+use polls::Polls;
+
+/// The most instances a wait may target: a FINAL message of this many instances, each with every
+/// field at the most the gateway keeps, and its stop results, stays under the 4 MiB that gRPC
+/// clients decode by default (a test in `api::wait` builds that message).
+pub(crate) const MAX_WAIT_INSTANCES_LIMIT: usize = 2000;
+
+/// How waits are bounded and paced.
+#[derive(Debug, Clone)]
+pub struct WaitSettings {
+    /// The most instances one wait may target (at most [`MAX_WAIT_INSTANCES_LIMIT`]).
+    pub max_instances: usize,
+    /// The longest a wait lasts, whatever its `grpc-timeout`.
+    pub max_wait: Duration,
+    /// How often invocations are polled.
+    pub pace: PollPace,
+    /// Stop calls of one wait in flight at once.
+    pub stop_concurrency: usize,
+    /// Waits held at once by this replica; more are refused.
+    pub max_concurrent: usize,
+    /// Waits held at once by one caller.
+    pub max_per_caller: usize,
+}
+
+impl Default for WaitSettings {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            max_wait: Duration::from_secs(600),
+            pace: PollPace::default(),
+            stop_concurrency: 4,
+            max_concurrent: 1000,
+            max_per_caller: 250,
+        }
+    }
+}
+
+/// What a wait is asked to do.
+#[derive(Debug)]
+pub(crate) struct Wait {
+    /// Who waits: the stops are taken from its rate.
+    pub caller: Caller,
+    /// The invocation, the asked instances (every one when empty) and the owner fields.
+    pub stop: StopInvocation,
+    /// When the wait ends, whatever else happens.
+    pub deadline: Instant,
+}
+
+/// Why a wait was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// The replica holds its most waits.
+    Replica(usize),
+    /// The caller holds its most waits.
+    Caller(usize),
+}
+
+/// The waits of this replica; clones share them.
+#[derive(Clone, Debug)]
+pub(crate) struct Waits {
+    inner: Arc<Shared>,
+}
+
+/// What every wait of the replica runs with.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    client: EcsClient,
+    access: Access,
+    polls: Polls,
+    settings: WaitSettings,
+    metrics: Option<Metrics>,
+    draining: watch::Sender<bool>,
+    slots: Arc<Semaphore>,
+    per_caller: Mutex<HashMap<String, usize>>,
+}
+
+/// One admitted wait's place: freed when its stream and its task are both gone.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    caller: String,
+    waits: Arc<Shared>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self
+            .waits
+            .per_caller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.caller);
+            }
+        }
+    }
+}
+
+impl Waits {
+    /// Waits that stop and read through `client`, taking stops from `access`'s rates.
+    pub(crate) fn new(
+        client: EcsClient,
+        access: Access,
+        settings: WaitSettings,
+        metrics: Option<Metrics>,
+    ) -> Self {
+        let polls = Polls::new(client.clone(), settings.pace, metrics.clone());
+        Self {
+            inner: Arc::new(Shared {
+                client,
+                access,
+                polls,
+                slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+                settings,
+                metrics,
+                draining: watch::channel(false).0,
+                per_caller: Mutex::default(),
+            }),
+        }
+    }
+
+    /// How waits are bounded.
+    pub(crate) fn settings(&self) -> &WaitSettings {
+        &self.inner.settings
+    }
+
+    /// Ends every wait with `Draining` (once its stop calls in flight are answered), and refuses
+    /// new ones.
+    pub(crate) fn drain(&self) {
+        self.inner.draining.send_replace(true);
+    }
+
+    /// Whether the replica is shutting down.
+    pub(crate) fn draining(&self) -> bool {
+        *self.inner.draining.borrow()
+    }
+
+    /// A place for one more wait of `caller`, or why there is none; nothing waits for one.
+    pub(crate) fn admit(&self, caller: &Caller) -> Result<Slot, Busy> {
+        let settings = &self.inner.settings;
+        let mut held = self
+            .inner
+            .per_caller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mine = held.get(caller.name()).copied().unwrap_or(0);
+        if mine >= settings.max_per_caller {
+            return Err(Busy::Caller(settings.max_per_caller));
+        }
+        let permit = self
+            .inner
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Busy::Replica(settings.max_concurrent))?;
+        held.insert(caller.name().to_owned(), mine + 1);
+        Ok(Slot {
+            _permit: permit,
+            caller: caller.name().to_owned(),
+            waits: self.inner.clone(),
+        })
+    }
+
+    /// Starts `wait` in `slot` on its own task, in the current span; `on_end` hears how it ended
+    /// before the stream does. The stream's side.
+    pub(crate) fn start(
+        &self,
+        slot: Slot,
+        wait: Wait,
+        on_end: impl FnOnce(&Tally, &End) + Send + 'static,
+    ) -> Reader {
+        let (writer, reader) = outbox::outbox(slot);
+        let shared = self.inner.clone();
+        tokio::spawn(
+            async move {
+                let _waiting = shared.metrics.as_ref().map(Metrics::wait_started);
+                let mut tally = Tally::default();
+                let end = AssertUnwindSafe(run::run(&shared, &wait, &writer, &mut tally))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or(End::Crashed);
+                on_end(&tally, &end);
+                writer.end(end);
+            }
+            .instrument(tracing::Span::current()),
+        );
+        reader
+    }
+}

@@ -1,9 +1,9 @@
 //! One poll loop per invocation in this replica: every stream waiting on the same invocation reads
-//! the same DescribeInvocations answers, so N waiters cost one poll per interval; the loop ends
-//! once the last waiter has gone.
+//! the same DescribeInvocations answers — the first read of a new wait included — so N waiters
+//! cost one read per interval; the loop ends once the last waiter has gone, or when polling
+//! cannot succeed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,20 +21,54 @@ use crate::observe::metrics::{Metrics, PollOutcome};
 const POLL_BUDGET: Duration = Duration::from_secs(10);
 /// The longest a throttled loop waits before polling again, whatever ECS or the quota says.
 const MAX_SLOW_DOWN: Duration = Duration::from_secs(60);
+/// How many polls in a row may fail for the gateway's own fault (credential, clock, signature)
+/// before the loop gives up: one may be a refresh racing an expiry; several are not.
+const GATEWAY_FAULTS_TO_END: u32 = 3;
 
 /// What the latest poll of an invocation found.
 #[derive(Debug)]
 pub(crate) enum Polled {
-    /// The invocation and its instances.
-    Read(InvocationState),
+    /// The invocation and its instances, shared by every waiter.
+    Read(Arc<InvocationState>),
     /// ECS lists no such invocation (any more).
     NotFound,
-    /// ECS refused the read in a way polling again will not change (arguments, permissions).
-    Refused(EcsError),
+    /// The read failed; the loop polls again.
+    Failed(EcsError),
+    /// Polling cannot succeed: every waiter ends with the status a unary read would get.
+    Ended(EcsError),
 }
 
 /// The latest poll's result; `None` until the first poll is answered.
 pub(crate) type Latest = Option<Arc<Polled>>;
+
+/// What a poll loop does after a failed read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Poll again at the usual pace.
+    Again,
+    /// Poll again when ECS (or the fleet's quota) says, at most a minute on.
+    SlowDown,
+    /// Stop polling: the waiters end with this failure.
+    End,
+}
+
+/// The poll loop's policy, by class: what the client already retried is polled again; ECS's
+/// refusals end the waiters at once; the gateway's own faults end them once they repeat.
+pub(crate) fn after_failure(class: ErrorClass, in_a_row: u32) -> AfterFailure {
+    use ErrorClass::*;
+    match class {
+        Throttled | FleetQuota => AfterFailure::SlowDown,
+        InvalidArgument | PermissionDenied | NotFound | HostNotFound | RequestBuiltWrong => {
+            AfterFailure::End
+        }
+        CredentialRejected | NonceReused | UntrustedUpstream | CredentialsUnavailable
+            if in_a_row >= GATEWAY_FAULTS_TO_END =>
+        {
+            AfterFailure::End
+        }
+        _ => AfterFailure::Again,
+    }
+}
 
 /// The poll loops of this replica; clones share them.
 #[derive(Clone, Debug)]
@@ -48,7 +82,6 @@ struct Shared {
     pace: PollPace,
     metrics: Option<Metrics>,
     loops: Mutex<HashMap<DescribeInvocation, Arc<watch::Sender<Latest>>>>,
-    started: AtomicU64,
 }
 
 impl Polls {
@@ -60,12 +93,11 @@ impl Polls {
                 pace,
                 metrics,
                 loops: Mutex::new(HashMap::new()),
-                started: AtomicU64::new(0),
             }),
         }
     }
 
-    /// The results of the loop polling `invocation`, started if none is running.
+    /// The results of the loop polling `invocation`, started (reading at once) if none runs.
     pub(crate) fn watch(&self, invocation: &DescribeInvocation) -> watch::Receiver<Latest> {
         let mut loops = self.lock();
         if let Some(sender) = loops.get(invocation) {
@@ -74,14 +106,8 @@ impl Polls {
         let (sender, receiver) = watch::channel(None);
         let sender = Arc::new(sender);
         loops.insert(invocation.clone(), sender.clone());
-        self.inner.started.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(self.clone().run(invocation.clone(), sender));
         receiver
-    }
-
-    /// How many poll loops have been started since the gateway started.
-    pub(crate) fn loops_started(&self) -> u64 {
-        self.inner.started.load(Ordering::Relaxed)
     }
 
     fn lock(
@@ -94,11 +120,17 @@ impl Polls {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Removes the loop of `invocation` when nobody waits on it any more; whether it did.
-    fn retire(&self, invocation: &DescribeInvocation, sender: &Arc<watch::Sender<Latest>>) -> bool {
+    /// Removes the loop of `invocation` when nobody waits on it any more (or `always`); whether
+    /// it did.
+    fn retire(
+        &self,
+        invocation: &DescribeInvocation,
+        sender: &Arc<watch::Sender<Latest>>,
+        always: bool,
+    ) -> bool {
         // Under the lock, so that no waiter subscribes between the count and the removal.
         let mut loops = self.lock();
-        if sender.receiver_count() > 0 {
+        if !always && sender.receiver_count() > 0 {
             return false;
         }
         if loops
@@ -112,13 +144,10 @@ impl Polls {
 
     async fn run(self, invocation: DescribeInvocation, sender: Arc<watch::Sender<Latest>>) {
         let mut pace = Pace::new(self.inner.pace);
-        let mut wait = pace.next(&mut rand::rng());
+        let mut in_a_row = 0;
+        let mut last_log: Option<Instant> = None;
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = sender.closed() => {}
-            }
-            if self.retire(&invocation, &sender) {
+            if self.retire(&invocation, &sender, false) {
                 return;
             }
             let outcome = self
@@ -126,48 +155,65 @@ impl Polls {
                 .client
                 .describe_invocation(&invocation, Some(Instant::now() + POLL_BUDGET))
                 .await;
-            wait = pace.next(&mut rand::rng());
-            let (polled, counted) = match outcome {
+            let mut wait = pace.next(&mut rand::rng());
+            let polled = match outcome {
                 Ok(Described {
                     invocation: Some(state),
                     ..
-                }) => (Polled::Read(state), PollOutcome::Read),
+                }) => {
+                    in_a_row = 0;
+                    self.count(PollOutcome::Read);
+                    Polled::Read(Arc::new(state))
+                }
                 Ok(Described {
                     invocation: None, ..
-                }) => (Polled::NotFound, PollOutcome::NotFound),
-                Err(Failed { error, .. }) => match error.class() {
-                    ErrorClass::InvalidArgument
-                    | ErrorClass::PermissionDenied
-                    | ErrorClass::NotFound
-                    | ErrorClass::RequestBuiltWrong => {
-                        (Polled::Refused(error), PollOutcome::Failed)
+                }) => {
+                    self.count(PollOutcome::NotFound);
+                    Polled::NotFound
+                }
+                Err(Failed { error, .. }) => {
+                    in_a_row += 1;
+                    match after_failure(error.class(), in_a_row) {
+                        AfterFailure::End => {
+                            self.count(PollOutcome::Failed);
+                            tracing::warn!(invoke_id = invocation.invoke_id.as_str(), class = ?error.class(), %error, "polls for waiting streams cannot succeed; ending them");
+                            Polled::Ended(error)
+                        }
+                        AfterFailure::SlowDown => {
+                            self.count(PollOutcome::Throttled);
+                            wait = wait
+                                .max(slow_down(&error).unwrap_or(wait))
+                                .min(MAX_SLOW_DOWN);
+                            // At most one line a second per loop, however often it is throttled.
+                            if last_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                                last_log = Some(Instant::now());
+                                tracing::info!(
+                                    invoke_id = invocation.invoke_id.as_str(),
+                                    wait_ms = wait.as_millis() as u64,
+                                    "a read for waiting streams was throttled; reading again later"
+                                );
+                            }
+                            Polled::Failed(error)
+                        }
+                        AfterFailure::Again => {
+                            self.count(PollOutcome::Failed);
+                            tracing::warn!(invoke_id = invocation.invoke_id.as_str(), class = ?error.class(), %error, "a read for waiting streams failed; reading again later");
+                            Polled::Failed(error)
+                        }
                     }
-                    ErrorClass::Throttled | ErrorClass::FleetQuota => {
-                        self.count(PollOutcome::Throttled);
-                        wait = wait
-                            .max(slow_down(&error).unwrap_or(wait))
-                            .min(MAX_SLOW_DOWN);
-                        tracing::info!(
-                            invoke_id = invocation.invoke_id.as_str(),
-                            wait_ms = wait.as_millis() as u64,
-                            "a poll for waiting streams was throttled; polling again later"
-                        );
-                        continue;
-                    }
-                    class => {
-                        self.count(PollOutcome::Failed);
-                        tracing::warn!(
-                            invoke_id = invocation.invoke_id.as_str(),
-                            ?class,
-                            %error,
-                            "a poll for waiting streams failed; polling again later"
-                        );
-                        continue;
-                    }
-                },
+                }
             };
-            self.count(counted);
+            let ended = matches!(polled, Polled::NotFound | Polled::Ended(_));
             sender.send_replace(Some(Arc::new(polled)));
+            if ended {
+                // Whoever waits next starts afresh.
+                self.retire(&invocation, &sender, true);
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = sender.closed() => {}
+            }
         }
     }
 
@@ -179,10 +225,72 @@ impl Polls {
 }
 
 /// How long ECS or the fleet's quota asked the caller to wait, when it said.
-fn slow_down(error: &EcsError) -> Option<Duration> {
+pub(crate) fn slow_down(error: &EcsError) -> Option<Duration> {
     match error {
         EcsError::Api(api) => api.retry_after,
         EcsError::NotAdmitted(refused) => Some(refused.retry_after),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aliyun::retry::{Decision, decide};
+    use ErrorClass::*;
+
+    #[test]
+    fn each_class_of_failed_read_is_polled_again_slowed_or_ends_the_waiters() {
+        use AfterFailure::{Again, End, SlowDown};
+        let expected = [
+            (InvalidArgument, End, End),
+            (PermissionDenied, End, End),
+            (NotFound, End, End),
+            (HostNotFound, End, End),
+            (RequestBuiltWrong, End, End),
+            (Throttled, SlowDown, SlowDown),
+            (FleetQuota, SlowDown, SlowDown),
+            (CredentialRejected, Again, End),
+            (NonceReused, Again, End),
+            (UntrustedUpstream, Again, End),
+            (CredentialsUnavailable, Again, End),
+            (Transient, Again, Again),
+            (UpstreamInternal, Again, Again),
+            (Conflict, Again, Again),
+            (Unknown, Again, Again),
+            (OutcomeUnknown, Again, Again),
+            (Unreachable, Again, Again),
+            (AttemptTimedOut, Again, Again),
+            (Interrupted, Again, Again),
+            (DeadlineExceeded, Again, Again),
+        ];
+        assert_eq!(
+            expected.len(),
+            ErrorClass::ALL.len(),
+            "every class is listed"
+        );
+        for (class, once, repeated) in expected {
+            assert_eq!(after_failure(class, 1), once, "{class:?} once");
+            assert_eq!(
+                after_failure(class, GATEWAY_FAULTS_TO_END),
+                repeated,
+                "{class:?} repeated"
+            );
+        }
+    }
+
+    #[test]
+    fn polls_never_end_on_what_the_client_retries_and_always_end_on_repeated_gateway_faults() {
+        // Tied to the retry policy and the fault list: a class the client retries is transient, so
+        // polling on is right; a gateway fault that repeats will not mend itself.
+        for class in ErrorClass::ALL {
+            let ends = after_failure(class, u32::MAX) == AfterFailure::End;
+            if matches!(decide(class), Decision::Backoff(_)) {
+                assert!(!ends, "{class:?} is retried by the client, so polled again");
+            }
+            if class.is_gateway_fault() {
+                assert!(ends, "{class:?} is the gateway's own fault");
+            }
+        }
     }
 }

@@ -293,7 +293,19 @@ async fn grpcurl_prints_every_message_of_a_wait_until_each_instance_is_final() {
         .collect::<Result<_, _>>()
         .expect("grpcurl prints one JSON object per message");
     assert!(messages.len() >= 2, "{out}");
-    let stop = &messages[0]["stops"][0];
+    assert_eq!(messages[0]["kind"], "WAIT_MESSAGE_KIND_SNAPSHOT", "{out}");
+    assert_eq!(
+        messages.last().unwrap()["kind"],
+        "WAIT_MESSAGE_KIND_FINAL",
+        "{out}"
+    );
+    let stops: Vec<&serde_json::Value> = messages
+        .iter()
+        .filter_map(|m| m["stops"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(stops.len(), 1, "{out}");
+    let stop = stops[0];
     assert_eq!(
         stop["instanceIds"],
         serde_json::json!(["i-demo10c"]),
@@ -309,4 +321,60 @@ async fn grpcurl_prints_every_message_of_a_wait_until_each_instance_is_final() {
         .map(|i| i["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["Success", "Failed", "Stopped"], "{out}");
+}
+
+#[tokio::test]
+async fn grpcurl_on_the_1000_instance_demo_prints_two_whole_snapshots_and_only_the_changes_between()
+{
+    let gw = gateway().await;
+    let addr = gw.addr.to_string();
+    // The README's 1,000-instance example.
+    let (ok, out) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo1000"}"#,
+        &addr,
+        "ecsgateway.v1.CloudAssistantService/StopInvocationAndWait",
+    ])
+    .await;
+    assert!(ok, "{out}");
+    let messages: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("grpcurl prints one JSON object per message");
+    let carried =
+        |m: &serde_json::Value| m["invocation"]["instances"].as_array().map_or(0, Vec::len);
+    let whole: Vec<&str> = messages
+        .iter()
+        .filter(|m| carried(m) == 1000)
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        whole,
+        ["WAIT_MESSAGE_KIND_SNAPSHOT", "WAIT_MESSAGE_KIND_FINAL"],
+        "two whole snapshots: {} messages",
+        messages.len()
+    );
+    let changes: usize = messages[1..messages.len() - 1].iter().map(carried).sum();
+    let stoppable = 1000 - messages[0]["finalInstances"].as_u64().unwrap() as usize;
+    // Each stoppable instance moves at most twice (to Stopping or Cancelled, then Stopped);
+    // de77705 sent every instance in every message, 22 times over.
+    assert!(changes <= 2 * stoppable, "{changes} changed instances sent");
+    let stops: usize = messages
+        .iter()
+        .filter_map(|m| m["stops"].as_array())
+        .map(Vec::len)
+        .sum();
+    assert_eq!(
+        stops,
+        stoppable.div_ceil(50),
+        "each stop call answered once"
+    );
+    assert_eq!(messages.last().unwrap()["finalInstances"], 1000);
+    // grpcurl's lines: about two snapshots and the changes, not 81,000.
+    assert!(
+        out.lines().count() < 40_000,
+        "{} lines",
+        out.lines().count()
+    );
 }

@@ -27,4 +27,5 @@ mod upstream_errors;
 mod upstream_tls;
 mod validation;
 mod waits;
+mod waits_bounded;
 mod who_may_call;

@@ -620,7 +620,7 @@ async fn shed_work_is_counted_by_the_limit_that_refused_it() {
     assert_eq!(
         sample(
             &exposition,
-            r#"ecs_gateway_upstream_attempts_total{http_status="503",ecs_code="ServiceUnavailable"}"#
+            r#"ecs_gateway_upstream_attempts_total{action="StopInvocation",http_status="503",ecs_code="ServiceUnavailable"}"#
         ),
         50.0 * 3.0 + 1.0
     );

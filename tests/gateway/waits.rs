@@ -10,7 +10,7 @@ use crate::support::{
 };
 use ecs_gateway::pb::{
     GetInvocationRequest, StopInvocationAndWaitRequest, StopInvocationAndWaitResponse,
-    StopInvocationRequest,
+    StopInvocationRequest, WaitMessageKind,
 };
 use ecs_gateway::simulator::{Call, ExecutionStatus, Invocation, Simulator, SimulatorConfig};
 use ecs_gateway::testing::api::{PollPace, ServiceSettings, WaitSettings};
@@ -21,10 +21,10 @@ use tonic_types::StatusExt as _;
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const REGION: &str = "cn-hangzhou";
+pub(crate) const REGION: &str = "cn-hangzhou";
 
 /// Polls every 100–200 ms, so that waits take tenths of seconds, not the default's seconds.
-fn fast(max_instances: usize) -> ServiceSettings {
+pub(crate) fn fast(max_instances: usize) -> ServiceSettings {
     ServiceSettings {
         wait: WaitSettings {
             max_instances,
@@ -39,7 +39,7 @@ fn fast(max_instances: usize) -> ServiceSettings {
 }
 
 /// A simulator whose running executions stop `stop_delay` after a stop, and a gateway in front.
-async fn setup(stop_delay: Duration, setup: Setup) -> (Gateway, Simulator) {
+pub(crate) async fn setup(stop_delay: Duration, setup: Setup) -> (Gateway, Simulator) {
     let (url, sim) = start_simulator(SimulatorConfig {
         stop_delay,
         ..SimulatorConfig::with_credential(test_credential())
@@ -53,7 +53,7 @@ async fn setup(stop_delay: Duration, setup: Setup) -> (Gateway, Simulator) {
     (gateway, sim)
 }
 
-fn wait_request(invoke_id: &str, instances: &[String]) -> StopInvocationAndWaitRequest {
+pub(crate) fn wait_request(invoke_id: &str, instances: &[String]) -> StopInvocationAndWaitRequest {
     StopInvocationAndWaitRequest {
         region_id: REGION.into(),
         invoke_id: invoke_id.into(),
@@ -63,7 +63,7 @@ fn wait_request(invoke_id: &str, instances: &[String]) -> StopInvocationAndWaitR
 }
 
 /// Every message of a stream, and the status it ended with.
-async fn drain(
+pub(crate) async fn drain(
     mut stream: Streaming<StopInvocationAndWaitResponse>,
 ) -> (Vec<StopInvocationAndWaitResponse>, tonic::Status) {
     let mut messages = Vec::new();
@@ -76,12 +76,12 @@ async fn drain(
     }
 }
 
-fn calls_of<'a>(calls: &'a [Call], action: &str) -> Vec<&'a Call> {
+pub(crate) fn calls_of<'a>(calls: &'a [Call], action: &str) -> Vec<&'a Call> {
     calls.iter().filter(|c| c.action == action).collect()
 }
 
 /// `n` running instances `i-w0001`…
-fn running(n: usize) -> (Vec<String>, Invocation) {
+pub(crate) fn running(n: usize) -> (Vec<String>, Invocation) {
     let ids: Vec<String> = (1..=n).map(|i| format!("i-w{i:04}")).collect();
     let executions: Vec<(&str, ExecutionStatus)> = ids
         .iter()
@@ -92,7 +92,7 @@ fn running(n: usize) -> (Vec<String>, Invocation) {
 }
 
 /// A gateway and simulator (stopping in `stop_delay`) with `invoke_id` running on `n` instances.
-async fn with_running(
+pub(crate) async fn with_running(
     stop_delay: Duration,
     metrics: bool,
     invoke_id: &str,
@@ -112,7 +112,7 @@ async fn with_running(
 }
 
 /// Starts waiting on `invoke_id`'s `ids`.
-async fn wait_on(
+pub(crate) async fn wait_on(
     gw: &Gateway,
     invoke_id: &str,
     ids: &[String],
@@ -206,14 +206,20 @@ async fn a_wait_reports_mixed_end_states_and_a_reissued_wait_stops_nothing_twice
         .iter()
         .map(|i| (i.instance_id.as_str(), i.status.as_str(), i.is_final))
         .collect();
+    // Sorted by instance ID, every target in the last (FINAL) message.
     assert_eq!(
         statuses,
         [
-            ("i-done", "Success", true),
             ("i-broke", "Failed", true),
+            ("i-done", "Success", true),
             ("i-run", "Stopped", true),
             ("i-wait", "Cancelled", true),
         ]
+    );
+    assert_eq!(
+        messages.last().unwrap().kind(),
+        WaitMessageKind::Final,
+        "the last message is the whole final state"
     );
 
     // The caller resumes (as after a replica went away): nothing more is stopped.
@@ -224,8 +230,11 @@ async fn a_wait_reports_mixed_end_states_and_a_reissued_wait_stops_nothing_twice
         .into_inner();
     let (messages, status) = drain(stream).await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
+    // Ended already: one message, which is the first and the last.
     assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].kind(), WaitMessageKind::Final);
     assert_eq!(messages[0].final_instances, 4);
+    assert_eq!(messages[0].invocation.as_ref().unwrap().instances.len(), 4);
     assert_eq!(
         calls_of(&sim.calls(), "StopInvocation").len(),
         1,
@@ -330,9 +339,8 @@ async fn ten_waiters_on_one_invocation_share_one_poll_loop() {
 async fn a_poll_throttled_mid_wait_waits_and_the_wait_still_ends() {
     let (gw, sim, ids) = with_running(Duration::from_millis(300), true, "t-throttled", 5).await;
     let mut stream = wait_on(&gw, "t-throttled", &ids).await;
-    // The stop's message: from here on, every read is throttled for a while.
-    let first = stream.message().await.unwrap().unwrap();
-    assert_eq!(first.stops.len(), 1);
+    // Up to the stop's answer: from here on, every read is throttled for a while.
+    while stream.message().await.unwrap().unwrap().stops.is_empty() {}
     sim.set_reads_throttled(true);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     sim.set_reads_throttled(false);
@@ -530,7 +538,7 @@ async fn validate_only_says_what_would_be_sent_and_sends_nothing() {
 const READER: &str = "reader-token-0c1d2e3f";
 const OPERATOR: &str = "operator-token-9a8b7c6d";
 
-fn token_line(name: &str, token: &str) -> String {
+pub(crate) fn token_line(name: &str, token: &str) -> String {
     use sha2::Digest as _;
     let hex: String = sha2::Sha256::digest(token.as_bytes())
         .iter()
@@ -644,7 +652,7 @@ async fn a_wait_on_1000_instances_stops_each_stoppable_one_once_and_sees_every_o
 }
 
 /// A DescribeInvocations answer for `t-s1` on one instance in `status`, with these extra fields.
-fn described(status: &str, extra: serde_json::Value) -> ResponseTemplate {
+pub(crate) fn described(status: &str, extra: serde_json::Value) -> ResponseTemplate {
     let mut instance = serde_json::json!({"InstanceId": "i-s1", "InvocationStatus": status});
     if let (Some(instance), Some(extra)) = (instance.as_object_mut(), extra.as_object()) {
         instance.extend(extra.clone());
@@ -702,16 +710,38 @@ async fn against_a_scripted_ecs_a_wait_follows_running_stopping_stopped_and_pass
     .await;
     let (messages, status) = drain(wait_on(&gw, "t-s1", &[]).await).await;
     assert_eq!(status.code(), Code::Ok, "{status:?}");
-    let seen: Vec<&str> = messages
+    // Each change once, in order; the first message is whole, and so is the last, which may
+    // carry the last change itself when the reader takes both at once.
+    let seen: Vec<(WaitMessageKind, &str)> = messages
         .iter()
-        .map(|m| m.invocation.as_ref().unwrap().instances[0].status.as_str())
+        .filter_map(|m| {
+            let instance = m.invocation.as_ref()?.instances.first()?;
+            Some((m.kind(), instance.status.as_str()))
+        })
         .collect();
-    assert_eq!(seen, ["Running", "Stopping", "Stopped"]);
-    assert_eq!(
-        messages[0].stops[0].request_id,
-        "6E1F8A8C-0000-4000-8000-00000000570F"
+    let mut statuses: Vec<&str> = seen.iter().map(|(_, s)| *s).collect();
+    statuses.dedup();
+    assert_eq!(statuses, ["Running", "Stopping", "Stopped"], "{seen:?}");
+    assert_eq!(seen[0].0, WaitMessageKind::Snapshot, "{seen:?}");
+    assert_eq!(seen.last().unwrap().0, WaitMessageKind::Final, "{seen:?}");
+    assert!(
+        seen[1..seen.len() - 1]
+            .iter()
+            .all(|(kind, _)| *kind == WaitMessageKind::Changes),
+        "{seen:?}"
     );
-    let last = &messages[2].invocation.as_ref().unwrap().instances[0];
+    let stops: Vec<&str> = messages
+        .iter()
+        .flat_map(|m| m.stops.iter().map(|s| s.request_id.as_str()))
+        .collect();
+    assert_eq!(stops, ["6E1F8A8C-0000-4000-8000-00000000570F"]);
+    let last = &messages
+        .last()
+        .unwrap()
+        .invocation
+        .as_ref()
+        .unwrap()
+        .instances[0];
     assert!(last.is_final);
     assert_eq!(last.start_time, "2026-12-05T08:00:00Z");
     assert_eq!(last.stop_time, "2026-12-05T08:00:03Z");
