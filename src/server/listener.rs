@@ -1,11 +1,13 @@
 //! The accept loop every port the gateway opens runs (gRPC, health, metrics): at most
-//! `max_connections` open at once (past it a new connection is closed at once), and accept errors
-//! such as EMFILE back off instead of spinning, logged at most once a second.
+//! `max_connections` open at once, and where set at most so many from one source address (past
+//! either a new connection is closed at once), and accept errors such as EMFILE back off instead
+//! of spinning, logged at most once a second.
 
 use crate::observe::metrics::{Metrics, Shed};
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -27,7 +29,31 @@ pub(crate) struct Accepted {
     /// The client's address.
     pub peer: SocketAddr,
     /// The slot this connection holds.
-    pub slot: OwnedSemaphorePermit,
+    pub slot: Slot,
+}
+
+/// Connections open per source address.
+type PerSource = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// A connection's place under the limits; freed when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    source: Option<(IpAddr, PerSource)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((ip, open)) = &self.source {
+            let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = open.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(ip);
+                }
+            }
+        }
+    }
 }
 
 /// Accepts connections within a limit.
@@ -42,6 +68,7 @@ pub(crate) struct Acceptor {
     refusals_logged_at: Option<Instant>,
     refused_since_log: u64,
     metrics: Option<Metrics>,
+    per_source: Option<(usize, PerSource)>,
 }
 
 impl Acceptor {
@@ -58,7 +85,37 @@ impl Acceptor {
             refusals_logged_at: None,
             refused_since_log: 0,
             metrics: None,
+            per_source: None,
         }
+    }
+
+    /// Keeps at most `limit` connections open from any one source address, so that one client
+    /// reconnecting cannot hold every slot.
+    pub(crate) fn per_source(mut self, limit: usize) -> Self {
+        self.per_source = Some((limit, PerSource::default()));
+        self
+    }
+
+    /// A slot for a connection from `ip` within both limits, or none.
+    fn slot(&self, ip: IpAddr) -> Option<Slot> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        let source = match &self.per_source {
+            None => None,
+            Some((limit, open)) => {
+                let mut held = open.lock().unwrap_or_else(PoisonError::into_inner);
+                let n = held.entry(ip).or_insert(0);
+                // At least one is open from `ip` here (limit ≥ 1), so no zero entry stays.
+                if *n >= *limit {
+                    return None;
+                }
+                *n += 1;
+                Some((ip, open.clone()))
+            }
+        };
+        Some(Slot {
+            _permit: permit,
+            source,
+        })
     }
 
     /// Where refusals are counted, when metrics are on.
@@ -84,7 +141,7 @@ impl Acceptor {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
                     self.backoff = MIN_BACKOFF;
-                    let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+                    let Some(slot) = self.slot(peer.ip()) else {
                         drop(stream);
                         if let Some(metrics) = &self.metrics {
                             metrics.shed(Shed::Connections);
@@ -94,8 +151,9 @@ impl Acceptor {
                             tracing::warn!(
                                 listener = self.name,
                                 limit = self.max_connections,
+                                per_source = self.per_source.as_ref().map(|(n, _)| *n),
                                 refused = self.refused_since_log,
-                                "at the connection limit: closing new connections"
+                                "at a connection limit: closing new connections"
                             );
                             self.refused_since_log = 0;
                         }
@@ -172,6 +230,38 @@ mod tests {
         assert_eq!(third, third_client.local_addr().unwrap());
         let counted = "ecs_gateway_shed_total{reason=\"connections\"} 1\n";
         assert!(metrics.encode().contains(counted), "{}", metrics.encode());
+    }
+
+    #[tokio::test]
+    async fn one_source_address_cannot_hold_every_slot() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut acceptor = Acceptor::new(listener, 64, "test").per_source(2);
+        let from = |ip: [u8; 4]| async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((ip, 0).into()).unwrap();
+            socket.connect(addr).await.unwrap()
+        };
+        let _a1 = from([127, 0, 0, 2]).await;
+        let first = acceptor.accept().await;
+        let _a2 = from([127, 0, 0, 2]).await;
+        let _second = acceptor.accept().await;
+        // A third from the same address is closed; one from elsewhere is served.
+        let mut a3 = from([127, 0, 0, 2]).await;
+        let _probe = from([127, 0, 0, 3]).await;
+        let served = acceptor.accept().await;
+        assert_eq!(served.peer.ip(), IpAddr::from([127, 0, 0, 3]));
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), a3.read(&mut buf));
+        assert_eq!(read.await.unwrap().unwrap(), 0, "closed at once");
+        // A slot given back is the source's again.
+        drop(first);
+        let _a4 = from([127, 0, 0, 2]).await;
+        assert_eq!(
+            acceptor.accept().await.peer.ip(),
+            IpAddr::from([127, 0, 0, 2])
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -124,6 +124,7 @@ pub(crate) async fn serve(
     let grace = settings.shutdown_grace;
     let probes = ports.health.map(|listener| {
         let acceptor = Acceptor::new(listener, HEALTH_MAX_CONNECTIONS, "health")
+            .per_source(HEALTH_MAX_PER_SOURCE)
             .counting_in(runtime.metrics.clone());
         let routes = Routes::new(health_service()).prepare();
         let probe_limits = Arc::new(ConnectionSettings {
@@ -180,9 +181,12 @@ const FLUSH_AFTER_WORK: Duration = Duration::from_secs(1);
 /// The most probe connections open at once on the health port: the kubelet and a load balancer
 /// need a few; a flood of idle sockets must not take the process's file descriptors.
 const HEALTH_MAX_CONNECTIONS: usize = 64;
+/// The most probe connections open at once from one address: the kubelet, or a load balancer's
+/// node, needs one or two at a time; a client reconnecting in a loop must not hold every slot.
+const HEALTH_MAX_PER_SOURCE: usize = 8;
 /// The longest a probe connection may take to say its HTTP/2 preface: probes are plaintext and
-/// near, so idle sockets are let go soon and the slots return to the kubelet.
-const HEALTH_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// near (they send it at once), so idle sockets are let go soon and the slots return.
+const HEALTH_HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// One listening port and the connections accepted on it.
 struct Port {

@@ -185,3 +185,48 @@ async fn no_port_accepts_a_connection_before_the_gateway_can_serve() {
         assert!(TcpStream::connect(addr(port)).await.is_err());
     }
 }
+
+#[tokio::test]
+async fn a_client_reconnecting_in_a_loop_from_one_address_cannot_lock_probes_out_of_the_health_port()
+ {
+    let binary = Binary::start(&["--dev", "--health-listen", "127.0.0.1:0"], &[]).await;
+    let message = "health listening (plaintext, grpc.health.v1 only)";
+    let health = binary.line(message).expect("the health port is logged")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target: std::net::SocketAddr = health.parse().unwrap();
+    // 100 sockets from 127.0.0.2 that never speak, each reopened the moment the server closes it,
+    // for a bounded time: without a cap per source they take every slot as fast as it frees.
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    let flood: Vec<_> = (0..100)
+        .map(|_| {
+            tokio::spawn(async move {
+                while tokio::time::Instant::now() < until {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+                    let Ok(mut stream) = socket.connect(target).await else {
+                        continue;
+                    };
+                    let mut buf = [0u8; 256];
+                    let closed =
+                        async { while !matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {} };
+                    let _ = tokio::time::timeout_at(until, closed).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut answered = 0;
+    for _ in 0..10 {
+        if health_check(&health).await == Ok(1) {
+            answered += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for task in flood {
+        let _ = task.await;
+    }
+    assert_eq!(answered, 10, "probes answered during the flood");
+    binary.stop().await;
+}
