@@ -60,7 +60,10 @@ podman info >/dev/null 2>"$work/podman-info.log" || unavailable "podman cannot r
 
 sim_pid=
 cleanup() {
-    podman rm -f -t 0 "$name" "$name-dev" >/dev/null 2>&1 || true
+    # One at a time, --ignore: a name that does not exist must not keep the other from going.
+    for container in "$name" "$name-dev"; do
+        podman rm --ignore -f -t 0 "$container" >/dev/null 2>&1 || true
+    done
     [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
 }
 trap cleanup EXIT

@@ -1,8 +1,9 @@
 //! ghz, the load tester the gateway's users run, against the real server on 127.0.0.1:0 through
 //! server reflection: every call of a bounded run is answered, with the code that means what
-//! happened. ghz is in no package registry the project's machines reach, so it comes from `PATH`
-//! only; where it is absent the test says so and skips, under CI too (CI machines do not have it;
-//! the project's own load tool, `ecs-gateway-load`, drives the bench instead).
+//! happened. ghz is in no package registry the project's machines reach, so the test is ignored:
+//! the test count shows it did not run, instead of a pass. `cargo test -- --ignored` runs it where
+//! ghz is on `PATH` (and fails where it is not). The project's own load tool,
+//! `ecs-gateway-load`, drives the bench instead.
 
 use std::path::PathBuf;
 
@@ -55,11 +56,10 @@ async fn run(
 }
 
 #[tokio::test]
+#[ignore = "needs ghz on PATH, which is in no registry these machines reach; run with --ignored"]
 async fn ghz_gets_an_answer_for_every_call_with_the_code_that_fits() {
-    let Some(ghz) = ghz() else {
-        eprintln!("SKIPPED: ghz is not on PATH (it is in no registry CI can install from)");
-        return;
-    };
+    let ghz =
+        ghz().expect("ghz on PATH: this test runs only with --ignored where ghz is installed");
     let (url, simulator) =
         start_simulator(SimulatorConfig::with_credential(test_credential())).await;
     let gateway = Gateway::start(ecs_client(&url, test_credential())).await;

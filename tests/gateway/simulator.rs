@@ -1,4 +1,9 @@
 //! The simulator judges raw signed requests the way ECS does and answers in ECS's body shape.
+//!
+//! It verifies signatures with the gateway's own signer, and these tests sign with it too, so
+//! their agreement on a signature is by construction: the oracle for signing is elsewhere, in
+//! Alibaba's SDKs (`tests/signature_vectors.rs`, the SDK vectors in `tests/data/`, and
+//! `sdk_interop.rs`, which sends Alibaba's Python SDKs against the simulator).
 
 use std::time::{Duration, SystemTime};
 
