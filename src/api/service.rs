@@ -14,7 +14,7 @@ use tracing::{Instrument as _, field};
 use crate::aliyun::client::{Described, EcsClient, Failed, Planned};
 use crate::aliyun::error::{EcsError, TransportKind};
 use crate::aliyun::regions::Regions;
-use crate::aliyun::request::RegionId;
+use crate::aliyun::request::{DescribeInvocation, RegionId};
 use crate::aliyun::retry::Trail;
 use crate::api::wait::Waiting;
 use crate::api::{deadline, invocation, status, validate};
@@ -368,12 +368,14 @@ impl CloudAssistant {
         if waits.draining() {
             return Err(status::wait_interrupted());
         }
-        let slot = waits.admit(&caller).map_err(|busy| {
+        let read = DescribeInvocation {
+            region_id: typed.region_id.clone(),
+            invoke_id: typed.invoke_id.clone(),
+            owner: typed.owner.clone(),
+        };
+        let admitted = waits.admit(&caller, &read).map_err(|busy| {
             self.shed(Shed::Waits);
-            match busy {
-                crate::wait::Busy::Replica(limit) => status::waits_busy(limit, false),
-                crate::wait::Busy::Caller(limit) => status::waits_busy(limit, true),
-            }
+            status::waits_busy(busy)
         })?;
         // The first read is charged like GetInvocation's, however many waits share it.
         self.authorize(
@@ -413,7 +415,7 @@ impl CloudAssistant {
             stop: typed,
             deadline,
         };
-        Ok((waits.start(slot, wait, on_end), waiting))
+        Ok((waits.start(admitted, wait, on_end), waiting))
     }
 }
 

@@ -13,6 +13,7 @@ use crate::api::deadline::{GRPC_TIMEOUT_HEADER, MalformedTimeout};
 use crate::api::validate::Violations;
 use crate::auth::policy::{Denial, Permission};
 use crate::auth::{Caller, Unauthenticated};
+use crate::wait::Busy;
 
 /// `ErrorInfo.domain` for errors ECS returned.
 pub(crate) const ECS_DOMAIN: &str = "ecs.aliyuncs.com";
@@ -342,13 +343,25 @@ pub(crate) fn wait_deadline(
     )
 }
 
-/// The status for a wait refused because the replica (or the caller) holds its most waits:
-/// nothing was read or sent.
-pub(crate) fn waits_busy(limit: usize, per_caller: bool) -> Status {
-    let (reason, whose) = if per_caller {
-        ("CALLER_WAITS_EXHAUSTED", "this caller holds its")
-    } else {
-        ("WAITS_EXHAUSTED", "this gateway replica holds its")
+/// The status for a wait refused because the replica (or the caller) holds its most waits, or
+/// polls its most invocations: nothing was read or sent.
+pub(crate) fn waits_busy(busy: Busy) -> Status {
+    let (reason, whose, limit) = match busy {
+        Busy::Caller(limit) => (
+            "CALLER_WAITS_EXHAUSTED",
+            "this caller holds its most StopInvocationAndWait streams at once",
+            limit,
+        ),
+        Busy::Replica(limit) => (
+            "WAITS_EXHAUSTED",
+            "this gateway replica holds its most StopInvocationAndWait streams at once",
+            limit,
+        ),
+        Busy::Invocations(limit) => (
+            "POLLED_INVOCATIONS_EXHAUSTED",
+            "this gateway replica follows its most distinct invocations at once",
+            limit,
+        ),
     };
     let mut details = ErrorDetails::with_error_info(
         reason,

@@ -151,8 +151,6 @@ impl Waiting {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use prost::Message as _;
     use tonic::Code;
 
@@ -162,6 +160,7 @@ mod tests {
     use crate::aliyun::request::MAX_INSTANCE_IDS;
     use crate::aliyun::scrub;
     use crate::wait::MAX_WAIT_INSTANCES_LIMIT;
+    use crate::wait::polls::Read;
     use crate::wait::view::View;
 
     /// The most a gRPC client decodes by default (tonic, grpc-go, grpc-java).
@@ -196,12 +195,12 @@ mod tests {
                 stop_time: filled(n, MAX_SHORT),
             })
             .collect();
-        let read = Arc::new(InvocationState {
+        let read = Read::new(InvocationState {
             invoke_id: "t-1".into(),
             status: filled(0, MAX_SHORT),
             instances,
         });
-        let mut view = View::resolve(read, &[], MAX_WAIT_INSTANCES_LIMIT).unwrap();
+        let mut view = View::resolve(&read, &[], MAX_WAIT_INSTANCES_LIMIT).unwrap();
         // Every stop call failed, with ECS's longest error, all merged into the last message.
         let error = EcsError::Api(ApiError {
             http_status: 400,

@@ -207,6 +207,11 @@ pub struct GatewayArgs {
     #[arg(long, env = "ECS_GATEWAY_MAX_WAITS_PER_CALLER", default_value_t = 250,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_waits_per_caller: u32,
+    /// Distinct invocations this replica follows at once for waits (each holds its latest read);
+    /// a wait on one more is refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "ECS_GATEWAY_MAX_POLLED_INVOCATIONS", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_polled_invocations: u32,
     /// Longest a StopInvocationAndWait lasts, for waits without a grpc-timeout or with a longer one.
     #[arg(long, env = "ECS_GATEWAY_MAX_WAIT", default_value = "10m", value_parser = duration_in(SEC, 24 * HOUR))]
     pub max_wait: Duration,

@@ -159,6 +159,7 @@ impl TryFrom<&GatewayArgs> for Settings {
                     max_wait: args.max_wait,
                     max_concurrent: args.max_concurrent_waits as usize,
                     max_per_caller: args.max_waits_per_caller as usize,
+                    max_invocations: args.max_polled_invocations as usize,
                     ..WaitSettings::default()
                 },
             },

@@ -128,10 +128,12 @@ struct WaitsArgs {
     /// Streams held open at once.
     #[arg(long, default_value_t = 1000)]
     streams: usize,
-    /// Distinct invocations the streams wait on (each on one running instance); streams share
-    /// them round-robin.
+    /// Distinct invocations the streams wait on; streams share them round-robin.
     #[arg(long, default_value_t = 1000)]
     invocations: usize,
+    /// Running instances of each invocation, all targeted by every stream on it.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
     /// HTTP/2 connections to spread the streams over (the gateway allows 256 streams each).
     #[arg(long, default_value_t = 8)]
     connections: usize,
@@ -441,11 +443,17 @@ async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
     // Nothing ends while measuring: the streams stay idle-waiting.
     let simulator = simulator(args.simulator, Duration::from_secs(24 * 3600)).await?;
     for n in 0..args.invocations {
-        let instance = format!("i-load{n:05}");
+        let instances: Vec<String> = (0..args.instances)
+            .map(|i| format!("i-load{n:05}x{i:04}"))
+            .collect();
+        let executions: Vec<(&str, ExecutionStatus)> = instances
+            .iter()
+            .map(|i| (i.as_str(), ExecutionStatus::Running))
+            .collect();
         simulator.world().insert(
             "cn-hangzhou",
             &format!("t-load{n:05}"),
-            Invocation::new(&[(instance.as_str(), ExecutionStatus::Running)]),
+            Invocation::new(&executions),
         );
     }
     let rss_before = rss_kib(args.pid).unwrap_or(0);
@@ -503,6 +511,9 @@ async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
     for task in held {
         task.abort();
     }
+    // What stays once every stream is gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_after_end = rss_kib(args.pid).unwrap_or(0);
     let rss_mib = rss as f64 / 1024.0;
     println!(
         "{}",
@@ -511,9 +522,11 @@ async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
             "streams": args.streams,
             "waiting": waiting,
             "invocations": args.invocations,
+            "instances": args.instances,
             "seconds_to_all_waiting": (settled.as_secs_f64() * 100.0).round() / 100.0,
             "rss_mib_before": (rss_before as f64 / 1024.0 * 10.0).round() / 10.0,
             "rss_mib": (rss_mib * 10.0).round() / 10.0,
+            "rss_mib_after_end": (rss_after_end as f64 / 1024.0 * 10.0).round() / 10.0,
             "rss_kib_per_stream": ((rss.saturating_sub(rss_before)) as f64 / args.streams.max(1) as f64 * 10.0).round() / 10.0,
             "idle_cpu_percent": (cpu_percent * 100.0).round() / 100.0,
             "polls_per_second": ((reads_after - reads_before) as f64 / hold * 100.0).round() / 100.0,

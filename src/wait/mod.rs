@@ -22,13 +22,13 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::aliyun::client::EcsClient;
-use crate::aliyun::request::StopInvocation;
+use crate::aliyun::request::{DescribeInvocation, StopInvocation};
 use crate::auth::{Access, Caller};
 use crate::observe::metrics::Metrics;
 use outbox::Reader;
 use outcome::{End, Tally};
 use pace::PollPace;
-use polls::Polls;
+use polls::{Follow, Polls};
 
 /// The most instances a wait may target: a FINAL message of this many instances, each with every
 /// field at the most the gateway keeps, and its stop results, stays under the 4 MiB that gRPC
@@ -50,6 +50,9 @@ pub struct WaitSettings {
     pub max_concurrent: usize,
     /// Waits held at once by one caller.
     pub max_per_caller: usize,
+    /// Distinct invocations polled at once (each holds its latest read); a wait on one more is
+    /// refused.
+    pub max_invocations: usize,
 }
 
 impl Default for WaitSettings {
@@ -61,6 +64,7 @@ impl Default for WaitSettings {
             stop_concurrency: 4,
             max_concurrent: 1000,
             max_per_caller: 250,
+            max_invocations: 100,
         }
     }
 }
@@ -83,6 +87,8 @@ pub(crate) enum Busy {
     Replica(usize),
     /// The caller holds its most waits.
     Caller(usize),
+    /// The replica polls its most distinct invocations, and this is another.
+    Invocations(usize),
 }
 
 /// The waits of this replica; clones share them.
@@ -102,6 +108,13 @@ pub(crate) struct Shared {
     draining: watch::Sender<bool>,
     slots: Arc<Semaphore>,
     per_caller: Mutex<HashMap<String, usize>>,
+}
+
+/// An admitted wait: its place, and its hold on the invocation's poll loop.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    slot: Slot,
+    follow: Follow,
 }
 
 /// One admitted wait's place: freed when its stream and its task are both gone.
@@ -167,8 +180,13 @@ impl Waits {
         *self.inner.draining.borrow()
     }
 
-    /// A place for one more wait of `caller`, or why there is none; nothing waits for one.
-    pub(crate) fn admit(&self, caller: &Caller) -> Result<Slot, Busy> {
+    /// A place for one more wait of `caller` on `invocation`, and its hold on the invocation's
+    /// poll loop (which reads at once when new), or why there is none; nothing waits for one.
+    pub(crate) fn admit(
+        &self,
+        caller: &Caller,
+        invocation: &DescribeInvocation,
+    ) -> Result<Admitted, Busy> {
         let settings = &self.inner.settings;
         let mut held = self
             .inner
@@ -185,29 +203,36 @@ impl Waits {
             .clone()
             .try_acquire_owned()
             .map_err(|_| Busy::Replica(settings.max_concurrent))?;
+        let follow = self
+            .inner
+            .polls
+            .watch(invocation, settings.max_invocations)
+            .ok_or(Busy::Invocations(settings.max_invocations))?;
         held.insert(caller.name().to_owned(), mine + 1);
-        Ok(Slot {
+        let slot = Slot {
             _permit: permit,
             caller: caller.name().to_owned(),
             waits: self.inner.clone(),
-        })
+        };
+        Ok(Admitted { slot, follow })
     }
 
     /// Starts `wait` in `slot` on its own task, in the current span; `on_end` hears how it ended
     /// before the stream does. The stream's side.
     pub(crate) fn start(
         &self,
-        slot: Slot,
+        admitted: Admitted,
         wait: Wait,
         on_end: impl FnOnce(&Tally, &End) + Send + 'static,
     ) -> Reader {
+        let Admitted { slot, follow } = admitted;
         let (writer, reader) = outbox::outbox(slot);
         let shared = self.inner.clone();
         tokio::spawn(
             async move {
                 let _waiting = shared.metrics.as_ref().map(Metrics::wait_started);
                 let mut tally = Tally::default();
-                let end = AssertUnwindSafe(run::run(&shared, &wait, &writer, &mut tally))
+                let end = AssertUnwindSafe(run::run(&shared, &wait, follow, &writer, &mut tally))
                     .catch_unwind()
                     .await
                     .unwrap_or(End::Crashed);

@@ -193,9 +193,14 @@ impl Reader {
 mod tests {
     use super::*;
     use crate::aliyun::invocation::{InstanceState, InvocationState};
+    use crate::wait::polls::Read;
 
     fn read(statuses: &[&str]) -> Arc<InvocationState> {
-        Arc::new(InvocationState {
+        first(statuses).state
+    }
+
+    fn first(statuses: &[&str]) -> Read {
+        Read::new(InvocationState {
             invoke_id: "t-1".into(),
             status: "Running".into(),
             instances: statuses
@@ -235,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_comes_late_gets_one_merged_message_and_then_the_final_state() {
         let (writer, reader) = outbox(());
-        let view = View::resolve(read(&["Running", "Running", "Running"]), &[], 10).unwrap();
+        let view = View::resolve(&first(&["Running", "Running", "Running"]), &[], 10).unwrap();
         writer.resolved(view);
         // Nobody reads while two stops are answered and two reads come in.
         writer.stopped(answer("i-0"));
@@ -264,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn changes_since_the_snapshot_carry_only_what_moved() {
         let (writer, reader) = outbox(());
-        writer.resolved(View::resolve(read(&["Running", "Running"]), &[], 10).unwrap());
+        writer.resolved(View::resolve(&first(&["Running", "Running"]), &[], 10).unwrap());
         let snapshot = reader.next(|s| matches!(s, Step::Message(..))).await;
         assert_eq!(snapshot, Some(true));
         writer.update(|v| (v.update(read(&["Running", "Stopped"])), ()));
@@ -287,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_dropped_without_an_end_ends_the_stream_as_crashed_never_ok() {
         let (writer, reader) = outbox(());
-        writer.resolved(View::resolve(read(&["Running"]), &[], 10).unwrap());
+        writer.resolved(View::resolve(&first(&["Running"]), &[], 10).unwrap());
         let task = tokio::spawn(async move {
             let _writer = writer;
             panic!("the wait's task fails");

@@ -3,8 +3,8 @@
 //! cost one read per interval; the loop ends once the last waiter has gone, or when polling
 //! cannot succeed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,11 +25,60 @@ const MAX_SLOW_DOWN: Duration = Duration::from_secs(60);
 /// before the loop gives up: one may be a refresh racing an expiry; several are not.
 const GATEWAY_FAULTS_TO_END: u32 = 3;
 
+/// One read of an invocation, shared by every waiter on it.
+#[derive(Debug, Clone)]
+pub(crate) struct Read {
+    /// The invocation and its instances.
+    pub state: Arc<InvocationState>,
+    /// Its instance IDs, sorted, each once: the targets of every wait on all its instances.
+    pub ids: Arc<[Box<str>]>,
+}
+
+impl Read {
+    /// `state`, with its sorted IDs.
+    pub(crate) fn new(state: InvocationState) -> Self {
+        let mut ids: Vec<Box<str>> = state
+            .instances
+            .iter()
+            .map(|i| Box::from(i.instance_id.as_str()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Self {
+            state: Arc::new(state),
+            ids: ids.into(),
+        }
+    }
+}
+
+/// The instances of one invocation that a wait of this replica has taken it upon itself to stop,
+/// so that concurrent waits on it, which read the same answer, do not stop them again.
+#[derive(Debug, Default)]
+pub(crate) struct Claims(Mutex<HashSet<Box<str>>>);
+
+impl Claims {
+    /// Of `ids`, those nobody has claimed yet, now claimed by the caller.
+    pub(crate) fn claim(&self, ids: Vec<String>) -> Vec<String> {
+        let mut claimed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        ids.into_iter()
+            .filter(|id| claimed.insert(Box::from(id.as_str())))
+            .collect()
+    }
+
+    /// Gives `ids` back: their stop was not sent after all.
+    pub(crate) fn release(&self, ids: &[String]) {
+        let mut claimed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            claimed.remove(id.as_str());
+        }
+    }
+}
+
 /// What the latest poll of an invocation found.
 #[derive(Debug)]
 pub(crate) enum Polled {
     /// The invocation and its instances, shared by every waiter.
-    Read(Arc<InvocationState>),
+    Read(Read),
     /// ECS lists no such invocation (any more).
     NotFound,
     /// The read failed; the loop polls again.
@@ -81,7 +130,24 @@ struct Shared {
     client: EcsClient,
     pace: PollPace,
     metrics: Option<Metrics>,
-    loops: Mutex<HashMap<DescribeInvocation, Arc<watch::Sender<Latest>>>>,
+    loops: Mutex<HashMap<DescribeInvocation, Loop>>,
+}
+
+/// A waiter's hold on one invocation's loop: its reads, and the stops claimed on it. The loop
+/// lives while any waiter holds one.
+#[derive(Debug)]
+pub(crate) struct Follow {
+    /// The latest read, as the loop publishes it.
+    pub polled: watch::Receiver<Latest>,
+    /// The stops the waiters on this invocation have taken on.
+    pub claims: Arc<Claims>,
+}
+
+/// One invocation's loop as its waiters find it.
+#[derive(Debug, Clone)]
+struct Loop {
+    sender: Arc<watch::Sender<Latest>>,
+    claims: Arc<Claims>,
 }
 
 impl Polls {
@@ -97,27 +163,44 @@ impl Polls {
         }
     }
 
-    /// The results of the loop polling `invocation`, started (reading at once) if none runs.
-    pub(crate) fn watch(&self, invocation: &DescribeInvocation) -> watch::Receiver<Latest> {
+    /// The results of the loop polling `invocation`, started (reading at once) if none runs while
+    /// fewer than `max_loops` do, and the stops its waiters have claimed; `None` past the limit.
+    pub(crate) fn watch(
+        &self,
+        invocation: &DescribeInvocation,
+        max_loops: usize,
+    ) -> Option<Follow> {
         let mut loops = self.lock();
-        if let Some(sender) = loops.get(invocation) {
-            return sender.subscribe();
+        if let Some(found) = loops.get(invocation) {
+            return Some(Follow {
+                polled: found.sender.subscribe(),
+                claims: found.claims.clone(),
+            });
+        }
+        if loops.len() >= max_loops {
+            return None;
         }
         let (sender, receiver) = watch::channel(None);
         let sender = Arc::new(sender);
-        loops.insert(invocation.clone(), sender.clone());
+        let claims = Arc::new(Claims::default());
+        let found = Loop {
+            sender: sender.clone(),
+            claims: claims.clone(),
+        };
+        loops.insert(invocation.clone(), found);
         tokio::spawn(self.clone().run(invocation.clone(), sender));
-        receiver
+        Some(Follow {
+            polled: receiver,
+            claims,
+        })
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<DescribeInvocation, Arc<watch::Sender<Latest>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DescribeInvocation, Loop>> {
         // The map is only read and written whole under the lock: a poisoned one is still sound.
         self.inner
             .loops
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Removes the loop of `invocation` when nobody waits on it any more (or `always`); whether
@@ -135,7 +218,7 @@ impl Polls {
         }
         if loops
             .get(invocation)
-            .is_some_and(|s| Arc::ptr_eq(s, sender))
+            .is_some_and(|found| Arc::ptr_eq(&found.sender, sender))
         {
             loops.remove(invocation);
         }
@@ -163,7 +246,7 @@ impl Polls {
                 }) => {
                     in_a_row = 0;
                     self.count(PollOutcome::Read);
-                    Polled::Read(Arc::new(state))
+                    Polled::Read(Read::new(state))
                 }
                 Ok(Described {
                     invocation: None, ..

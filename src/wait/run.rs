@@ -15,11 +15,11 @@ use super::Shared;
 use super::Wait;
 use super::outbox::Writer;
 use super::outcome::{End, StopAnswer, StopFailure, Tally};
-use super::polls::{Latest, Polled, slow_down};
+use super::polls::{Claims, Follow, Latest, Polled, slow_down};
 use super::view::View;
 use crate::aliyun::client::{Failed, Stopped};
 use crate::aliyun::error::{EcsError, ErrorClass};
-use crate::aliyun::request::{DescribeInvocation, MAX_INSTANCE_IDS, StopInvocation};
+use crate::aliyun::request::{MAX_INSTANCE_IDS, StopInvocation};
 use crate::aliyun::retry::Trail;
 use crate::auth::policy::{Denial, Permission};
 
@@ -75,19 +75,20 @@ enum Chunk {
     NotSent,
 }
 
-/// Runs `wait` to its end, counting into `tally` as it goes.
-pub(super) async fn run(shared: &Shared, wait: &Wait, writer: &Writer, tally: &mut Tally) -> End {
+/// Runs `wait` to its end on the loop it `follow`s, counting into `tally` as it goes.
+pub(super) async fn run(
+    shared: &Shared,
+    wait: &Wait,
+    follow: Follow,
+    writer: &Writer,
+    tally: &mut Tally,
+) -> End {
     let mut exits = Exits {
         deadline: wait.deadline,
         draining: shared.draining.subscribe(),
         writer,
     };
-    let read = DescribeInvocation {
-        region_id: wait.stop.region_id.clone(),
-        invoke_id: wait.stop.invoke_id.clone(),
-        owner: wait.stop.owner.clone(),
-    };
-    let mut polled = shared.polls.watch(&read);
+    let Follow { mut polled, claims } = follow;
     let mut last_poll_error = None;
     let deadline_end = |tally: &Tally, last: &mut Option<String>| End::Deadline {
         ended: tally.ended,
@@ -105,16 +106,16 @@ pub(super) async fn run(shared: &Shared, wait: &Wait, writer: &Writer, tally: &m
         first = first_read(&mut polled) => first,
         exit = exits.next() => return exit_end(exit, tally, &mut last_poll_error),
     };
-    let state = match first.as_deref() {
+    let first = match first.as_deref() {
         None => return End::Crashed,
-        Some(Polled::Read(state)) => state.clone(),
+        Some(Polled::Read(first)) => first.clone(),
         Some(Polled::NotFound) => return End::NotFound,
         Some(Polled::Failed(error) | Polled::Ended(error)) => {
             return End::ReadFailed(error.clone());
         }
     };
     let view = match View::resolve(
-        state,
+        &first,
         &wait.stop.instance_ids,
         shared.settings.max_instances,
     ) {
@@ -124,7 +125,8 @@ pub(super) async fn run(shared: &Shared, wait: &Wait, writer: &Writer, tally: &m
     tally.targeted = view.targeted();
     tally.ended = view.ended();
     let mut all_final = view.all_final();
-    let to_stop = view.stoppable();
+    // What another wait of this replica is stopping already is not stopped twice.
+    let to_stop = claims.claim(view.stoppable());
     writer.resolved(view);
 
     // Stopping: every call made at once, at most `stop_concurrency` sending at a time.
@@ -137,7 +139,7 @@ pub(super) async fn run(shared: &Shared, wait: &Wait, writer: &Writer, tally: &m
                 instance_ids: ids.to_vec(),
                 ..wait.stop.clone()
             };
-            stop(shared, wait, chunk, &limit, &halt)
+            stop(shared, wait, chunk, &limit, &halt, &claims)
         })
         .collect();
     let mut phase = if answers.is_empty() {
@@ -179,10 +181,10 @@ pub(super) async fn run(shared: &Shared, wait: &Wait, writer: &Writer, tally: &m
                 }
                 let latest = polled.borrow_and_update().clone();
                 match latest.as_deref() {
-                    Some(Polled::Read(state)) => {
+                    Some(Polled::Read(read)) => {
                         last_poll_error = None;
                         let counts = writer.update(|view| {
-                            let changed = view.update(state.clone());
+                            let changed = view.update(read.state.clone());
                             (changed, (view.ended(), view.all_final()))
                         });
                         if let Some((ended, done)) = counts {
@@ -223,8 +225,32 @@ async fn first_read(polled: &mut watch::Receiver<Latest>) -> Latest {
 
 /// One stop call of at most 50 instances: taken from the caller's rate (waiting for it), sent,
 /// retried like a unary stop, and when ECS throttles it, sent again once ECS says — all within
-/// the deadline, and never after `halt`.
+/// the deadline, and never after `halt`. Not sent, or refused for good, its instances are given
+/// back to `claims`, for another wait to try.
 async fn stop(
+    shared: &Shared,
+    wait: &Wait,
+    chunk: StopInvocation,
+    limit: &Semaphore,
+    halt: &CancellationToken,
+    claims: &Claims,
+) -> Chunk {
+    let chunk_ids = chunk.instance_ids.clone();
+    let outcome = send_stop(shared, wait, chunk, limit, halt).await;
+    if let Chunk::NotSent
+    | Chunk::Answered(
+        StopAnswer {
+            outcome: Err(_), ..
+        },
+        _,
+    ) = &outcome
+    {
+        claims.release(&chunk_ids);
+    }
+    outcome
+}
+
+async fn send_stop(
     shared: &Shared,
     wait: &Wait,
     chunk: StopInvocation,

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::aliyun::invocation::{InstanceState, InvocationState, is_final, stoppable};
+use crate::wait::polls::Read;
 
 /// A target the latest read does not list.
 const ABSENT: u32 = u32::MAX;
@@ -62,8 +63,8 @@ pub(crate) struct Message<'a> {
 /// The targets of one wait and their latest statuses.
 #[derive(Debug)]
 pub(crate) struct View {
-    /// Sorted, each once.
-    targets: Box<[Box<str>]>,
+    /// Sorted, each once; shared with the read when every instance is targeted.
+    targets: Arc<[Box<str>]>,
     /// Each target's position in `latest.instances`, or [`ABSENT`].
     at: Box<[u32]>,
     /// Whether each target's status changed since the last message.
@@ -80,17 +81,14 @@ impl View {
     /// The view of `asked` (every instance when empty) in the first read `first`: at most `limit`
     /// targets when resolved from the read; asked ones must be the invocation's.
     pub(crate) fn resolve(
-        first: Arc<InvocationState>,
+        first: &Read,
         asked: &[String],
         limit: usize,
     ) -> Result<Self, Unresolved> {
-        let mut targets: Vec<Box<str>> = if asked.is_empty() {
-            first
-                .instances
-                .iter()
-                .map(|i| Box::from(i.instance_id.as_str()))
-                .collect()
+        let targets: Arc<[Box<str>]> = if asked.is_empty() {
+            first.ids.clone()
         } else {
+            let first = &first.state;
             let known: HashSet<&str> = first
                 .instances
                 .iter()
@@ -105,11 +103,12 @@ impl View {
             if !outside.is_empty() {
                 return Err(Unresolved::Outside(outside));
             }
-            asked.iter().map(|id| Box::from(id.as_str())).collect()
+            let mut targets: Vec<Box<str>> =
+                asked.iter().map(|id| Box::from(id.as_str())).collect();
+            targets.sort_unstable();
+            targets.dedup();
+            targets.into()
         };
-        targets.sort_unstable();
-        // An answer that lists an instance twice still targets it once.
-        targets.dedup();
         if targets.len() > limit {
             return Err(Unresolved::TooMany {
                 count: targets.len(),
@@ -118,14 +117,14 @@ impl View {
         }
         let n = targets.len();
         let mut view = Self {
-            targets: targets.into_boxed_slice(),
+            targets,
             at: vec![ABSENT; n].into_boxed_slice(),
             changed: vec![false; n].into_boxed_slice(),
             aggregate_changed: false,
-            latest: first.clone(),
+            latest: first.state.clone(),
             ended: 0,
         };
-        view.update(first);
+        view.update(first.state.clone());
         Ok(view)
     }
 
@@ -235,7 +234,11 @@ mod tests {
     use super::*;
 
     fn read(aggregate: &str, instances: &[(&str, &str)]) -> Arc<InvocationState> {
-        Arc::new(InvocationState {
+        first(aggregate, instances).state
+    }
+
+    fn first(aggregate: &str, instances: &[(&str, &str)]) -> Read {
+        Read::new(InvocationState {
             invoke_id: "t-1".into(),
             status: aggregate.into(),
             instances: instances
@@ -262,35 +265,35 @@ mod tests {
 
     #[test]
     fn an_empty_ask_targets_every_instance_once_sorted_and_within_the_limit() {
-        let first = read(
+        let first = first(
             "Running",
             &[("i-c", "Running"), ("i-a", "Success"), ("i-c", "Running")],
         );
-        let mut view = View::resolve(first.clone(), &[], 2).unwrap();
+        let mut view = View::resolve(&first, &[], 2).unwrap();
         assert_eq!((view.targeted(), view.ended()), (2, 1));
         assert_eq!(
             ids(&view.message(Kind::Snapshot)),
             ["i-a=Success", "i-c=Running"]
         );
         assert_eq!(
-            View::resolve(first, &[], 1).unwrap_err(),
+            View::resolve(&first, &[], 1).unwrap_err(),
             Unresolved::TooMany { count: 2, limit: 1 }
         );
     }
 
     #[test]
     fn asked_instances_must_be_the_invocations() {
-        let first = read("Running", &[("i-a", "Running")]);
+        let first = first("Running", &[("i-a", "Running")]);
         let asked = ["i-a".to_owned(), "i-x".to_owned(), "i-y".to_owned()];
         assert_eq!(
-            View::resolve(first, &asked, 10).unwrap_err(),
+            View::resolve(&first, &asked, 10).unwrap_err(),
             Unresolved::Outside(vec![(1, "i-x".into()), (2, "i-y".into())])
         );
     }
 
     #[test]
     fn only_pending_scheduled_and_running_targets_are_stopped() {
-        let first = read(
+        let first = first(
             "Running",
             &[
                 ("i-a", "Running"),
@@ -304,14 +307,14 @@ mod tests {
         let asked: Vec<String> = ["i-a", "i-b", "i-c", "i-d", "i-e"]
             .map(String::from)
             .to_vec();
-        let view = View::resolve(first, &asked, 10).unwrap();
+        let view = View::resolve(&first, &asked, 10).unwrap();
         assert_eq!(view.stoppable(), ["i-a", "i-b", "i-e"]);
     }
 
     #[test]
     fn changes_carry_only_what_moved_since_the_last_message_and_merge_while_unsent() {
         let mut view = View::resolve(
-            read(
+            &first(
                 "Running",
                 &[("i-a", "Running"), ("i-b", "Running"), ("i-c", "Running")],
             ),
@@ -353,7 +356,7 @@ mod tests {
     #[test]
     fn a_target_a_read_stops_listing_is_said_by_id_and_counts_as_not_final() {
         let mut view = View::resolve(
-            read("Running", &[("i-a", "Success"), ("i-b", "Running")]),
+            &first("Running", &[("i-a", "Success"), ("i-b", "Running")]),
             &[],
             10,
         )
@@ -370,7 +373,7 @@ mod tests {
 
     #[test]
     fn duplicates_in_a_later_read_count_once() {
-        let mut view = View::resolve(read("Running", &[("i-a", "Running")]), &[], 10).unwrap();
+        let mut view = View::resolve(&first("Running", &[("i-a", "Running")]), &[], 10).unwrap();
         view.update(read("Stopped", &[("i-a", "Stopped"), ("i-a", "Stopped")]));
         assert_eq!((view.ended(), view.targeted()), (1, 1));
         assert!(view.all_final());

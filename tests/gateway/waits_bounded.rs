@@ -167,6 +167,46 @@ async fn past_max_concurrent_waits_a_wait_is_refused_with_retry_info_and_nothing
 }
 
 #[tokio::test]
+async fn past_max_polled_invocations_a_wait_on_another_invocation_is_refused_but_not_one_on_a_followed_one()
+ {
+    let mut service = capped(100, 100);
+    service.wait.max_invocations = 2;
+    let (gw, sim) = setup(
+        Duration::from_secs(3600),
+        Setup {
+            service: Some(service),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut held = Vec::new();
+    for invoke_id in ["t-one", "t-two", "t-three"] {
+        let (ids, invocation) = running(2);
+        sim.world().insert(REGION, invoke_id, invocation);
+        if invoke_id == "t-three" {
+            let reads = calls_of(&sim.calls(), "DescribeInvocations").len();
+            let status = gw
+                .client
+                .clone()
+                .stop_invocation_and_wait(wait_request(invoke_id, &ids))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert_eq!(error_info(&status).0, "POLLED_INVOCATIONS_EXHAUSTED");
+            assert!(status.get_details_retry_info().is_some());
+            assert_eq!(calls_of(&sim.calls(), "DescribeInvocations").len(), reads);
+            // One more wait on an invocation already followed costs no new loop: admitted.
+            let mut again = wait_on(&gw, "t-one", &ids).await;
+            again.message().await.unwrap().expect("a first message");
+        } else {
+            let mut stream = wait_on(&gw, invoke_id, &ids).await;
+            stream.message().await.unwrap().expect("a first message");
+            held.push(stream);
+        }
+    }
+}
+
+#[tokio::test]
 async fn one_caller_cannot_hold_every_wait() {
     let dir = TempDir::new();
     let security = SecurityFiles {
@@ -307,6 +347,28 @@ async fn concurrent_first_reads_of_one_invocation_are_one_read() {
         1,
         "twenty waits, one read"
     );
+}
+
+#[tokio::test]
+async fn concurrent_waits_on_one_invocation_stop_each_instance_once_between_them() {
+    let (gw, sim, ids) = with_running(Duration::from_millis(300), false, "t-crowd", 120).await;
+    let waits = (0..10).map(|_| async { drain(wait_on(&gw, "t-crowd", &ids).await).await });
+    for (messages, status) in futures_util::future::join_all(waits).await {
+        assert_eq!(status.code(), Code::Ok, "{status:?}");
+        assert_eq!(messages.last().unwrap().final_instances, 120);
+    }
+    let mut stopped: Vec<String> = calls_of(&sim.calls(), "StopInvocation")
+        .iter()
+        .flat_map(|c| c.instance_ids.clone())
+        .collect();
+    assert_eq!(
+        stopped.len(),
+        120,
+        "each instance stopped once, not once per wait"
+    );
+    stopped.sort();
+    stopped.dedup();
+    assert_eq!(stopped.len(), 120);
 }
 
 // Row 3: targets resolved within the limit, each once.
