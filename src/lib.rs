@@ -2,7 +2,10 @@
 //!
 //! Data flows one way: `server` (listener, connection, TLS, peer, health) → `api` (codec,
 //! service, validate) → `auth` and `limit` → [`aliyun`] (client, signer, retry) → ECS →
-//! `api::status` → caller. [`app`] builds it from settings; `observe` watches it.
+//! `api::status` → caller. `StopInvocationAndWait` goes from `api` to `wait` (admission, the
+//! wait's phases on a task of its own, the shared poll loops, the outbox its stream reads) and
+//! back through `api::wait`. [`app`] builds it from settings; `observe` watches it, and counts
+//! every ECS attempt where the client makes it.
 //!
 //! The public API is what a binary needs: [`app`] to build and serve the gateway, [`aliyun`] for
 //! the ECS client and the credential, [`pb`] for the protocol, and (feature `dev`) [`simulator`].
