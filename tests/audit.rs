@@ -304,3 +304,74 @@ async fn a_token_or_policy_file_that_denies_everyone_is_applied_with_a_warning()
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn a_wait_whose_caller_never_reads_still_writes_its_audit_line_at_max_wait() {
+    use ecs_gateway::testing::api::{ServiceSettings, WaitSettings};
+    let capture = Capture::shared(LogFormat::Json, "info");
+    let (url, sim) = start_simulator(SimulatorConfig {
+        stop_delay: Duration::from_secs(3600),
+        ..SimulatorConfig::with_credential(test_credential())
+    })
+    .await;
+    let dir = TempDir::new();
+    let setup = support::Setup {
+        security: SecurityFiles {
+            tls: None,
+            tokens: Some(dir.write("tokens", &format!("billing sha256:{TOKEN_SHA256}\n"))),
+            policy: None,
+        },
+        service: Some(ServiceSettings {
+            wait: WaitSettings {
+                max_wait: Duration::from_secs(1),
+                ..WaitSettings::default()
+            },
+            ..ServiceSettings::default()
+        }),
+        ..support::Setup::default()
+    };
+    let gw =
+        support::Gateway::start_setup(support::ecs_client(&url, test_credential()), setup, None)
+            .await;
+    let wait = ecs_gateway::pb::StopInvocationAndWaitRequest {
+        region_id: "cn-hangzhou".into(),
+        invoke_id: "t-demo1000".into(),
+        ..Default::default()
+    };
+    let unread = support::unread::call(
+        gw.addr,
+        "/ecsgateway.v1.CloudAssistantService/StopInvocationAndWait",
+        &wait,
+        Some(TOKEN),
+    )
+    .await;
+    // Nobody reads; the wait still ends at --max-wait, and says so.
+    let mut logs = capture.text();
+    for _ in 0..100 {
+        if logs.contains("wait ended") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        logs = capture.text();
+    }
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["span"]["name"] == "StopInvocationAndWait")
+        .unwrap_or_else(|| panic!("no audit line for the unread wait: {logs}"))["span"]
+        .clone();
+    assert_eq!(line["caller"], "token:billing");
+    assert_eq!(line["grpc_code"], "DeadlineExceeded");
+    assert_eq!(line["targeted"], 1000);
+    // Every stop was sent though nobody read: 800 stoppable instances, 16 calls.
+    assert_eq!(line["stops_sent"], 16);
+    assert_eq!(line["stops_failed"], 0);
+    let stops = sim
+        .calls()
+        .iter()
+        .filter(|c| c.action == "StopInvocation")
+        .count();
+    assert_eq!(stops, 16);
+    assert!(!logs.contains(TOKEN), "a token was logged");
+    drop(unread);
+}

@@ -18,11 +18,12 @@ use ecs_gateway::pb::{GetInvocationRequest, StopInvocationAndWaitRequest, WaitMe
 use ecs_gateway::testing::api::ServiceSettings;
 use ecs_gateway::testing::auth::SecurityFiles;
 use ecs_gateway::testing::server::{ConnectionSettings, ServerSettings};
-use prost::Message as _;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const WAIT_PATH: &str = "/ecsgateway.v1.CloudAssistantService/StopInvocationAndWait";
 
 /// `fast(1000)` with these caps on waits.
 fn capped(max_concurrent: usize, max_per_caller: usize) -> ServiceSettings {
@@ -461,37 +462,13 @@ async fn a_caller_that_never_reads_gets_every_stop_sent_holds_nothing_past_max_w
     sim.world().insert(REGION, "t-unread", invocation);
 
     // A raw HTTP/2 client that grants the server no window: no DATA frame can ever reach it.
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (client, connection) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, bytes::Bytes>(tcp)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!(
-            "http://{}/ecsgateway.v1.CloudAssistantService/StopInvocationAndWait",
-            gw.addr
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let message = StopInvocationAndWaitRequest {
+    let request = StopInvocationAndWaitRequest {
         region_id: REGION.into(),
         invoke_id: "t-unread".into(),
         ..Default::default()
-    }
-    .encode_to_vec();
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
-    let (response, mut send) = client.send_request(request, false).unwrap();
-    send.send_data(frame.into(), true).unwrap();
-    let response = response.await.unwrap();
-    assert_eq!(response.status(), 200);
+    };
+    let unread = crate::support::unread::call(gw.addr, WAIT_PATH, &request, None).await;
+    assert_eq!(unread.response.status(), 200);
 
     let stops_sent = || calls_of(&sim.calls(), "StopInvocation").len();
     assert!(
@@ -521,11 +498,11 @@ async fn a_caller_that_never_reads_gets_every_stop_sent_holds_nothing_past_max_w
 
     // SIGTERM: the stream nobody reads does not hold the 60 s grace.
     gw.signal_shutdown();
-    tokio::time::timeout(Duration::from_secs(10), &mut gw.task)
+    tokio::time::timeout(Duration::from_secs(3), &mut gw.task)
         .await
         .expect("the gateway stops within seconds")
         .unwrap();
-    drop(response);
+    drop(unread);
 }
 
 // Row 5: messages cost O(N + changes).

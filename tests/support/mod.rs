@@ -10,6 +10,7 @@ pub mod pki;
 pub mod raw;
 pub mod redis;
 pub mod tls;
+pub mod unread;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
