@@ -3,8 +3,6 @@
 
 use std::net::SocketAddr;
 
-use prost::Message as _;
-
 /// The open call: dropping it closes the stream and the connection.
 pub struct Unread {
     _client: h2::client::SendRequest<bytes::Bytes>,
