@@ -273,25 +273,31 @@ async fn with_reflection_off_grpcurl_cannot_list_but_health_still_answers() {
     assert_eq!(health.get_ref().status, 1);
 }
 
-#[tokio::test]
-async fn grpcurl_prints_every_message_of_a_wait_until_each_instance_is_final() {
+/// Every message grpcurl prints for the README's wait on `invoke_id` in the demo, and its output.
+async fn grpcurl_wait(invoke_id: &str) -> (Vec<serde_json::Value>, String) {
     let gw = gateway().await;
-    let addr = gw.addr.to_string();
-    // The README's example: t-demo0010 has one execution that succeeded, one that failed and one
-    // still running, which the simulator stops two seconds after the stop.
+    let data = format!(r#"{{"region_id":"cn-hangzhou","invoke_id":"{invoke_id}"}}"#);
     let (ok, out) = grpcurl(&[
         "-plaintext",
         "-d",
-        r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo0010"}"#,
-        &addr,
+        &data,
+        &gw.addr.to_string(),
         "ecsgateway.v1.CloudAssistantService/StopInvocationAndWait",
     ])
     .await;
     assert!(ok, "{out}");
-    let messages: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+    let messages = serde_json::Deserializer::from_str(&out)
         .into_iter()
         .collect::<Result<_, _>>()
         .expect("grpcurl prints one JSON object per message");
+    (messages, out)
+}
+
+#[tokio::test]
+async fn grpcurl_prints_every_message_of_a_wait_until_each_instance_is_final() {
+    // The README's example: t-demo0010 has one execution that succeeded, one that failed and one
+    // still running, which the simulator stops two seconds after the stop.
+    let (messages, out) = grpcurl_wait("t-demo0010").await;
     assert!(messages.len() >= 2, "{out}");
     assert_eq!(messages[0]["kind"], "WAIT_MESSAGE_KIND_SNAPSHOT", "{out}");
     assert_eq!(
@@ -326,22 +332,8 @@ async fn grpcurl_prints_every_message_of_a_wait_until_each_instance_is_final() {
 #[tokio::test]
 async fn grpcurl_on_the_1000_instance_demo_prints_two_whole_snapshots_and_only_the_changes_between()
 {
-    let gw = gateway().await;
-    let addr = gw.addr.to_string();
     // The README's 1,000-instance example.
-    let (ok, out) = grpcurl(&[
-        "-plaintext",
-        "-d",
-        r#"{"region_id":"cn-hangzhou","invoke_id":"t-demo1000"}"#,
-        &addr,
-        "ecsgateway.v1.CloudAssistantService/StopInvocationAndWait",
-    ])
-    .await;
-    assert!(ok, "{out}");
-    let messages: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .expect("grpcurl prints one JSON object per message");
+    let (messages, out) = grpcurl_wait("t-demo1000").await;
     let carried =
         |m: &serde_json::Value| m["invocation"]["instances"].as_array().map_or(0, Vec::len);
     let whole: Vec<&str> = messages

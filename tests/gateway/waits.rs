@@ -547,26 +547,40 @@ pub(crate) fn token_line(name: &str, token: &str) -> String {
     format!("{name} sha256:{hex}\n")
 }
 
-#[tokio::test]
-async fn a_read_only_caller_may_get_an_invocation_but_neither_stop_nor_wait() {
+/// A gateway (as `setup` has it, the simulator stopping in 300 ms) that knows these callers by
+/// their tokens, under `policy` when given; the directory holding the files goes with it.
+pub(crate) async fn with_callers(
+    callers: &[(&str, &str)],
+    policy: Option<&str>,
+    setup_with: Setup,
+) -> (Gateway, Simulator, TempDir) {
     let dir = TempDir::new();
+    let tokens: String = callers
+        .iter()
+        .map(|(name, token)| token_line(name, token))
+        .collect();
     let security = SecurityFiles {
         tls: None,
-        tokens: Some(dir.write(
-            "tokens",
-            &(token_line("reader", READER) + &token_line("operator", OPERATOR)),
-        )),
-        policy: Some(dir.write(
-            "policy.toml",
-            "[callers.reader]\nregions = [\"*\"]\naccess = \"read\"\n[callers.operator]\nregions = [\"cn-hangzhou\"]\n",
-        )),
+        tokens: Some(dir.write("tokens", &tokens)),
+        policy: policy.map(|policy| dir.write("policy.toml", policy)),
     };
     let (gw, sim) = setup(
         Duration::from_millis(300),
         Setup {
             security,
-            ..Setup::default()
+            ..setup_with
         },
+    )
+    .await;
+    (gw, sim, dir)
+}
+
+#[tokio::test]
+async fn a_read_only_caller_may_get_an_invocation_but_neither_stop_nor_wait() {
+    let (gw, sim, _dir) = with_callers(
+        &[("reader", READER), ("operator", OPERATOR)],
+        Some("[callers.reader]\nregions = [\"*\"]\naccess = \"read\"\n[callers.operator]\nregions = [\"cn-hangzhou\"]\n"),
+        Setup::default(),
     )
     .await;
     let mut client = gw.client.clone();

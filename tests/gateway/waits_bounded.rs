@@ -6,17 +6,15 @@
 
 use std::time::Duration;
 
-use crate::support::pki::TempDir;
 use crate::support::{
     Gateway, Setup, ecs_client, error_info, eventually, test_credential, with_bearer,
 };
 use crate::waits::{
-    REGION, calls_of, described, drain, fast, running, setup, token_line, wait_on, wait_request,
+    REGION, calls_of, described, drain, fast, running, setup, wait_on, wait_request, with_callers,
     with_running,
 };
 use ecs_gateway::pb::{GetInvocationRequest, StopInvocationAndWaitRequest, WaitMessageKind};
 use ecs_gateway::testing::api::ServiceSettings;
-use ecs_gateway::testing::auth::SecurityFiles;
 use ecs_gateway::testing::server::{ConnectionSettings, ServerSettings};
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -209,21 +207,14 @@ async fn past_max_polled_invocations_a_wait_on_another_invocation_is_refused_but
 
 #[tokio::test]
 async fn one_caller_cannot_hold_every_wait() {
-    let dir = TempDir::new();
-    let security = SecurityFiles {
-        tls: None,
-        tokens: Some(dir.write(
-            "tokens",
-            &(token_line("greedy", "greedy-token-1a2b3c4d")
-                + &token_line("other", "other-token-5e6f7a8b")),
-        )),
-        policy: None,
-    };
-    let (gw, sim) = setup(
-        Duration::from_secs(3600),
+    let (gw, sim, _dir) = with_callers(
+        &[
+            ("greedy", "greedy-token-1a2b3c4d"),
+            ("other", "other-token-5e6f7a8b"),
+        ],
+        None,
         Setup {
             service: Some(capped(10, 2)),
-            security,
             ..Setup::default()
         },
     )
@@ -263,21 +254,10 @@ async fn one_caller_cannot_hold_every_wait() {
 // Row 2: the first read is the caller's, and shared.
 #[tokio::test]
 async fn a_waits_first_read_is_taken_from_the_callers_rate_like_get_invocation() {
-    let dir = TempDir::new();
-    let security = SecurityFiles {
-        tls: None,
-        tokens: Some(dir.write("tokens", &token_line("slow", "slow-token-0f0e0d0c"))),
-        policy: Some(dir.write(
-            "policy.toml",
-            "[callers.slow]\nregions = [\"*\"]\nrate = 1\n",
-        )),
-    };
-    let (gw, sim) = setup(
-        Duration::from_millis(300),
-        Setup {
-            security,
-            ..Setup::default()
-        },
+    let (gw, sim, _dir) = with_callers(
+        &[("slow", "slow-token-0f0e0d0c")],
+        Some("[callers.slow]\nregions = [\"*\"]\nrate = 1\n"),
+        Setup::default(),
     )
     .await;
     let mut client = gw.client.clone();
@@ -579,9 +559,9 @@ async fn a_stop_call_that_fails_for_good_ends_the_wait_with_its_status_once_the_
     assert_eq!(messages.last().unwrap().kind(), WaitMessageKind::Final);
 }
 
-// Row 7: polls that cannot succeed end the wait, with the status a unary call would get.
-#[tokio::test]
-async fn a_clock_step_mid_wait_ends_it_with_internal_not_at_the_deadline() {
+/// An ECS whose first read of `t-s1` finds it running, whose every later read gets `then`, and
+/// which accepts every stop.
+async fn reads_running_then(then: ResponseTemplate) -> MockServer {
     let ecs = MockServer::start().await;
     Mock::given(method("POST"))
         .and(action("DescribeInvocations"))
@@ -592,11 +572,18 @@ async fn a_clock_step_mid_wait_ends_it_with_internal_not_at_the_deadline() {
         .await;
     Mock::given(method("POST"))
         .and(action("DescribeInvocations"))
-        .respond_with(ecs_error(400, "InvalidTimeStamp.Expired"))
+        .respond_with(then)
         .with_priority(2)
         .mount(&ecs)
         .await;
     stops_accepted(&ecs).await;
+    ecs
+}
+
+// Row 7: polls that cannot succeed end the wait, with the status a unary call would get.
+#[tokio::test]
+async fn a_clock_step_mid_wait_ends_it_with_internal_not_at_the_deadline() {
+    let ecs = reads_running_then(ecs_error(400, "InvalidTimeStamp.Expired")).await;
     let mut service = fast(1000);
     service.wait.max_wait = Duration::from_secs(60);
     let gw = gateway_for(&ecs, service).await;
@@ -609,21 +596,7 @@ async fn a_clock_step_mid_wait_ends_it_with_internal_not_at_the_deadline() {
 
 #[tokio::test]
 async fn a_wait_that_ends_at_its_deadline_says_what_the_last_poll_said() {
-    let ecs = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(action("DescribeInvocations"))
-        .respond_with(described("Running", serde_json::json!({})))
-        .with_priority(1)
-        .up_to_n_times(1)
-        .mount(&ecs)
-        .await;
-    Mock::given(method("POST"))
-        .and(action("DescribeInvocations"))
-        .respond_with(ecs_error(503, "ServiceUnavailable"))
-        .with_priority(2)
-        .mount(&ecs)
-        .await;
-    stops_accepted(&ecs).await;
+    let ecs = reads_running_then(ecs_error(503, "ServiceUnavailable")).await;
     let mut service = fast(1000);
     service.wait.max_wait = Duration::from_secs(3);
     let gw = gateway_for(&ecs, service).await;
@@ -695,21 +668,10 @@ async fn an_unreadable_read_and_a_refused_region_speak_of_reading_not_stopping()
     assert!(!status.message().contains("stop"), "{status:?}");
     assert!(status.message().contains("read"), "{status:?}");
 
-    let dir = TempDir::new();
-    let security = SecurityFiles {
-        tls: None,
-        tokens: Some(dir.write("tokens", &token_line("beijing", "beijing-token-77aa88bb"))),
-        policy: Some(dir.write(
-            "policy.toml",
-            "[callers.beijing]\nregions = [\"cn-beijing\"]\n",
-        )),
-    };
-    let (gw, _sim) = setup(
-        Duration::from_millis(300),
-        Setup {
-            security,
-            ..Setup::default()
-        },
+    let (gw, _sim, _dir) = with_callers(
+        &[("beijing", "beijing-token-77aa88bb")],
+        Some("[callers.beijing]\nregions = [\"cn-beijing\"]\n"),
+        Setup::default(),
     )
     .await;
     let read = GetInvocationRequest {
