@@ -181,7 +181,8 @@ pub struct GatewayArgs {
     /// RPC HMAC-SHA1 query signature).
     #[arg(long, env = "ECS_GATEWAY_SIGNATURE_VERSION", default_value = "v3")]
     pub signature_version: SignatureVersion,
-    /// Share of calls that retries may add, process-wide (0.2 = 20%, plus 10 retries a second).
+    /// Share of calls that retries may add, process-wide (0.2 = 20%, plus 10 retries a second):
+    /// 0 or 1/n (1, 0.5, 0.25, 0.2, 0.1, …), the ratios the budget keeps exactly.
     #[arg(long, env = "ECS_GATEWAY_RETRY_BUDGET", default_value_t = 0.2, value_parser = ratio)]
     pub retry_budget: f64,
     /// Timeout of one upstream attempt.
@@ -349,7 +350,11 @@ fn credential_endpoint(value: &str) -> Result<url::Url, String> {
 /// A share from 0 to 1.
 fn ratio(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        Ok(r) if (0.0..=1.0).contains(&r) => crate::aliyun::retry_budget::exact_ratio(r).map_err(|below| {
+            format!(
+                "must be 0 or 1/n for a whole n up to 1000 (1, 0.5, 0.25, 0.2, 0.1, …), the ratios the retry budget keeps exactly; {r} would allow more retries than it says: use {below}"
+            )
+        }),
         _ => Err("must be a number from 0 to 1, such as 0.2".to_owned()),
     }
 }

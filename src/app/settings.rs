@@ -388,6 +388,7 @@ mod tests {
             ["--max-request-bytes", "4194305"],
             ["--regions", "Cn-Hangzhou"],
             ["--retry-budget", "1.5"],
+            ["--retry-budget", "0.6"],
         ] {
             let argv = if args[1].starts_with("--") {
                 vec!["ecs-gateway", args[1]]
