@@ -8,10 +8,12 @@ pub(crate) mod faults;
 pub(crate) mod judge;
 pub(crate) mod keyring;
 pub(crate) mod metadata;
+pub(crate) mod quota;
 pub(crate) mod state;
 pub(crate) mod sts;
 
 pub use faults::Faults;
+pub use quota::ThrottleHeaders;
 pub use state::{ExecutionStatus, Invocation};
 
 use std::future::Future;
@@ -110,6 +112,7 @@ struct Shared {
     reads_throttled: AtomicBool,
     /// The next this many StopInvocation calls are throttled, with this `x-acs-retry-after`.
     stops_throttled: Mutex<(u32, Duration)>,
+    quotas: quota::Quotas,
     calls: Mutex<Vec<Call>>,
 }
 
@@ -151,6 +154,7 @@ impl Simulator {
                 credential_faces_down: AtomicBool::new(false),
                 reads_throttled: AtomicBool::new(false),
                 stops_throttled: Mutex::new((0, Duration::ZERO)),
+                quotas: quota::Quotas::default(),
                 calls: Mutex::new(Vec::new()),
             }),
         }
@@ -191,6 +195,18 @@ impl Simulator {
             .stops_throttled
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = (count, retry_after);
+    }
+
+    /// Gives `action` a quota of `calls` per `period` (ECS's is a minute; tests may shorten it),
+    /// counted from now: a call past it is answered `Throttling.User` until the window ends,
+    /// saying how long in `headers`' style.
+    pub fn set_quota(&self, action: &str, calls: u32, period: Duration, headers: ThrottleHeaders) {
+        self.shared.quotas.set(action, calls, period, headers);
+    }
+
+    /// Calls of `action` answered `Throttling.User` because its quota was spent.
+    pub fn throttled_calls(&self, action: &str) -> u64 {
+        self.shared.quotas.throttled(action)
     }
 
     /// Whether this call is a StopInvocation to throttle (counting it), and for how long.
@@ -331,21 +347,24 @@ impl Simulator {
                 .authenticate(&method, &params, SystemTime::now(), &shared.world)
         };
         let is_read = authenticated.is_ok() && self.record(&params);
+        let action = params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.as_str());
+        if authenticated.is_ok()
+            && let Some(headers) = action.and_then(|a| shared.quotas.charge(a))
+        {
+            return Ok(throttled(region.as_deref(), headers));
+        }
         if authenticated.is_ok()
             && let Some(wait) = self.stop_throttled(&params)
         {
-            let mut answer = respond(
-                400,
-                Some((
-                    "Throttling.User",
-                    "Request was denied due to user flow control.",
-                )),
+            let ms = HeaderValue::from_str(&wait.as_millis().to_string()).ok();
+            return Ok(throttled(
                 region.as_deref(),
-            );
-            if let Ok(ms) = HeaderValue::from_str(&wait.as_millis().to_string()) {
-                answer.headers_mut().insert("x-acs-retry-after", ms);
-            }
-            return Ok(answer);
+                ms.map(|ms| ("x-acs-retry-after", ms)),
+            ));
         }
         let answer = match authenticated {
             Err(answer) => answer,
@@ -526,6 +545,25 @@ struct Body<'a> {
     message: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     recommend: Option<String>,
+}
+
+/// ECS's answer to a call past the account's flow control, with `headers` saying how long.
+fn throttled(
+    region: Option<&str>,
+    headers: impl IntoIterator<Item = (&'static str, HeaderValue)>,
+) -> Response<Full<Bytes>> {
+    let mut answer = respond(
+        400,
+        Some((
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+        )),
+        region,
+    );
+    for (name, value) in headers {
+        answer.headers_mut().insert(name, value);
+    }
+    answer
 }
 
 fn respond(
