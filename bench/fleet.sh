@@ -5,6 +5,8 @@
 # trip and nothing else changes), in one run, twice in alternation. Prints the load tool's JSON lines.
 # Usage: bench/fleet.sh [TOTAL_C1]     Traffic goes to 127.0.0.1 only.
 set -euo pipefail
+# Load, not the account's quota, is measured here: lift StopInvocation's default 1000/60s.
+export ECS_GATEWAY_API_QUOTA=StopInvocation=1000000/60s
 cd "$(dirname "$0")/.."
 N="${1:-5000}"
 command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server; }

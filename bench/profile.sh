@@ -4,6 +4,8 @@
 # share of samples under each part of the call (the log line, signing, the HTTP leg, …).
 # Usage: bench/profile.sh [text|json|warn|forwarder] [SECONDS]   Traffic goes to 127.0.0.1 only.
 set -euo pipefail
+# Load, not the account's quota, is measured here: lift StopInvocation's default 1000/60s.
+export ECS_GATEWAY_API_QUOTA=StopInvocation=1000000/60s
 cd "$(dirname "$0")/.."
 MODE="${1:-json}"
 SECONDS_="${2:-5}"

@@ -14,6 +14,8 @@
 # in the same rounds (rows baseline-http, baseline-tls, baseline-json), and compared.
 # Usage: [BASELINE=path] bench/run.sh [TOTAL_C1] [TOTAL_C50] [ROUNDS]   Traffic goes to 127.0.0.1 only.
 set -euo pipefail
+# Load, not the account's quota, is measured here: lift StopInvocation's default 1000/60s.
+export ECS_GATEWAY_API_QUOTA=StopInvocation=1000000/60s
 cd "$(dirname "$0")/.."
 N1="${1:-5000}"
 N50="${2:-40000}"

@@ -4,6 +4,8 @@
 # status counts. Traffic goes to 127.0.0.1 only and stops by itself.
 # Usage: bench/soak.sh [DURATION]
 set -euo pipefail
+# Load, not the account's quota, is measured here: lift StopInvocation's default 1000/60s.
+export ECS_GATEWAY_API_QUOTA=StopInvocation=1000000/60s
 cd "$(dirname "$0")/.."
 DURATION="${1:-10m}"
 OUT="bench/results/soak-$(date -u +%Y%m%dT%H%M%SZ)"

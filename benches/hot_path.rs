@@ -159,6 +159,7 @@ fn hot_path(c: &mut Criterion) {
         host_id: Some("ecs.aliyuncs.com".into()),
         recommend: Some("https://api.aliyun.com/troubleshoot?q=InvalidInvokeId.NotFound".into()),
         retry_after: None,
+        retry_after_sent: false,
     });
     c.bench_function("map/error_status", |b| {
         b.iter(|| from_ecs_error(black_box(&failure)))

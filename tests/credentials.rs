@@ -52,6 +52,10 @@ impl Running {
             sim_url,
             "--metadata-endpoint",
             sim_url,
+            // The minute of load below is about refreshing credentials, not the account's quota
+            // (tests/gateway/quota.rs), which would refuse most of its stops.
+            "--api-quota",
+            "StopInvocation=1000000/60s",
         ])
         .unwrap();
         let settings = Settings::try_from(&cli.gateway).unwrap();

@@ -58,15 +58,32 @@ impl NonceSource for UuidNonce {
     }
 }
 
-/// Whether an attempt may go to ECS now: the fleet's quota, kept above this module.
+/// Whether an attempt may go to ECS now: the account's quota, kept above this module.
 pub trait Admission: Send + Sync + std::fmt::Debug {
-    /// Takes one slot for an attempt by `principal` (see `CredentialSupply::principal`) to
-    /// `region`.
+    /// Takes one slot for `attempt`.
     fn admit<'a>(
         &'a self,
-        principal: &'a str,
-        region: &'a str,
+        attempt: Attempt<'a>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), NotAdmitted>>;
+
+    /// ECS answered `attempt` that the account's quota for its action is spent, for `asked` (or
+    /// to ECS's next minute when it did not say).
+    fn throttled<'a>(
+        &'a self,
+        attempt: Attempt<'a>,
+        asked: Option<Duration>,
+    ) -> futures_util::future::BoxFuture<'a, ()>;
+}
+
+/// Who an attempt is charged to: an action, by an account, in a region.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The account: see `CredentialSupply::principal`.
+    pub principal: &'a str,
+    /// The region.
+    pub region: &'a str,
+    /// The action.
+    pub action: &'static str,
 }
 
 /// Where every call's attempts are reported once it is over: metrics, kept above this module.
@@ -580,9 +597,14 @@ impl EcsClient {
             .current()
             .map_err(|_| EcsError::CredentialsUnavailable)?;
         let credential = &current.credential;
+        let charged = Attempt {
+            principal: inner.credentials.principal(),
+            region: request.region().as_str(),
+            action: A::NAME,
+        };
         if let Some(admission) = &inner.admission {
             admission
-                .admit(inner.credentials.principal(), request.region().as_str())
+                .admit(charged)
                 .await
                 .map_err(EcsError::NotAdmitted)?;
         }
@@ -622,7 +644,13 @@ impl EcsClient {
             ],
             signed: signature.sent(),
         };
-        let request_id = response::interpret(http_status, &head.headers, body.as_deref(), secrets)?;
+        let answer = response::interpret(http_status, &head.headers, body.as_deref(), secrets);
+        if let (Err(EcsError::Api(api)), Some(admission)) = (&answer, &inner.admission)
+            && api.closes_the_action()
+        {
+            admission.throttled(charged, api.retry_after).await;
+        }
+        let request_id = answer?;
         Ok(Answered {
             request_id,
             http_status,

@@ -20,8 +20,26 @@ pub struct ApiError {
     pub host_id: Option<String>,
     /// The troubleshooting link from `Recommend`, when given.
     pub recommend: Option<String>,
-    /// The delay ECS asked for in `Retry-After` / `x-acs-retry-after`, when given.
+    /// The delay ECS asked for: `x-acs-retry-after`, else (when throttled) the `TimeLeft` of
+    /// `x-ratelimit-user-api` / `x-ratelimit-user`, else `Retry-After`.
     pub retry_after: Option<Duration>,
+    /// ECS sent `x-acs-retry-after`, which the newest Tea core reads as throttling whatever the
+    /// code.
+    pub retry_after_sent: bool,
+}
+
+impl ApiError {
+    /// Whether this answer says the account's quota for the action is spent, so that no replica
+    /// should send the action again before `retry_after` (or the next minute): the Go core's
+    /// throttling codes, or any error the Tea core reads as throttling. `Throttling.Resource`
+    /// throttles one resource, not the action, and does not.
+    pub fn closes_the_action(&self) -> bool {
+        self.retry_after_sent
+            || matches!(
+                self.code.as_str(),
+                "Throttling" | "Throttling.User" | "Throttling.Api"
+            )
+    }
 }
 
 /// How an attempt's transport failed; its detail never holds the request URL.
@@ -69,22 +87,70 @@ pub enum EcsError {
     /// The gateway holds no valid credential (it expired and refreshing it fails); nothing was sent.
     #[error("the gateway holds no valid Alibaba Cloud credential")]
     CredentialsUnavailable,
-    /// The fleet's quota toward ECS had no slot for this attempt; nothing was sent.
-    #[error("the fleet's quota of {} calls per second to ECS is spent", .0.per_second)]
+    /// The account's quota toward ECS had no room for this attempt; nothing was sent.
+    #[error("{}", .0.limit)]
     NotAdmitted(NotAdmitted),
 }
 
-/// An attempt the quota refused; nothing was sent.
+/// An attempt the gateway's limits toward ECS refused; nothing was sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NotAdmitted {
-    /// The quota, in calls per second.
-    pub per_second: f64,
-    /// When the next slot opens.
+    /// Which limit refused it.
+    pub limit: Limit,
+    /// When the attempt could be admitted.
     pub retry_after: Duration,
 }
 
-// `per_second` comes from a validated rate, never NaN, so equality is total.
+// Rates come from validated settings, never NaN, so equality is total.
 impl Eq for NotAdmitted {}
+
+/// A limit on what the gateway sends to ECS for one account and region.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    /// `--fleet-rate`: calls per second for every action together.
+    Rate {
+        /// Calls per second.
+        per_second: f64,
+    },
+    /// `--api-quota` × `--quota-share`: the gateway's share of the action's quota, per window.
+    Quota {
+        /// The action.
+        action: &'static str,
+        /// Calls the gateway may make per window.
+        calls: u32,
+        /// The window.
+        period: Duration,
+    },
+    /// ECS throttled the action, here or on another replica, until a time it gave.
+    Throttled {
+        /// The action.
+        action: &'static str,
+    },
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Rate { per_second } => write!(
+                f,
+                "the fleet's rate of {per_second} calls per second to ECS is spent"
+            ),
+            Limit::Quota {
+                action,
+                calls,
+                period,
+            } => write!(
+                f,
+                "the gateways' share of the account's {action} quota ({calls} calls per {}) is spent",
+                humantime::format_duration(*period)
+            ),
+            Limit::Throttled { action } => write!(
+                f,
+                "ECS throttled {action} for this account and region; the gateways send none until it said"
+            ),
+        }
+    }
+}
 
 /// What a failure means, independent of how it is reported: the one table both retry policy and
 /// gRPC status mapping read.
@@ -217,6 +283,7 @@ impl EcsError {
     /// The meaning of this failure.
     pub fn class(&self) -> ErrorClass {
         match self {
+            EcsError::Api(api) if api.retry_after_sent => ErrorClass::Throttled,
             EcsError::Api(api) => classify(Some(&api.code), api.http_status),
             EcsError::Malformed { http_status, .. } if (200..300).contains(http_status) => {
                 ErrorClass::OutcomeUnknown

@@ -27,7 +27,7 @@ pub use client::{
 pub use credentials::{Credential, CredentialSupply, Env};
 pub use dns::DnsConfig;
 pub use endpoint::{Endpoint, EndpointError};
-pub use error::{ApiError, EcsError, ErrorClass, NotAdmitted};
+pub use error::{ApiError, EcsError, ErrorClass, Limit, NotAdmitted};
 pub use invocation::{InstanceState, InvocationState};
 pub use regions::Regions;
 pub use request::{DescribeInvocation, Owner, RegionId, StopInvocation};

@@ -64,6 +64,9 @@ impl fmt::Display for RegionId {
     }
 }
 
+/// The ECS actions the gateway calls, by name.
+pub(crate) const ACTIONS: [&str; 2] = [ACTION, DESCRIBE_ACTION];
+
 /// One ECS RPC action with its own parameters; the client adds the common ones and signs.
 pub trait Action: Send + Sync {
     /// The action's name, e.g. `StopInvocation`.

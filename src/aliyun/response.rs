@@ -61,6 +61,10 @@ pub fn interpret(
             recommend,
         }) if !success => {
             let scrubber = Scrubber::new(secrets.values.into_iter().chain([secrets.signed]));
+            let asked = retry_after(headers);
+            let retry_after_sent = acs_retry_after(headers).is_some();
+            let throttled = retry_after_sent || code.starts_with("Throttling");
+            let left = throttled.then(|| time_left(headers)).flatten();
             Err(EcsError::Api(ApiError {
                 http_status,
                 code: scrubber.text(&code, scrub::MAX_CODE),
@@ -69,7 +73,8 @@ pub fn interpret(
                 host_id: host_id.map(|h| scrubber.text(&h, scrub::MAX_HOST_ID)),
                 recommend: recommend
                     .and_then(|link| scrub::help_link(&scrubber.text(&link, scrub::MAX_TEXT))),
-                retry_after: retry_after(headers),
+                retry_after: acs_retry_after(headers).or(left).or(asked),
+                retry_after_sent,
             }))
         }
         other => Err(EcsError::Malformed {
@@ -83,12 +88,40 @@ pub fn interpret(
 /// The wait ECS asked for: `x-acs-retry-after` in **milliseconds**, as Alibaba's Tea SDKs read it
 /// (a positive integer; anything else is ignored), else HTTP `Retry-After` in seconds; capped.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
-    let acs = number("x-acs-retry-after")
+    acs_retry_after(headers).or_else(|| {
+        number(headers, "retry-after")
+            .map(Duration::from_secs)
+            .map(|delay| delay.min(scrub::MAX_RETRY_DELAY))
+    })
+}
+
+/// `x-acs-retry-after`, in milliseconds, when a positive integer; capped.
+fn acs_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    number(headers, "x-acs-retry-after")
         .filter(|ms| *ms > 0)
-        .map(Duration::from_millis);
-    acs.or_else(|| number("retry-after").map(Duration::from_secs))
-        .map(|delay| delay.min(scrub::MAX_RETRY_DELAY))
+        .map(|ms| Duration::from_millis(ms).min(scrub::MAX_RETRY_DELAY))
+}
+
+/// The larger `TimeLeft` (milliseconds) of `x-ratelimit-user-api` and `x-ratelimit-user`, as the
+/// Go core reads a throttled answer: `Limit:1,Remain:0,TimeLeft:2000,Reset:1234`; capped.
+fn time_left(headers: &HeaderMap) -> Option<Duration> {
+    let field = |name: &str| {
+        let value = headers.get(name)?.to_str().ok()?;
+        value.split(',').find_map(|part| {
+            let (key, ms) = part.split_once(':')?;
+            (key.trim() == "TimeLeft")
+                .then(|| ms.trim().parse::<u64>().ok())
+                .flatten()
+        })
+    };
+    field("x-ratelimit-user-api")
+        .max(field("x-ratelimit-user"))
+        .filter(|ms| *ms > 0)
+        .map(|ms| Duration::from_millis(ms).min(scrub::MAX_RETRY_DELAY))
+}
+
+fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok()
 }
 
 #[cfg(test)]
@@ -170,6 +203,94 @@ mod tests {
             interpret(200, &HeaderMap::new(), Some(body), SECRETS).unwrap(),
             ""
         );
+    }
+
+    fn throttled(headers: &[(&'static str, &'static str)], code: &str) -> ApiError {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        let body = format!(r#"{{"RequestId":"T-1","Code":"{code}","Message":"m"}}"#);
+        match interpret(400, &map, Some(body.as_bytes()), SECRETS) {
+            Err(EcsError::Api(api)) => api,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn any_error_with_x_acs_retry_after_is_throttling_and_closes_the_action() {
+        let api = throttled(&[("x-acs-retry-after", "1500")], "InvalidParameter");
+        assert_eq!(api.retry_after, Some(Duration::from_millis(1500)));
+        assert!(api.closes_the_action());
+        assert_eq!(
+            EcsError::Api(api).class(),
+            crate::aliyun::ErrorClass::Throttled
+        );
+        let plain = throttled(&[], "InvalidParameter");
+        assert!(!plain.closes_the_action());
+        assert_eq!(
+            EcsError::Api(plain).class(),
+            crate::aliyun::ErrorClass::InvalidArgument
+        );
+        assert!(throttled(&[], "Throttling.User").closes_the_action());
+        assert!(throttled(&[], "Throttling.Api").closes_the_action());
+        assert!(!throttled(&[], "Throttling.Resource").closes_the_action());
+    }
+
+    #[test]
+    fn a_throttled_answer_without_retry_after_waits_the_larger_time_left() {
+        let api = throttled(
+            &[
+                (
+                    "x-ratelimit-user-api",
+                    "Limit:1000,Remain:0,TimeLeft:2000,Reset:1234",
+                ),
+                (
+                    "x-ratelimit-user",
+                    "Limit:5000,Remain:0,TimeLeft:3500,Reset:1234",
+                ),
+                ("retry-after", "9"),
+            ],
+            "Throttling.User",
+        );
+        assert_eq!(api.retry_after, Some(Duration::from_millis(3500)));
+        assert!(!api.retry_after_sent);
+        // x-acs-retry-after wins; TimeLeft is read on throttling only; junk is ignored.
+        let acs = throttled(
+            &[
+                ("x-acs-retry-after", "700"),
+                (
+                    "x-ratelimit-user-api",
+                    "Limit:1,Remain:0,TimeLeft:2000,Reset:1",
+                ),
+            ],
+            "Throttling.User",
+        );
+        assert_eq!(acs.retry_after, Some(Duration::from_millis(700)));
+        let not_throttled = throttled(
+            &[(
+                "x-ratelimit-user-api",
+                "Limit:1,Remain:0,TimeLeft:2000,Reset:1",
+            )],
+            "InvalidParameter",
+        );
+        assert_eq!(not_throttled.retry_after, None);
+        let junk = throttled(
+            &[
+                ("x-ratelimit-user-api", "TimeLeft:soon,Remain:0"),
+                ("retry-after", "4"),
+            ],
+            "Throttling",
+        );
+        assert_eq!(junk.retry_after, Some(Duration::from_secs(4)));
+        let huge = throttled(
+            &[(
+                "x-ratelimit-user",
+                "Limit:1,Remain:0,TimeLeft:99999999,Reset:1",
+            )],
+            "Throttling",
+        );
+        assert_eq!(huge.retry_after, Some(Duration::from_secs(60)));
     }
 
     #[test]

@@ -336,6 +336,7 @@ mod tests {
                 host_id: None,
                 recommend: None,
                 retry_after,
+                retry_after_sent: false,
             })
         }
 

@@ -7,7 +7,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
-use crate::aliyun::error::{EcsError, ErrorClass, TransportKind};
+use crate::aliyun::error::{EcsError, ErrorClass, Limit, TransportKind};
 use crate::aliyun::request::RegionId;
 use crate::api::deadline::{GRPC_TIMEOUT_HEADER, MalformedTimeout};
 use crate::api::validate::Violations;
@@ -156,15 +156,34 @@ pub(crate) fn ecs_status(error: &EcsError, what: Permission) -> (Status, String)
                 .to_owned(),
         ),
         EcsError::NotAdmitted(refused) => {
-            metadata.insert("rate".to_owned(), refused.per_second.to_string());
             retry_after = Some(refused.retry_after);
+            let wait = bounded_delay(refused.retry_after);
+            let reason = match refused.limit {
+                Limit::Rate { per_second } => {
+                    metadata.insert("rate".to_owned(), per_second.to_string());
+                    "FLEET_RATE_EXCEEDED"
+                }
+                Limit::Quota {
+                    action,
+                    calls,
+                    period,
+                } => {
+                    metadata.insert("action".to_owned(), action.to_owned());
+                    metadata.insert("calls".to_owned(), calls.to_string());
+                    metadata.insert("periodSeconds".to_owned(), period.as_secs().to_string());
+                    "API_QUOTA_EXCEEDED"
+                }
+                Limit::Throttled { action } => {
+                    metadata.insert("action".to_owned(), action.to_owned());
+                    "ECS_THROTTLED"
+                }
+            };
             (
-                "FLEET_RATE_EXCEEDED".to_owned(),
+                reason.to_owned(),
                 GATEWAY_DOMAIN,
                 format!(
-                    "the gateways' shared quota of {} calls per second to ECS for this account and region is spent; nothing more was sent; retry in {:?}",
-                    refused.per_second,
-                    bounded_delay(refused.retry_after)
+                    "{} for this account and region; nothing was sent; retry in {wait:?}",
+                    refused.limit
                 ),
             )
         }

@@ -213,6 +213,7 @@ mod tests {
                     + &"q".repeat(scrub::MAX_LINK - 40),
             ),
             retry_after: None,
+            retry_after_sent: false,
         });
         let stops: Vec<StopAnswer> = (0..MAX_WAIT_INSTANCES_LIMIT.div_ceil(MAX_INSTANCE_IDS))
             .map(|c| StopAnswer {
@@ -258,6 +259,7 @@ mod tests {
             host_id: None,
             recommend: None,
             retry_after: None,
+            retry_after_sent: false,
         });
         let unary = status::from_ecs_error(&error);
         let result = waiting().stop_result(StopAnswer {

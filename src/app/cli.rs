@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::aliyun::catalog::Network;
 use crate::aliyun::regions::Regions;
 use crate::aliyun::signer::SignatureVersion;
+use crate::limit::quota::{self, ApiQuota};
 use crate::limit::rate::Rate;
 use crate::observe::log::LogFormat;
 #[cfg(feature = "dev")]
@@ -280,8 +281,23 @@ pub struct GatewayArgs {
     /// re-read whenever the gateway reconnects.
     #[arg(long, env = "ECS_GATEWAY_REDIS_PASSWORD_FILE", value_parser = path_or_empty())]
     pub redis_password_file: Option<PathBuf>,
-    /// Calls per second to ECS for the whole fleet, per credential and region (burst: as many);
-    /// retries count. Needs --redis-url.
+    /// An ECS action's quota for the account, per region, as Alibaba states it: ACTION=COUNT/PERIOD
+    /// (repeatable; comma-separated in the variable). Given ones replace the default of their
+    /// action; StopInvocation's published 1000/60s applies unless replaced. DescribeInvocations
+    /// has no published figure and no default: read yours in Quota Center. Kept fleet-wide with
+    /// --redis-url, else per replica.
+    #[arg(
+        long = "api-quota",
+        env = "ECS_GATEWAY_API_QUOTA",
+        value_delimiter = ','
+    )]
+    pub api_quotas: Vec<ApiQuota>,
+    /// The share of each --api-quota the gateways may spend (0.01 to 1); the rest is left to the
+    /// console and the account's other tools.
+    #[arg(long, env = "ECS_GATEWAY_QUOTA_SHARE", default_value = "1", value_parser = quota::share)]
+    pub quota_share: f64,
+    /// Calls per second to ECS for the whole fleet, per credential and region, every action
+    /// together (burst: as many), within the quotas; retries count. Needs --redis-url.
     #[arg(long, env = "ECS_GATEWAY_FLEET_RATE")]
     pub fleet_rate: Option<Rate>,
     /// Longest a call waits on Redis for a rate decision before this replica decides alone.

@@ -102,14 +102,15 @@ impl Gateway {
         let client = match client {
             Some(client) => client,
             None => {
-                let admission = match (&settings.fleet, &fleet) {
-                    (Some(f), Some(store)) => f.rate.map(|rate| {
-                        Arc::new(UpstreamQuota::new(rate, store.clone())) as Arc<dyn Admission>
-                    }),
-                    _ => None,
-                };
+                let rate = settings.fleet.as_ref().and_then(|f| f.rate);
+                let quota = UpstreamQuota::new(
+                    settings.quotas.clone(),
+                    rate,
+                    fleet.clone(),
+                    metrics.clone(),
+                );
                 let sources = Sources {
-                    admission,
+                    admission: Some(Arc::new(quota) as Arc<dyn Admission>),
                     ..Sources::default()
                 };
                 EcsClient::with_sources(supply.clone(), client_settings, sources)?
@@ -253,6 +254,8 @@ impl Gateway {
             endpoint_override = settings.endpoint_overridden || settings.dev.is_some(),
             redis = settings.fleet.as_ref().map(|f| tracing::field::display(&f.redis.url)),
             fleet_rate = settings.fleet.as_ref().and_then(|f| f.rate).map(|r| r.per_second()),
+            api_quotas = %settings.quotas,
+            quotas_kept = if settings.fleet.is_some() { "fleet-wide, in Redis" } else { "by this replica alone (no --redis-url): each replica spends the whole share" },
             "ecs-gateway listening"
         );
         if settings.dev.is_some() && files.tls.is_none() && !files.authenticates() {

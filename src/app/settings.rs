@@ -16,6 +16,7 @@ use crate::aliyun::retry::RetryPolicy;
 use crate::api::service::ServiceSettings;
 use crate::auth::files::SecurityFiles;
 use crate::limit::fleet::{RedisSettings, RedisUrl};
+use crate::limit::quota::{self, ApiQuota, Quotas};
 use crate::limit::rate::Rate;
 use crate::server::ServerSettings;
 use crate::server::connection::ConnectionSettings;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub health_listen: Option<SocketAddr>,
     /// The Redis the fleet shares, and the fleet's upstream rate.
     pub fleet: Option<FleetSettings>,
+    /// The gateways' share of the account's quota of each action.
+    pub quotas: Quotas,
     /// How often watched files are checked for changes.
     pub reload_interval: Duration,
     /// The network `--network` named (reported; the endpoint already follows it).
@@ -185,6 +188,7 @@ impl TryFrom<&GatewayArgs> for Settings {
             metrics_listen: args.metrics_listen,
             health_listen: args.health_listen,
             fleet: fleet_settings(args)?,
+            quotas: quotas(args),
             reload_interval: args.reload_interval,
             network,
             endpoint_overridden: endpoint_override.is_some(),
@@ -224,6 +228,16 @@ fn client_settings(args: &GatewayArgs, endpoint: Endpoint) -> ClientSettings {
         retry_budget: args.retry_budget,
         signature: args.signature_version,
     }
+}
+
+/// The default quotas, then those given (which replace a default of their action), cut to the
+/// share.
+fn quotas(args: &GatewayArgs) -> Quotas {
+    let defaults = quota::DEFAULT_QUOTAS
+        .split(',')
+        .filter_map(|q| q.parse::<ApiQuota>().ok());
+    let all: Vec<ApiQuota> = defaults.chain(args.api_quotas.iter().copied()).collect();
+    Quotas::new(&all, args.quota_share)
 }
 
 /// Where the fleet's rates are kept, when --redis-url is set.

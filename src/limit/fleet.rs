@@ -13,6 +13,7 @@ use redis::aio::MultiplexedConnection;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 
+use super::quota::{ApiQuota, Decision};
 use super::rate::Rate;
 use crate::observe::metrics::Metrics;
 
@@ -76,6 +77,24 @@ impl Bucket {
     /// One caller's calls (its policy rate).
     pub fn caller(name: &str) -> Self {
         Self(format!("{KEY_PREFIX}caller:{}", digest(name)))
+    }
+
+    /// One action's calls by one principal in one region: its quota's windows and its block.
+    pub fn action(principal: &str, region: &str, action: &str) -> Self {
+        Self(format!(
+            "{KEY_PREFIX}action:{}:{region}:{action}",
+            digest(principal)
+        ))
+    }
+
+    /// The key of an action bucket's blocked-until time.
+    fn blocked(&self) -> String {
+        format!("{}:blocked", self.0)
+    }
+
+    /// The prefix of an action bucket's window counters.
+    fn windows(&self) -> String {
+        format!("{}:window:", self.0)
     }
 
     /// The Redis key.
@@ -157,9 +176,15 @@ struct Inner {
     /// `None` while Redis is unreachable: decisions are local, and the supervisor reconnects.
     connection: ArcSwapOption<MultiplexedConnection>,
     lost: Arc<Notify>,
-    script: redis::Script,
+    scripts: [redis::Script; 4],
     metrics: Option<Metrics>,
 }
+
+/// The scripts, by position in `Inner::scripts`.
+const GCRA: usize = 0;
+const QUOTA: usize = 1;
+const BLOCK: usize = 2;
+const REFUND: usize = 3;
 
 impl std::fmt::Debug for FleetStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,7 +208,12 @@ impl FleetStore {
             settings,
             connection: ArcSwapOption::empty(),
             lost: Arc::new(Notify::new()),
-            script: redis::Script::new(include_str!("gcra.lua")),
+            scripts: [
+                redis::Script::new(include_str!("gcra.lua")),
+                redis::Script::new(include_str!("quota.lua")),
+                redis::Script::new(include_str!("block.lua")),
+                redis::Script::new(include_str!("refund.lua")),
+            ],
             metrics,
         });
         if let Some(metrics) = &inner.metrics {
@@ -214,41 +244,98 @@ impl FleetStore {
         rate: Rate,
         local: impl FnOnce() -> Result<(), Duration>,
     ) -> Result<(), Duration> {
-        let inner = &*self.inner;
-        let current = inner.connection.load_full();
-        let Some(shared) = &current else {
-            return inner.decide_locally(local);
-        };
-        let mut connection = MultiplexedConnection::clone(shared);
         let interval_us = 1e6 / rate.per_second();
         let tolerance_us = interval_us * f64::from(rate.burst().get());
-        let mut call = inner.script.key(bucket.key());
+        let mut call = self.inner.scripts[GCRA].key(bucket.key());
         call.arg(interval_us).arg(tolerance_us);
-        let timeout = inner.settings.timeout;
-        let answer = tokio::time::timeout(timeout, call.invoke_async::<i64>(&mut connection));
-        match answer.await {
-            Ok(Ok(wait_us)) if wait_us <= 0 => Ok(()),
+        match self.eval::<i64>(&call).await {
+            None => self.inner.decide_locally(local),
+            Some(wait_us) if wait_us <= 0 => Ok(()),
             // No honest bucket asks for more than a slot past its burst; a key another tenant of a
             // shared Redis wrote could, and must not refuse a caller for years.
-            Ok(Ok(wait_us)) => Err(Duration::from_micros(
+            Some(wait_us) => Err(Duration::from_micros(
                 wait_us
                     .unsigned_abs()
                     .min((interval_us + tolerance_us) as u64),
             )),
+        }
+    }
+
+    /// Decides one attempt of the action kept in `bucket` (see [`Bucket::action`]) against
+    /// `quota`, fleet-wide: a block set by any replica first, then the window's count. Without an
+    /// answer from Redis in time, `local` decides.
+    pub async fn take(
+        &self,
+        bucket: &Bucket,
+        quota: Option<ApiQuota>,
+        local: impl FnOnce() -> Decision,
+    ) -> Decision {
+        let (period_ms, calls) = quota.map_or((0, 0), |q| (q.period.as_millis() as u64, q.calls));
+        let mut call = self.inner.scripts[QUOTA].key(bucket.blocked());
+        call.key(bucket.windows()).arg(period_ms).arg(calls);
+        // As in `acquire`, a foreign key cannot hold an action for longer than a minute.
+        let cap = |ms: i64| ms.clamp(1, 60_000) as u64;
+        match self.eval::<(i64, i64)>(&call).await {
+            None => self.inner.decide_locally(local),
+            Some((1, ms)) => Decision::Blocked(cap(ms)),
+            Some((2, ms)) => Decision::Spent(cap(ms)),
+            Some(_) => Decision::Admitted,
+        }
+    }
+
+    /// Gives back to `quota` a call [`Self::take`] admitted but that was not sent; without Redis,
+    /// `local` does.
+    pub async fn refund(&self, bucket: &Bucket, quota: ApiQuota, local: impl FnOnce()) {
+        let mut call = self.inner.scripts[REFUND].key(bucket.windows());
+        call.arg(quota.period.as_millis() as u64);
+        if self.eval::<i64>(&call).await.is_none() {
+            local();
+        }
+    }
+
+    /// Closes the action kept in `bucket` for every replica, for `asked` (or to ECS's next
+    /// minute), keeping a later block; how long it stays closed. Without Redis, `local` does.
+    pub async fn block(
+        &self,
+        bucket: &Bucket,
+        asked: Option<Duration>,
+        local: impl FnOnce() -> u64,
+    ) -> u64 {
+        let mut call = self.inner.scripts[BLOCK].key(bucket.blocked());
+        call.arg(asked.map_or(0, |a| a.as_millis() as u64));
+        match self.eval::<i64>(&call).await {
+            Some(ms) => ms.clamp(0, 60_000) as u64,
+            None => local(),
+        }
+    }
+
+    /// Runs `call` in Redis within the timeout; `None` (and the connection dropped) when Redis
+    /// is not there or does not answer in time.
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Option<T> {
+        let inner = &*self.inner;
+        let current = inner.connection.load_full();
+        let shared = current.as_ref()?;
+        let mut connection = MultiplexedConnection::clone(shared);
+        let timeout = inner.settings.timeout;
+        match tokio::time::timeout(timeout, call.invoke_async::<T>(&mut connection)).await {
+            Ok(Ok(answer)) => Some(answer),
             Ok(Err(error)) => {
                 inner.lose(&current, &error.to_string());
-                inner.decide_locally(local)
+                None
             }
             Err(_) => {
                 inner.lose(&current, &format!("no answer within {timeout:?}"));
-                inner.decide_locally(local)
+                None
             }
         }
     }
 }
 
 impl Inner {
-    fn decide_locally(&self, local: impl FnOnce() -> Result<(), Duration>) -> Result<(), Duration> {
+    fn decide_locally<T>(&self, local: impl FnOnce() -> T) -> T {
         if let Some(metrics) = &self.metrics {
             metrics.fleet_local_decision();
         }
@@ -280,12 +367,14 @@ impl Inner {
             .await
             .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
-        // Load the script now, so the first decision is one EVALSHA round trip.
-        let invocation = self.script.prepare_invoke();
-        tokio::time::timeout(CONNECT_TIMEOUT, invocation.load_async(&mut connection))
-            .await
-            .map_err(|_| format!("SCRIPT LOAD unanswered within {CONNECT_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
+        // Load the scripts now, so that each decision is one EVALSHA round trip.
+        for script in &self.scripts {
+            let invocation = script.prepare_invoke();
+            tokio::time::timeout(CONNECT_TIMEOUT, invocation.load_async(&mut connection))
+                .await
+                .map_err(|_| format!("SCRIPT LOAD unanswered within {CONNECT_TIMEOUT:?}"))?
+                .map_err(|e| e.to_string())?;
+        }
         self.connection.store(Some(Arc::new(connection)));
         if let Some(metrics) = &self.metrics {
             metrics.fleet_store_connected(true);

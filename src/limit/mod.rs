@@ -2,5 +2,6 @@
 //! the policy; kept for the whole fleet in Redis when one is configured.
 
 pub(crate) mod fleet;
+pub(crate) mod quota;
 pub(crate) mod rate;
 pub(crate) mod upstream;

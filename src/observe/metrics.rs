@@ -17,8 +17,9 @@ use super::process::ProcessCollector;
 use crate::aliyun::client::CallObserver;
 use crate::aliyun::credentials::refresh::CredentialSupply;
 use crate::aliyun::error::ErrorClass;
-use crate::aliyun::request::{Action as _, DescribeInvocation, StopInvocation};
+use crate::aliyun::request::ACTIONS;
 use crate::aliyun::retry::{Decision, Trail, decide};
+use crate::limit::quota::ApiQuota;
 
 /// The gRPC service whose methods the gateway counts (health and reflection are not).
 const SERVICE: &str = "ecsgateway.v1.CloudAssistantService";
@@ -109,8 +110,12 @@ pub enum Shed {
     CallerRate,
     /// The retry budget refused a retry.
     RetryBudget,
-    /// The fleet's quota toward ECS (`--fleet-rate`) had no slot for an attempt.
+    /// The fleet's rate toward ECS (`--fleet-rate`) had no slot for an attempt.
     FleetRate,
+    /// The gateways' share of the account's quota for the action was spent (`--api-quota`).
+    ApiQuota,
+    /// ECS had throttled the action for the account, and the time it gave had not passed.
+    EcsThrottled,
     /// The replica, or the caller, held its most waits (`--max-concurrent-waits`).
     Waits,
 }
@@ -123,6 +128,8 @@ impl Shed {
             Shed::CallerRate => "caller_rate",
             Shed::RetryBudget => "retry_budget",
             Shed::FleetRate => "fleet_rate",
+            Shed::ApiQuota => "api_quota",
+            Shed::EcsThrottled => "ecs_throttled",
             Shed::Waits => "waits",
         }
     }
@@ -189,6 +196,14 @@ struct Inner {
     waits: Gauge,
     wait_seconds: Family<CodeLabels, Histogram>,
     polls: Family<OutcomeLabels, Counter>,
+    quota_calls: Family<ActionLabels, Gauge>,
+    quota_window: Family<ActionLabels, Gauge>,
+    blocked_until: Family<ActionLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -227,6 +242,9 @@ impl Metrics {
             (|| Histogram::new(WAIT_BUCKETS)) as fn() -> Histogram,
         );
         let polls = Family::<OutcomeLabels, Counter>::default();
+        let quota_calls = Family::<ActionLabels, Gauge>::default();
+        let quota_window = Family::<ActionLabels, Gauge>::default();
+        let blocked_until = Family::<ActionLabels, Gauge>::default();
         let build = Family::<VersionLabels, Gauge>::default();
         build
             .get_or_create(&VersionLabels {
@@ -309,6 +327,21 @@ impl Metrics {
             polls.clone(),
         );
         registry.register(
+            "ecs_gateway_api_quota_calls",
+            "Calls per window the gateways may make of each action, for each account and region (--api-quota x --quota-share)",
+            quota_calls.clone(),
+        );
+        registry.register(
+            "ecs_gateway_api_quota_window_seconds",
+            "The window of each action's quota, seconds",
+            quota_window.clone(),
+        );
+        registry.register(
+            "ecs_gateway_ecs_blocked_until_timestamp_seconds",
+            "Until when ECS last throttled each action, as this replica heard it, Unix seconds (0 when never)",
+            blocked_until.clone(),
+        );
+        registry.register(
             "ecs_gateway_build_info",
             "The running build; always 1",
             build,
@@ -321,6 +354,8 @@ impl Metrics {
             Shed::CallerRate,
             Shed::RetryBudget,
             Shed::FleetRate,
+            Shed::ApiQuota,
+            Shed::EcsThrottled,
             Shed::Waits,
         ] {
             let _ = shed.get_or_create(&ReasonLabels {
@@ -339,6 +374,9 @@ impl Metrics {
             let _ = polls.get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
             });
+        }
+        for action in ACTIONS {
+            let _ = blocked_until.get_or_create(&ActionLabels { action });
         }
         for class in ErrorClass::ALL {
             if matches!(
@@ -371,6 +409,9 @@ impl Metrics {
                 waits,
                 wait_seconds,
                 polls,
+                quota_calls,
+                quota_window,
+                blocked_until,
             }),
         }
     }
@@ -452,6 +493,32 @@ impl Metrics {
             .inc();
     }
 
+    /// The gateways' quota of one action, per account and region.
+    pub fn api_quota(&self, quota: &ApiQuota) {
+        let labels = ActionLabels {
+            action: quota.action,
+        };
+        let inner = &self.inner;
+        inner
+            .quota_calls
+            .get_or_create(&labels)
+            .set(i64::from(quota.calls));
+        inner
+            .quota_window
+            .get_or_create(&labels)
+            .set(quota.period.as_secs() as i64);
+    }
+
+    /// ECS throttled `action` until `until_ms` (Unix milliseconds).
+    pub fn ecs_blocked(&self, action: &'static str, until_ms: u64) {
+        let gauge = self
+            .inner
+            .blocked_until
+            .get_or_create(&ActionLabels { action });
+        let seconds = until_ms.div_ceil(1000) as i64;
+        gauge.set(gauge.get().max(seconds));
+    }
+
     /// A rate decided by this replica alone, because Redis did not answer in time.
     pub fn fleet_local_decision(&self) {
         self.inner.fleet_local.inc();
@@ -519,9 +586,6 @@ impl Drop for InFlight {
     }
 }
 
-/// The ECS actions the gateway calls: the only values of the `action` label.
-const ACTIONS: [&str; 2] = [StopInvocation::NAME, DescribeInvocation::NAME];
-
 impl CallObserver for Metrics {
     /// Counts each upstream attempt, each retry (by the failure that caused it), a budget refusal
     /// and a refusal by the fleet's quota, for every call — unary, a wait's stops and reads, polls.
@@ -530,9 +594,6 @@ impl CallObserver for Metrics {
     fn called(&self, action: &'static str, trail: &Trail) {
         let sent = |failure: Option<ErrorClass>| failure.is_none_or(ErrorClass::sent_upstream);
         for (i, attempt) in trail.attempts.iter().enumerate() {
-            if attempt.failure == Some(ErrorClass::FleetQuota) {
-                self.shed(Shed::FleetRate);
-            }
             if !sent(attempt.failure) {
                 continue;
             }

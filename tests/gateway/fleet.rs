@@ -271,6 +271,11 @@ async fn three_gateways_send_at_most_the_fleet_rate_and_keep_serving_without_red
                 metric(g, "ecs_gateway_fleet_limiter_local_decisions_total").await,
                 0.0
             );
+            // A call the rate refused was not sent, so it took nothing from the minute's quota.
+            assert_eq!(
+                metric(g, "ecs_gateway_shed_total{reason=\"api_quota\"}").await,
+                0.0
+            );
             sum += metric(g, "ecs_gateway_shed_total{reason=\"fleet_rate\"}").await;
         }
         sum
@@ -462,7 +467,7 @@ async fn a_replica_starts_without_redis_and_joins_the_fleet_when_it_comes_up() {
 #[tokio::test]
 async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing() {
     use ecs_gateway::aliyun::{EcsClient, Sources};
-    use ecs_gateway::testing::limit::UpstreamQuota;
+    use ecs_gateway::testing::limit::{Quotas, UpstreamQuota};
     let Some(redis) = RedisServer::start().await else {
         return;
     };
@@ -474,7 +479,12 @@ async fn retries_take_from_the_fleet_quota_and_the_refused_attempt_sends_nothing
     let ecs = crate::support::ecs_answering(503, &body).await;
     let fleet = store(&redis, Duration::from_millis(200), None).await;
     let sources = Sources {
-        admission: Some(Arc::new(UpstreamQuota::new(Rate::new(3.0).unwrap(), fleet))),
+        admission: Some(Arc::new(UpstreamQuota::new(
+            Quotas::new(&[], 1.0),
+            Some(Rate::new(3.0).unwrap()),
+            Some(fleet),
+            None,
+        ))),
         ..Sources::default()
     };
     let settings = crate::support::settings(&format!("{}/", ecs.uri()));

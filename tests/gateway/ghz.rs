@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use crate::support::{Gateway, ecs_client, start_simulator, test_credential};
+use crate::support::{Gateway, Setup, ecs_client, start_simulator, test_credential};
 use ecs_gateway::simulator::SimulatorConfig;
 
 fn ghz() -> Option<PathBuf> {
@@ -62,7 +62,12 @@ async fn ghz_gets_an_answer_for_every_call_with_the_code_that_fits() {
         ghz().expect("ghz on PATH: this test runs only with --ignored where ghz is installed");
     let (url, simulator) =
         start_simulator(SimulatorConfig::with_credential(test_credential())).await;
-    let gateway = Gateway::start(ecs_client(&url, test_credential())).await;
+    // Load, not the account's quota (tests/gateway/quota.rs), is what this drives.
+    let setup = Setup {
+        flags: vec!["--api-quota", "StopInvocation=1000000/60s"],
+        ..Setup::default()
+    };
+    let gateway = Gateway::start_setup(ecs_client(&url, test_credential()), setup, None).await;
 
     let ok = run(
         &ghz,

@@ -17,6 +17,7 @@ mod hostile;
 mod listeners;
 mod observability;
 mod process;
+mod quota;
 mod resilience;
 mod sdk_interop;
 mod server;

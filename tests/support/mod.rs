@@ -120,6 +120,8 @@ pub struct Setup {
     pub metrics: bool,
     /// How often watched files are checked, when not the default.
     pub reload_interval: Option<Duration>,
+    /// Flags parsed besides `--listen`, as `main` parses them.
+    pub flags: Vec<&'static str>,
 }
 
 /// A gateway on 127.0.0.1:0 with a connected client.
@@ -171,7 +173,8 @@ impl Gateway {
         client_tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Self {
         use clap::Parser as _;
-        let cli = Cli::try_parse_from(["ecs-gateway", "--listen", "127.0.0.1:0"]).unwrap();
+        let args = ["ecs-gateway", "--listen", "127.0.0.1:0"];
+        let cli = Cli::try_parse_from(args.into_iter().chain(setup.flags.iter().copied())).unwrap();
         let mut settings = Settings::try_from(&cli.gateway).unwrap();
         if let Some(service) = setup.service {
             settings.service = service;

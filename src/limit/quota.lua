@@ -1,0 +1,25 @@
+-- One attempt of one action against the account's quota, in one atomic step; the same rules as
+-- `quota::decide`. KEYS[1]: the action's blocked-until key. KEYS[2]: its counter, to which the
+-- window's number is appended. ARGV[1]: the window in ms (0: no quota, only blocks apply).
+-- ARGV[2]: the calls the gateways may make per window. Returns {0, 0} when admitted (and counts
+-- the call), {1, ms} while ECS's throttle holds, {2, ms} when the window's share is spent.
+-- Redis's own clock is used, so replicas whose clocks differ still agree.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local blocked = tonumber(redis.call('GET', KEYS[1])) or 0
+if blocked > now then
+  return {1, blocked - now}
+end
+local period = tonumber(ARGV[1])
+if period <= 0 then
+  return {0, 0}
+end
+local window = math.floor(now / period)
+local counter = KEYS[2] .. window
+local used = tonumber(redis.call('GET', counter)) or 0
+if used >= tonumber(ARGV[2]) then
+  return {2, (window + 1) * period - now}
+end
+redis.call('INCR', counter)
+redis.call('PEXPIRE', counter, 2 * period)
+return {0, 0}

@@ -1,0 +1,290 @@
+//! The account's ECS quota with real parts: gateway processes (two replicas sharing a real
+//! redis-server, or one alone) in front of the simulator, whose quotas and throttles say what ECS
+//! would. What is checked is what reached "ECS" and what the callers heard.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::support::binary::Binary;
+use crate::support::redis::RedisServer;
+use crate::support::{error_info, request, start_simulator};
+use ecs_gateway::pb::GetInvocationRequest;
+use ecs_gateway::simulator::{Simulator, SimulatorConfig, ThrottleHeaders, demo_credential};
+use tonic::Code;
+use tonic_types::StatusExt as _;
+
+/// A gateway in front of `simulator_url` with the demo credential, no retries, and `args`.
+async fn replica(simulator_url: &str, args: &[&str]) -> Binary {
+    let credential = demo_credential();
+    let mut all = vec![
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--endpoint",
+        simulator_url,
+        "--max-retries",
+        "0",
+        // Generous for a loaded 2-core CI machine.
+        "--redis-timeout",
+        "200ms",
+    ];
+    all.extend_from_slice(args);
+    Binary::start(
+        &all,
+        &[
+            ("ALIBABA_CLOUD_ACCESS_KEY_ID", credential.access_key_id()),
+            (
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+                credential.access_key_secret(),
+            ),
+        ],
+    )
+    .await
+}
+
+async fn stop(gateway: &Binary) -> Result<(), tonic::Status> {
+    let mut client = gateway.client().await;
+    client
+        .stop_invocation(request("cn-hangzhou", "t-demo0001", &[]))
+        .await
+        .map(drop)
+}
+
+fn stops_received(simulator: &Simulator) -> usize {
+    simulator
+        .calls()
+        .iter()
+        .filter(|c| c.action == "StopInvocation")
+        .count()
+}
+
+/// The refusal's `ErrorInfo` reason and its `RetryInfo` delay.
+fn refusal(status: &tonic::Status) -> (String, Duration) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let delay = status
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("a RetryInfo");
+    (error_info(status).0, delay)
+}
+
+/// Sleeps until `offset` into a window of `period` of the clock, so that a test's calls fall in
+/// one window.
+async fn align(period: Duration, offset: Duration) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let into = Duration::from_millis((now.as_millis() % period.as_millis()) as u64);
+    if into > offset {
+        tokio::time::sleep(period - into + offset).await;
+    } else {
+        tokio::time::sleep(offset - into).await;
+    }
+}
+
+/// The value of the metric line that starts with `series`.
+async fn metric(gateway: &Binary, series: &str) -> f64 {
+    let text = gateway.scrape().await;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {series} in {text}"));
+    line[series.len()..].trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_throttle_seen_by_one_replica_closes_the_action_on_both_until_the_time_ecs_gave() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
+    let redis_url = redis.url();
+    let a = replica(&url, &["--redis-url", &redis_url]).await;
+    let b = replica(&url, &["--redis-url", &redis_url]).await;
+    simulator.throttle_stops(1, Duration::from_secs(3));
+
+    // A hears ECS's throttle itself: ECS's code, and the wait ECS gave.
+    let heard = stop(&a).await.unwrap_err();
+    let (reason, delay) = refusal(&heard);
+    assert_eq!(reason, "THROTTLING_USER");
+    assert_eq!(delay, Duration::from_secs(3));
+    assert_eq!(stops_received(&simulator), 1);
+
+    // B never heard ECS, and sends nothing: the action is closed for the account.
+    let closed = stop(&b).await.unwrap_err();
+    let (reason, delay) = refusal(&closed);
+    assert_eq!(reason, "ECS_THROTTLED", "{closed:?}");
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(3),
+        "{delay:?}"
+    );
+    assert!(closed.message().contains("StopInvocation"), "{closed:?}");
+    assert!(closed.message().contains("nothing was sent"), "{closed:?}");
+    assert_eq!(error_info(&closed).1, "ecs-gateway", "{closed:?}");
+    assert_eq!(
+        stop(&a).await.map_err(|s| refusal(&s).0),
+        Err("ECS_THROTTLED".into())
+    );
+    assert_eq!(
+        stops_received(&simulator),
+        1,
+        "no replica sent the closed action"
+    );
+
+    // Other actions are not held back.
+    let mut client = b.client().await;
+    client
+        .get_invocation(GetInvocationRequest {
+            region_id: "cn-hangzhou".into(),
+            invoke_id: "t-demo0002".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("DescribeInvocations still goes");
+
+    assert_eq!(
+        metric(&b, "ecs_gateway_shed_total{reason=\"ecs_throttled\"}").await,
+        1.0
+    );
+    let until = metric(
+        &a,
+        "ecs_gateway_ecs_blocked_until_timestamp_seconds{action=\"StopInvocation\"}",
+    )
+    .await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(until > now && until <= now + 4.0, "{until} vs {now}");
+
+    // Once ECS's time has passed, both send again.
+    tokio::time::sleep(delay).await;
+    stop(&b).await.expect("open again");
+    stop(&a).await.expect("open again");
+    assert_eq!(stops_received(&simulator), 3);
+}
+
+#[tokio::test]
+async fn the_share_of_an_actions_quota_is_spent_by_both_replicas_as_one_in_the_clocks_windows() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
+    let redis_url = redis.url();
+    // Half of 6 calls per 5 s: 3 per window for the two replicas together.
+    let quota = [
+        "--redis-url",
+        redis_url.as_str(),
+        "--api-quota",
+        "StopInvocation=6/5s",
+        "--quota-share",
+        "0.5",
+    ];
+    let a = replica(&url, &quota).await;
+    let b = replica(&url, &quota).await;
+    let listening = a.line("ecs-gateway listening").unwrap();
+    assert_eq!(listening["api_quotas"], "StopInvocation=3/5s");
+    assert_eq!(listening["quotas_kept"], "fleet-wide, in Redis");
+    assert_eq!(
+        metric(&a, "ecs_gateway_api_quota_calls{action=\"StopInvocation\"}").await,
+        3.0
+    );
+
+    let window = Duration::from_secs(5);
+    align(window, Duration::from_millis(100)).await;
+    for gateway in [&a, &b, &a] {
+        stop(gateway).await.expect("within the share");
+    }
+    let spent = stop(&b).await.unwrap_err();
+    let (reason, delay) = refusal(&spent);
+    assert_eq!(reason, "API_QUOTA_EXCEEDED", "{spent:?}");
+    assert!(
+        delay <= window && delay >= Duration::from_secs(3),
+        "{delay:?}"
+    );
+    let (_, _, metadata) = {
+        let info = spent.get_details_error_info().unwrap();
+        (info.reason, info.domain, info.metadata)
+    };
+    assert_eq!(metadata["action"], "StopInvocation");
+    assert_eq!(metadata["calls"], "3");
+    assert_eq!(metadata["periodSeconds"], "5");
+    // DescribeInvocations has no quota unless given one.
+    let mut client = a.client().await;
+    for _ in 0..5 {
+        client
+            .get_invocation(GetInvocationRequest {
+                region_id: "cn-hangzhou".into(),
+                invoke_id: "t-demo0002".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("no quota on reads");
+    }
+    assert_eq!(stops_received(&simulator), 3);
+    assert_eq!(
+        metric(&b, "ecs_gateway_shed_total{reason=\"api_quota\"}").await,
+        1.0
+    );
+
+    // The next window is the share afresh.
+    tokio::time::sleep(delay).await;
+    stop(&b).await.expect("a new window");
+    assert_eq!(stops_received(&simulator), 4);
+    assert_eq!(simulator.throttled_calls("StopInvocation"), 0);
+}
+
+#[tokio::test]
+async fn alone_a_replica_closes_an_action_for_the_time_left_that_ecs_sent_in_x_ratelimit_user_api()
+{
+    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
+    let alone = replica(&url, &[]).await;
+    assert_eq!(
+        alone.line("ecs-gateway listening").unwrap()["quotas_kept"],
+        "by this replica alone (no --redis-url): each replica spends the whole share"
+    );
+    let window = Duration::from_secs(4);
+    simulator.set_quota("StopInvocation", 1, window, ThrottleHeaders::RateLimitUser);
+    align(window, Duration::from_millis(200)).await;
+    stop(&alone).await.expect("the simulator's one call");
+    let heard = stop(&alone).await.unwrap_err();
+    let (_, asked) = refusal(&heard);
+    assert!(
+        asked > Duration::from_secs(2) && asked <= Duration::from_millis(3800),
+        "TimeLeft read: {asked:?}"
+    );
+    let closed = stop(&alone).await.unwrap_err();
+    let (reason, delay) = refusal(&closed);
+    assert_eq!(reason, "ECS_THROTTLED");
+    assert!(delay <= asked, "{delay:?} vs {asked:?}");
+    assert_eq!(simulator.throttled_calls("StopInvocation"), 1);
+    assert_eq!(stops_received(&simulator), 2);
+    tokio::time::sleep(delay).await;
+    stop(&alone).await.expect("the simulator's next window");
+}
+
+#[tokio::test]
+async fn a_throttle_that_says_no_time_closes_the_action_to_ecss_next_minute() {
+    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
+    let alone = replica(&url, &[]).await;
+    let minute = Duration::from_secs(60);
+    simulator.set_quota("StopInvocation", 1, minute, ThrottleHeaders::Silent);
+    // Not in a minute's last seconds, so that the calls fall in one minute.
+    if left_of_the_minute() < Duration::from_secs(8) {
+        align(minute, Duration::from_millis(200)).await;
+    }
+    stop(&alone).await.expect("the one call of the minute");
+    let heard = stop(&alone).await.unwrap_err();
+    assert_eq!(error_info(&heard).0, "THROTTLING_USER");
+    let closed = stop(&alone).await.unwrap_err();
+    let left = left_of_the_minute();
+    let (reason, delay) = refusal(&closed);
+    assert_eq!(reason, "ECS_THROTTLED");
+    assert!(
+        delay.abs_diff(left) < Duration::from_secs(1),
+        "to the next minute ({left:?} away): {delay:?}"
+    );
+    assert_eq!(stops_received(&simulator), 2);
+}
+
+/// The time to the clock's next minute.
+fn left_of_the_minute() -> Duration {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    Duration::from_millis(60_000 - (now.as_millis() % 60_000) as u64)
+}
