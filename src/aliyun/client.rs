@@ -21,7 +21,7 @@ use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::{RetryBudget, retry_budget};
 use super::signer::{self, SignatureVersion, v3};
 use super::tls::{self, EmptyTrustStore};
-use super::transport::{self, Transport, TransportSettings};
+use super::transport::{self, Exchange, Transport, TransportSettings};
 
 /// The `User-Agent` the gateway sends.
 pub(crate) const USER_AGENT_VALUE: &str = concat!("ecs-gateway/", env!("CARGO_PKG_VERSION"));
@@ -590,6 +590,7 @@ impl EcsClient {
     /// One signed POST; the accepted answer, or what went wrong.
     async fn attempt<A: Action>(&self, request: &A) -> Result<Answered, EcsError> {
         let inner = &*self.inner;
+        let mut exchange = Exchange::new(inner.settings.attempt_timeout);
         // Each attempt signs with the credential current at that moment: a refresh between
         // attempts is picked up, and an expired credential sends nothing.
         let current = inner
@@ -616,7 +617,11 @@ impl EcsClient {
                     .settings
                     .endpoint
                     .url_with_query(request.region(), signed.as_str());
-                let (head, body) = inner.http.post(url, Vec::new()).await?.into_parts();
+                let (head, body) = inner
+                    .http
+                    .post(url, Vec::new(), &mut exchange)
+                    .await?
+                    .into_parts();
                 (head, body, Signature::V1(signed))
             }
             SignatureVersion::V3 => {
@@ -625,7 +630,7 @@ impl EcsClient {
                     .map_err(unbuildable)?;
                 let (head, body) = inner
                     .http
-                    .post(attempt.url, attempt.headers)
+                    .post(attempt.url, attempt.headers, &mut exchange)
                     .await?
                     .into_parts();
                 (head, body, Signature::V3(attempt.signed))
@@ -635,6 +640,7 @@ impl EcsClient {
         // The attempt's span (see `retry::run`), exported when tracing is on.
         tracing::Span::current().record("http_status", http_status);
         let body = transport::read_capped(body, A::MAX_ANSWER_BYTES).await?;
+        exchange.answered();
         let secrets = Secrets {
             values: [
                 credential.access_key_id(),

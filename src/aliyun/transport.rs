@@ -30,7 +30,7 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{CaptureConnection, HttpConnector, capture_connection};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::dns::{DnsError, HickoryResolver};
@@ -64,6 +64,57 @@ const MAX_HOSTS: usize = 128;
 /// The longest a request waits for another one to find out its host's protocol before it goes
 /// ahead on its own (an endpoint that does not answer must not queue calls behind one another).
 const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+/// How often an HTTP/2 connection is pinged, idle or not, and how long its answer may take before
+/// the connection is closed: a peer gone silent (a NAT or load balancer that forgot the flow)
+/// is found within 15 s, not at each request's deadline.
+const H2_PING_EVERY: Duration = Duration::from_secs(10);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One exchange's connection. An exchange abandoned unanswered after `silence` (the attempt
+/// timeout) retires its connection, so the pool sends no other request over it: an HTTP/2
+/// connection whose peer went silent otherwise stays "ready" and takes every request until its
+/// keep-alive ping fails (hyper#4186). One abandoned sooner (its caller went away) leaves the
+/// connection alone.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    captured: Option<CaptureConnection>,
+    started: tokio::time::Instant,
+    silence: Duration,
+    answered: bool,
+}
+
+impl Exchange {
+    /// An exchange whose connection is retired when it is given up after `silence` unanswered.
+    /// The attempt's timer started a moment before this, so nine tenths of it count.
+    pub(crate) fn new(silence: Duration) -> Self {
+        Self {
+            captured: None,
+            started: tokio::time::Instant::now(),
+            silence: silence.mul_f64(0.9),
+            answered: false,
+        }
+    }
+
+    /// The answer came in whole: the connection is fine.
+    pub(crate) fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if self.answered || self.started.elapsed() < self.silence {
+            return;
+        }
+        if let Some(connected) = self.captured.as_ref().map(|c| c.connection_metadata())
+            && let Some(connection) = connected.as_ref()
+        {
+            connection.poison();
+            tracing::debug!("an ECS connection gave no answer within the attempt timeout; retired");
+        }
+    }
+}
 
 /// One host's protocol, and the lock held by the request finding it out.
 #[derive(Debug, Default)]
@@ -120,6 +171,9 @@ impl Transport {
                 .timer(TokioTimer::new())
                 .pool_max_idle_per_host(settings.pool_max_idle_per_host)
                 .pool_idle_timeout(settings.pool_idle_timeout)
+                .http2_keep_alive_interval(H2_PING_EVERY)
+                .http2_keep_alive_timeout(H2_PING_TIMEOUT)
+                .http2_keep_alive_while_idle(true)
                 .http2_only(http2_only)
                 .build(connector)
         };
@@ -132,12 +186,13 @@ impl Transport {
     }
 
     /// POSTs to `url` (which carries the signed query) with `headers` (V3's signed ones) and no
-    /// body; redirects are not followed, since a redirect would resend the signed request to
-    /// another host.
+    /// body, over the connection `exchange` watches; redirects are not followed, since a redirect
+    /// would resend the signed request to another host.
     pub(crate) async fn post(
         &self,
         url: String,
         headers: Vec<(HeaderName, HeaderValue)>,
+        exchange: &mut Exchange,
     ) -> Result<Response<Incoming>, EcsError> {
         let uri = Uri::try_from(url).map_err(|error| EcsError::Transport {
             kind: TransportKind::Build,
@@ -152,6 +207,7 @@ impl Transport {
         for (name, value) in headers {
             request.headers_mut().insert(name, value);
         }
+        exchange.captured = Some(capture_connection(&mut request));
         let Some(host) = self.host(request.uri()) else {
             return self.any.request(request).await.map_err(classify);
         };
@@ -340,7 +396,9 @@ mod tests {
         for scheme in ["http", "https"] {
             let url =
                 format!("{scheme}://127.0.0.1:{port}/?AccessKeyId=LTAIkey&Signature=SecretSig%3D");
-            let Err(EcsError::Transport { kind, detail }) = transport().post(url, Vec::new()).await
+            let Err(EcsError::Transport { kind, detail }) = transport()
+                .post(url, Vec::new(), &mut Exchange::new(Duration::from_secs(1)))
+                .await
             else {
                 panic!("nothing listens there");
             };
@@ -355,7 +413,11 @@ mod tests {
     #[tokio::test]
     async fn a_url_that_does_not_parse_is_a_build_error() {
         let Err(EcsError::Transport { kind, .. }) = transport()
-            .post("http://exa mple/".into(), Vec::new())
+            .post(
+                "http://exa mple/".into(),
+                Vec::new(),
+                &mut Exchange::new(Duration::from_secs(1)),
+            )
             .await
         else {
             panic!("refused");

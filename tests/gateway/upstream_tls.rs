@@ -37,6 +37,9 @@ struct TlsUpstream {
     requests: Arc<AtomicU64>,
     /// Makes every open connection close gracefully (HTTP/2 GOAWAY, HTTP/1.1 `Connection: close`).
     close_connections: Arc<Notify>,
+    /// Requests on connections accepted before this many never get an answer (the connection
+    /// stays open and answers pings): a path that went silent without a reset.
+    silent_below: Arc<AtomicU64>,
 }
 
 impl TlsUpstream {
@@ -61,19 +64,25 @@ impl TlsUpstream {
             handshakes: Arc::default(),
             requests: Arc::default(),
             close_connections: Arc::new(Notify::new()),
+            silent_below: Arc::default(),
         };
-        let (handshakes, requests, close) = (
+        let (handshakes, requests, close, silent_below) = (
             upstream.handshakes.clone(),
             upstream.requests.clone(),
             upstream.close_connections.clone(),
+            upstream.silent_below.clone(),
         );
         tokio::spawn(async move {
+            let mut accepted = 0u64;
             while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, handshakes, requests, close) = (
+                let index = accepted;
+                accepted += 1;
+                let (acceptor, handshakes, requests, close, silent_below) = (
                     acceptor.clone(),
                     handshakes.clone(),
                     requests.clone(),
                     close.clone(),
+                    silent_below.clone(),
                 );
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
@@ -85,7 +94,8 @@ impl TlsUpstream {
                         alpn: alpn.clone(),
                         resumed: session.handshake_kind() == Some(HandshakeKind::Resumed),
                     });
-                    serve(tls, alpn.as_deref() == Some(b"h2"), requests, close).await;
+                    let silent = move || index < silent_below.load(Ordering::SeqCst);
+                    serve(tls, alpn.as_deref() == Some(b"h2"), requests, close, silent).await;
                 });
             }
         });
@@ -103,10 +113,15 @@ async fn serve(
     h2: bool,
     requests: Arc<AtomicU64>,
     close: Arc<Notify>,
+    silent: impl Fn() -> bool + Clone + Send + Sync + 'static,
 ) {
     let service = service_fn(move |_request| {
         requests.fetch_add(1, Ordering::SeqCst);
-        async {
+        let silent = silent();
+        async move {
+            if silent {
+                std::future::pending::<()>().await;
+            }
             let body = r#"{"RequestId":"473469C7-AA6F-4DC5-B3DB-A3DC0DE3C83E"}"#;
             Ok::<_, Infallible>(
                 hyper::Response::builder()
@@ -139,6 +154,15 @@ async fn serve(
 
 /// The real gateway, forwarding to `https://localhost:<port>/` and trusting only `ca`.
 async fn gateway(ca_file: &std::path::Path, port: u16) -> (tokio::process::Child, String) {
+    gateway_with(ca_file, port, &[]).await
+}
+
+/// [`gateway`] with more flags.
+async fn gateway_with(
+    ca_file: &std::path::Path,
+    port: u16,
+    args: &[&str],
+) -> (tokio::process::Child, String) {
     let mut cmd = Command::new(BIN);
     crate::support::isolate_credentials(&mut cmd);
     let mut child = cmd
@@ -149,6 +173,7 @@ async fn gateway(ca_file: &std::path::Path, port: u16) -> (tokio::process::Child
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "tls-test-secret")
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(["--endpoint", &format!("https://localhost:{port}/")])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -225,4 +250,44 @@ async fn an_http1_upstream_gets_a_pool_that_is_reused_and_resumes_tls() {
         handshakes[1..].iter().any(|h| h.resumed),
         "connections after the first resume the session: {handshakes:?}"
     );
+}
+
+#[tokio::test]
+async fn an_http2_connection_that_went_silent_is_retired_at_the_attempt_timeout_not_reused() {
+    use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+    let ca = Ca::new("upstream-ca");
+    let dir = TempDir::new();
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let upstream = TlsUpstream::start(&ca, &[b"h2"]).await;
+    let (_child, addr) = gateway_with(
+        &ca_file,
+        upstream.port,
+        &["--upstream-timeout", "500ms", "--max-retries", "0"],
+    )
+    .await;
+    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut stop = async || {
+        client
+            .stop_invocation(crate::support::request("cn-hangzhou", "t-demo0001", &[]))
+            .await
+    };
+    // The probe's connection, then the HTTP/2 pool's.
+    stop().await.expect("answered");
+    stop().await.expect("answered");
+    let before = upstream.handshakes().len();
+    assert_eq!(before, 2);
+    // Every connection open now goes silent: it answers pings, never requests.
+    upstream.silent_below.store(before as u64, Ordering::SeqCst);
+    let silent = stop().await.unwrap_err();
+    assert_eq!(silent.code(), tonic::Code::Unavailable, "{silent:?}");
+    assert!(
+        silent.message().contains("did not answer in time"),
+        "{silent:?}"
+    );
+    // The next call goes over a new connection and is answered; without the retirement it
+    // would be sent over the silent one and time out too.
+    stop().await.expect("a new connection answers");
+    assert_eq!(upstream.handshakes().len(), before + 1);
 }
