@@ -14,7 +14,7 @@ use super::pace::{Pace, PollPace};
 use crate::aliyun::client::{Described, EcsClient, Failed};
 use crate::aliyun::error::{EcsError, ErrorClass};
 use crate::aliyun::invocation::InvocationState;
-use crate::aliyun::request::DescribeInvocation;
+use crate::aliyun::request::{DescribeInvocation, RegionId};
 use crate::observe::metrics::{Metrics, PollOutcome};
 
 /// The longest one poll (its retries included) may take.
@@ -131,6 +131,8 @@ struct Shared {
     pace: PollPace,
     metrics: Option<Metrics>,
     loops: Mutex<HashMap<DescribeInvocation, Loop>>,
+    /// When each region's loops last said they were throttled, and how many kept quiet since.
+    throttle_said: Mutex<HashMap<RegionId, (Instant, u64)>>,
 }
 
 /// A waiter's hold on one invocation's loop: its reads, and the stops claimed on it. The loop
@@ -159,6 +161,7 @@ impl Polls {
                 pace,
                 metrics,
                 loops: Mutex::new(HashMap::new()),
+                throttle_said: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -225,10 +228,34 @@ impl Polls {
         true
     }
 
+    /// Whether a loop of `region` may say it was throttled now, and how many throttled reads of
+    /// its loops went unsaid since the last line: one line a second for a region's loops
+    /// together, however many there are (the account is throttled, not one invocation).
+    fn may_say_throttled(&self, region: &RegionId) -> Option<u64> {
+        let mut said = self
+            .inner
+            .throttle_said
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match said.get_mut(region) {
+            Some((at, unsaid)) if at.elapsed() < Duration::from_secs(1) => {
+                *unsaid += 1;
+                None
+            }
+            Some((at, unsaid)) => {
+                *at = Instant::now();
+                Some(std::mem::take(unsaid))
+            }
+            None => {
+                said.insert(region.clone(), (Instant::now(), 0));
+                Some(0)
+            }
+        }
+    }
+
     async fn run(self, invocation: DescribeInvocation, sender: Arc<watch::Sender<Latest>>) {
         let mut pace = Pace::new(self.inner.pace);
         let mut in_a_row = 0;
-        let mut last_log: Option<Instant> = None;
         loop {
             if self.retire(&invocation, &sender, false) {
                 return;
@@ -267,12 +294,12 @@ impl Polls {
                             wait = wait
                                 .max(slow_down(&error).unwrap_or(wait))
                                 .min(MAX_SLOW_DOWN);
-                            // At most one line a second per loop, however often it is throttled.
-                            if last_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                                last_log = Some(Instant::now());
+                            if let Some(unsaid) = self.may_say_throttled(&invocation.region_id) {
                                 tracing::info!(
                                     invoke_id = invocation.invoke_id.as_str(),
+                                    region = invocation.region_id.as_str(),
                                     wait_ms = wait.as_millis() as u64,
+                                    unsaid,
                                     "a read for waiting streams was throttled; reading again later"
                                 );
                             }

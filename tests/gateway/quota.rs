@@ -288,3 +288,42 @@ fn left_of_the_minute() -> Duration {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     Duration::from_millis(60_000 - (now.as_millis() % 60_000) as u64)
 }
+
+#[tokio::test]
+async fn thirty_throttled_poll_loops_of_a_region_say_so_in_at_most_a_line_a_second() {
+    use crate::waits::{REGION, running, wait_request};
+    let mut config = SimulatorConfig::demo();
+    // Stopped instances stay Stopping for the whole test, so every loop keeps polling.
+    config.stop_delay = Duration::from_secs(600);
+    let (url, simulator) = start_simulator(config).await;
+    let gateway = replica(&url, &[]).await;
+    let mut streams = Vec::new();
+    for n in 0..30 {
+        let invoke_id = format!("t-loud{n:02}");
+        simulator.world().insert(REGION, &invoke_id, running(2).1);
+        let mut client = gateway.client().await;
+        let mut stream = client
+            .stop_invocation_and_wait(wait_request(&invoke_id, &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().expect("the first message");
+        streams.push(stream);
+    }
+    simulator.set_reads_throttled(true);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let throttled = metric(
+        &gateway,
+        "ecs_gateway_invocation_polls_total{outcome=\"throttled\"}",
+    )
+    .await;
+    assert!(throttled >= 30.0, "every loop was throttled: {throttled}");
+    let said = gateway.lines("a read for waiting streams was throttled; reading again later");
+    assert!(
+        (1..=7).contains(&said.len()),
+        "{} lines for {throttled} throttled polls in 6 s",
+        said.len()
+    );
+    assert!(said.iter().all(|l| l["region"] == REGION), "{said:?}");
+    drop(streams);
+}
