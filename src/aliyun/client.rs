@@ -84,6 +84,8 @@ pub struct Attempt<'a> {
     pub region: &'a str,
     /// The action.
     pub action: &'static str,
+    /// Work no caller waits on (a wait's later polls), which yields the budget to callers.
+    pub background: bool,
 }
 
 /// Where every call's attempts are reported once it is over: metrics, kept above this module.
@@ -407,7 +409,7 @@ impl EcsClient {
         request: &StopInvocation,
         deadline: Option<Instant>,
     ) -> Result<Stopped, Failed> {
-        let outcome = self.call(request, deadline).await;
+        let outcome = self.call(request, deadline, false).await;
         let (Ok((_, trail)) | Err(Failed { trail, .. })) = &outcome;
         self.observe::<StopInvocation>(trail);
         let (answer, trail) = outcome?;
@@ -417,14 +419,33 @@ impl EcsClient {
         })
     }
 
-    /// Reads one invocation and every instance's status (DescribeInvocations), retrying
-    /// transient failures, never working past `deadline`.
+    /// Reads one invocation and every instance's status (DescribeInvocations) for a caller,
+    /// retrying transient failures, never working past `deadline`.
     pub async fn describe_invocation(
         &self,
         request: &DescribeInvocation,
         deadline: Option<Instant>,
     ) -> Result<Described, Failed> {
-        let (answer, mut trail) = match self.call(request, deadline).await {
+        self.describe(request, deadline, false).await
+    }
+
+    /// [`Self::describe_invocation`] in the background (a wait's later polls): it takes only
+    /// what the quota keeps beyond its reserve for callers.
+    pub async fn poll_invocation(
+        &self,
+        request: &DescribeInvocation,
+        deadline: Option<Instant>,
+    ) -> Result<Described, Failed> {
+        self.describe(request, deadline, true).await
+    }
+
+    async fn describe(
+        &self,
+        request: &DescribeInvocation,
+        deadline: Option<Instant>,
+        background: bool,
+    ) -> Result<Described, Failed> {
+        let (answer, mut trail) = match self.call(request, deadline, background).await {
             Ok(answered) => answered,
             Err(failed) => {
                 self.observe::<DescribeInvocation>(&failed.trail);
@@ -460,6 +481,7 @@ impl EcsClient {
         &self,
         request: &A,
         deadline: Option<Instant>,
+        background: bool,
     ) -> Result<(Answered, Trail), Failed> {
         let settings = &self.inner.settings;
         let mut trail = Trail::default();
@@ -469,7 +491,7 @@ impl EcsClient {
             deadline,
             &self.inner.budget,
             &mut trail,
-            || self.attempt(request),
+            || self.attempt(request, background),
         )
         .await;
         match outcome {
@@ -588,7 +610,11 @@ impl EcsClient {
     }
 
     /// One signed POST; the accepted answer, or what went wrong.
-    async fn attempt<A: Action>(&self, request: &A) -> Result<Answered, EcsError> {
+    async fn attempt<A: Action>(
+        &self,
+        request: &A,
+        background: bool,
+    ) -> Result<Answered, EcsError> {
         let inner = &*self.inner;
         let mut exchange = Exchange::new(inner.settings.attempt_timeout);
         // Each attempt signs with the credential current at that moment: a refresh between
@@ -602,6 +628,7 @@ impl EcsClient {
             principal: inner.credentials.principal(),
             region: request.region().as_str(),
             action: A::NAME,
+            background,
         };
         if let Some(admission) = &inner.admission {
             admission

@@ -262,15 +262,18 @@ impl FleetStore {
     }
 
     /// Decides one attempt of the action kept in `bucket` (see [`Bucket::action`]) against
-    /// `quota`, fleet-wide: a block set by any replica first, then the window's count. Without an
-    /// answer from Redis in time, `local` decides.
+    /// `quota` (its background share for background work), fleet-wide: a block set by any replica
+    /// first, then the window's count. Without an answer from Redis in time, `local` decides.
     pub async fn take(
         &self,
         bucket: &Bucket,
         quota: Option<ApiQuota>,
+        background: bool,
         local: impl FnOnce() -> Decision,
     ) -> Decision {
-        let (period_ms, calls) = quota.map_or((0, 0), |q| (q.period.as_millis() as u64, q.calls));
+        let (period_ms, calls) = quota.map_or((0, 0), |q| {
+            (q.period.as_millis() as u64, q.ceiling(background))
+        });
         let mut call = self.inner.scripts[QUOTA].key(bucket.blocked());
         call.key(bucket.windows()).arg(period_ms).arg(calls);
         // As in `acquire`, a foreign key cannot hold an action for longer than a minute.

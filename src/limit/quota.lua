@@ -1,7 +1,8 @@
 -- One attempt of one action against the account's quota, in one atomic step; the same rules as
 -- `quota::decide`. KEYS[1]: the action's blocked-until key. KEYS[2]: its counter, to which the
 -- window's number is appended. ARGV[1]: the window in ms (0: no quota, only blocks apply).
--- ARGV[2]: the calls the gateways may make per window. Returns {0, 0} when admitted (and counts
+-- ARGV[2]: the calls the window may hold for this attempt to go (the whole share for a caller,
+-- less for background work). Returns {0, 0} when admitted (and counts
 -- the call), {1, ms} while ECS's throttle holds, {2, ms} when the window's share is spent.
 -- Redis's own clock is used, so replicas whose clocks differ still agree.
 local t = redis.call('TIME')

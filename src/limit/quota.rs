@@ -126,6 +126,24 @@ impl std::fmt::Display for Quotas {
     }
 }
 
+impl ApiQuota {
+    /// The calls of a window that background work (a wait's later polls) may take: all but a
+    /// quarter, kept for callers, so that a caller's read finds room however many waits poll.
+    /// A quota of one call keeps no reserve (its polls would never run).
+    pub(crate) fn background_calls(&self) -> u32 {
+        (self.calls - self.calls / 4).max(1)
+    }
+
+    /// The calls of a window an attempt may find taken and still go.
+    pub(crate) fn ceiling(&self, background: bool) -> u32 {
+        if background {
+            self.background_calls()
+        } else {
+            self.calls
+        }
+    }
+}
+
 /// What a decision found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -147,18 +165,20 @@ fn period_ms(period: Duration) -> u64 {
 }
 
 /// Whether one more call of an action may go at `now_ms`, `used` calls into its window, the
-/// action blocked until `blocked_until_ms` (0 when never); the same rules as `quota.lua`.
+/// action blocked until `blocked_until_ms` (0 when never), as background work or for a caller;
+/// the same rules as `quota.lua`.
 pub(crate) fn decide(
     now_ms: u64,
     quota: Option<ApiQuota>,
     used: u32,
     blocked_until_ms: u64,
+    background: bool,
 ) -> Decision {
     if blocked_until_ms > now_ms {
         return Decision::Blocked(blocked_until_ms - now_ms);
     }
     match quota {
-        Some(quota) if used >= quota.calls => {
+        Some(quota) if used >= quota.ceiling(background) => {
             let period = period_ms(quota.period);
             Decision::Spent((window(now_ms, quota.period) + 1) * period - now_ms)
         }
@@ -203,7 +223,13 @@ struct Entry {
 impl Ledger {
     /// Decides one attempt at `now_ms` for the action kept under `key`, counting it when
     /// admitted.
-    pub(crate) fn take(&self, key: &str, quota: Option<ApiQuota>, now_ms: u64) -> Decision {
+    pub(crate) fn take(
+        &self,
+        key: &str,
+        quota: Option<ApiQuota>,
+        background: bool,
+        now_ms: u64,
+    ) -> Decision {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_LEDGER_ENTRIES && !entries.contains_key(key) {
             entries.retain(|_, e| e.blocked_until_ms > now_ms || e.window_end_ms > now_ms);
@@ -214,7 +240,13 @@ impl Ledger {
             entry.window_end_ms =
                 quota.map_or(0, |q| (window(now_ms, q.period) + 1) * period_ms(q.period));
         }
-        let decision = decide(now_ms, quota, entry.used, entry.blocked_until_ms);
+        let decision = decide(
+            now_ms,
+            quota,
+            entry.used,
+            entry.blocked_until_ms,
+            background,
+        );
         if decision == Decision::Admitted && quota.is_some() {
             entry.used += 1;
         }
@@ -331,13 +363,42 @@ mod tests {
         // 10.25 s into a minute.
         let minute_start = MINUTE_START;
         let now = minute_start + 10_250;
-        assert_eq!(decide(now, Some(STOP), 2, 0), Decision::Admitted);
-        assert_eq!(decide(now, Some(STOP), 3, 0), Decision::Spent(49_750));
-        assert_eq!(decide(now, None, 1_000_000, 0), Decision::Admitted);
+        assert_eq!(decide(now, Some(STOP), 2, 0, false), Decision::Admitted);
+        assert_eq!(
+            decide(now, Some(STOP), 3, 0, false),
+            Decision::Spent(49_750)
+        );
+        assert_eq!(decide(now, None, 1_000_000, 0, false), Decision::Admitted);
         assert_eq!(
             window(minute_start - 1, STOP.period) + 1,
             window(minute_start, STOP.period)
         );
+    }
+
+    #[test]
+    fn background_work_leaves_a_quarter_of_each_window_to_callers() {
+        let now = MINUTE_START + 1_000;
+        let reads = ApiQuota {
+            action: "DescribeInvocations",
+            calls: 100,
+            period: Duration::from_secs(60),
+        };
+        assert_eq!(reads.background_calls(), 75);
+        assert_eq!(decide(now, Some(reads), 74, 0, true), Decision::Admitted);
+        assert_eq!(
+            decide(now, Some(reads), 75, 0, true),
+            Decision::Spent(59_000)
+        );
+        assert_eq!(decide(now, Some(reads), 99, 0, false), Decision::Admitted);
+        assert_eq!(
+            decide(now, Some(reads), 100, 0, false),
+            Decision::Spent(59_000)
+        );
+        // A one-call quota keeps no reserve: polls must still run.
+        let one = ApiQuota { calls: 1, ..reads };
+        assert_eq!(one.background_calls(), 1);
+        assert_eq!(ApiQuota { calls: 3, ..reads }.background_calls(), 3);
+        assert_eq!(ApiQuota { calls: 4, ..reads }.background_calls(), 3);
     }
 
     #[test]
@@ -354,14 +415,14 @@ mod tests {
             minute_start + 60_000
         );
         assert_eq!(
-            decide(now, Some(STOP), 0, now + 2500),
+            decide(now, Some(STOP), 0, now + 2500, false),
             Decision::Blocked(2500)
         );
         assert_eq!(
-            decide(now + 2500, Some(STOP), 0, now + 2500),
+            decide(now + 2500, Some(STOP), 0, now + 2500, false),
             Decision::Admitted
         );
-        assert_eq!(decide(now, None, 0, now + 1), Decision::Blocked(1));
+        assert_eq!(decide(now, None, 0, now + 1, false), Decision::Blocked(1));
     }
 
     #[test]
@@ -370,27 +431,36 @@ mod tests {
         let minute_start = MINUTE_START;
         let now = minute_start + 1_000;
         for _ in 0..3 {
-            assert_eq!(ledger.take("a", Some(STOP), now), Decision::Admitted);
+            assert_eq!(ledger.take("a", Some(STOP), false, now), Decision::Admitted);
         }
-        assert_eq!(ledger.take("a", Some(STOP), now), Decision::Spent(59_000));
+        assert_eq!(
+            ledger.take("a", Some(STOP), false, now),
+            Decision::Spent(59_000)
+        );
         ledger.refund("a");
-        assert_eq!(ledger.take("a", Some(STOP), now), Decision::Admitted);
-        assert_eq!(ledger.take("a", Some(STOP), now), Decision::Spent(59_000));
+        assert_eq!(ledger.take("a", Some(STOP), false, now), Decision::Admitted);
+        assert_eq!(
+            ledger.take("a", Some(STOP), false, now),
+            Decision::Spent(59_000)
+        );
         // Another account, region or action has its own count.
-        assert_eq!(ledger.take("b", Some(STOP), now), Decision::Admitted);
+        assert_eq!(ledger.take("b", Some(STOP), false, now), Decision::Admitted);
         // The next minute starts afresh.
         assert_eq!(
-            ledger.take("a", Some(STOP), minute_start + 60_000),
+            ledger.take("a", Some(STOP), false, minute_start + 60_000),
             Decision::Admitted
         );
         assert_eq!(ledger.block("b", now + 5_000, now), 5_000);
         assert_eq!(ledger.block("b", now + 1_000, now), 5_000);
         assert_eq!(
-            ledger.take("b", Some(STOP), now + 4_000),
+            ledger.take("b", Some(STOP), false, now + 4_000),
             Decision::Blocked(1_000)
         );
         assert_eq!(ledger.blocked("b", now + 4_000), Some(1_000));
         assert_eq!(ledger.blocked("a", now), None);
-        assert_eq!(ledger.take("b", None, now + 5_000), Decision::Admitted);
+        assert_eq!(
+            ledger.take("b", None, false, now + 5_000),
+            Decision::Admitted
+        );
     }
 }

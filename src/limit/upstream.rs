@@ -69,12 +69,16 @@ impl UpstreamQuota {
     async fn decide(&self, attempt: Attempt<'_>) -> Result<(), NotAdmitted> {
         let bucket = Bucket::action(attempt.principal, attempt.region, attempt.action);
         let quota = self.quotas.of(attempt.action);
-        let local = || self.ledger.take(bucket.key(), quota, quota::now_ms());
+        let background = attempt.background;
+        let local = || {
+            self.ledger
+                .take(bucket.key(), quota, background, quota::now_ms())
+        };
         // A block this replica saw holds even when Redis lost it.
         let decision = match self.ledger.blocked(bucket.key(), quota::now_ms()) {
             Some(ms) => Decision::Blocked(ms),
             None => match &self.store {
-                Some(store) => store.take(&bucket, quota, local).await,
+                Some(store) => store.take(&bucket, quota, background, local).await,
                 None => local(),
             },
         };

@@ -256,15 +256,20 @@ impl Polls {
     async fn run(self, invocation: DescribeInvocation, sender: Arc<watch::Sender<Latest>>) {
         let mut pace = Pace::new(self.inner.pace);
         let mut in_a_row = 0;
+        // The first read is the one a caller waits for; the ones after it are background work.
+        let mut background = false;
         loop {
             if self.retire(&invocation, &sender, false) {
                 return;
             }
-            let outcome = self
-                .inner
-                .client
-                .describe_invocation(&invocation, Some(Instant::now() + POLL_BUDGET))
-                .await;
+            let deadline = Some(Instant::now() + POLL_BUDGET);
+            let client = &self.inner.client;
+            let outcome = if background {
+                client.poll_invocation(&invocation, deadline).await
+            } else {
+                client.describe_invocation(&invocation, deadline).await
+            };
+            background = true;
             let mut wait = pace.next(&mut rand::rng());
             let polled = match outcome {
                 Ok(Described {

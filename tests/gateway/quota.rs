@@ -327,3 +327,54 @@ async fn thirty_throttled_poll_loops_of_a_region_say_so_in_at_most_a_line_a_seco
     assert!(said.iter().all(|l| l["region"] == REGION), "{said:?}");
     drop(streams);
 }
+
+#[tokio::test]
+async fn polls_leave_a_quarter_of_the_read_quota_to_callers() {
+    use crate::waits::{REGION, running, wait_request};
+    let mut config = SimulatorConfig::demo();
+    config.stop_delay = Duration::from_secs(600);
+    let (url, simulator) = start_simulator(config).await;
+    // 8 reads per 20 s: waits' later polls may take 6 of them, callers all 8.
+    let gateway = replica(&url, &["--api-quota", "DescribeInvocations=8/20s"]).await;
+    let reads = || {
+        simulator
+            .calls()
+            .iter()
+            .filter(|c| c.action == "DescribeInvocations")
+            .count()
+    };
+    align(Duration::from_secs(20), Duration::from_millis(100)).await;
+    let mut streams = Vec::new();
+    for n in 0..4 {
+        let invoke_id = format!("t-polled{n}");
+        simulator.world().insert(REGION, &invoke_id, running(2).1);
+        let mut client = gateway.client().await;
+        let mut stream = client
+            .stop_invocation_and_wait(wait_request(&invoke_id, &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().expect("the first message");
+        streams.push(stream);
+    }
+    assert_eq!(reads(), 4, "each wait's first read, for its caller");
+    // Four loops polling about once a second would take the rest of the window; they stop at 6.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(reads(), 6, "polls stop at the background share");
+    let mut client = gateway.client().await;
+    let mut get = async |invoke_id: &str| {
+        client
+            .get_invocation(GetInvocationRequest {
+                region_id: REGION.into(),
+                invoke_id: invoke_id.into(),
+                ..Default::default()
+            })
+            .await
+    };
+    get("t-demo0002").await.expect("a caller finds its reserve");
+    get("t-demo0003").await.expect("a caller finds its reserve");
+    let spent = get("t-demo0004").await.unwrap_err();
+    assert_eq!(refusal(&spent).0, "API_QUOTA_EXCEEDED", "{spent:?}");
+    assert_eq!(reads(), 8);
+    drop(streams);
+}
