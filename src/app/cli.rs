@@ -122,6 +122,24 @@ pub struct SimulatorArgs {
     /// How long a running execution takes to go from Stopping to Stopped after a stop.
     #[arg(long, default_value = "2s", value_parser = duration_in(Duration::ZERO, HOUR))]
     pub stop_delay: Duration,
+    /// An action's quota, as ECS keeps it: ACTION=COUNT/PERIOD (repeatable); a call past it in
+    /// its window is answered 400 Throttling.User until the window ends. None by default.
+    #[arg(long = "quota")]
+    pub quotas: Vec<ApiQuota>,
+    /// How a call past a --quota says how long to wait.
+    #[arg(long, value_enum, default_value_t = QuotaHeaders::Acs)]
+    pub quota_headers: QuotaHeaders,
+}
+
+/// How the simulator's throttled answers say how long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QuotaHeaders {
+    /// `x-acs-retry-after`, milliseconds (the newest Tea core's reading).
+    Acs,
+    /// `x-ratelimit-user-api` with `TimeLeft` (the Go core's reading).
+    Ratelimit,
+    /// No header: the caller must know that ECS's windows are minutes.
+    Silent,
 }
 
 /// Without the simulator there is no latency to inject; the subcommand is refused anyway.

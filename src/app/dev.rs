@@ -19,7 +19,7 @@ mod with_simulator {
 
     use tokio::net::TcpListener;
 
-    use super::super::cli::SimulatorArgs;
+    use super::super::cli::{QuotaHeaders, SimulatorArgs};
     use super::super::error::RunError;
     use super::super::settings::DevSettings;
     use crate::aliyun::credentials::credential::Credential;
@@ -29,7 +29,10 @@ mod with_simulator {
     use crate::aliyun::credentials::source::Source;
     use crate::aliyun::endpoint::Endpoint;
     use crate::simulator::faults::Faults;
-    use crate::simulator::{self, DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, SimulatorConfig};
+    use crate::simulator::{
+        self, DEMO_ACCESS_KEY_ID, DEMO_ACCESS_KEY_SECRET, Simulator, SimulatorConfig,
+        ThrottleHeaders,
+    };
 
     /// Starts the in-process simulator; the endpoint to send to and the credential to sign with.
     pub(crate) async fn start(dev: &DevSettings) -> Result<(Endpoint, CredentialSupply), RunError> {
@@ -106,8 +109,17 @@ mod with_simulator {
             .await
             .map_err(RunError::Simulator)?;
         let addr = listener.local_addr().map_err(RunError::Simulator)?;
-        tracing::info!(%addr, faults = ?config.faults, "ECS simulator listening");
-        simulator::serve(listener, config, shutdown).await;
+        tracing::info!(%addr, faults = ?config.faults, quotas = ?args.quotas, "ECS simulator listening");
+        let simulator = Simulator::new(config);
+        let headers = match args.quota_headers {
+            QuotaHeaders::Acs => ThrottleHeaders::AcsRetryAfter,
+            QuotaHeaders::Ratelimit => ThrottleHeaders::RateLimitUser,
+            QuotaHeaders::Silent => ThrottleHeaders::Silent,
+        };
+        for quota in &args.quotas {
+            simulator.set_quota(quota.action, quota.calls, quota.period, headers);
+        }
+        simulator.serve(listener, shutdown).await;
         Ok(())
     }
 }

@@ -378,3 +378,50 @@ async fn polls_leave_a_quarter_of_the_read_quota_to_callers() {
     assert_eq!(reads(), 8);
     drop(streams);
 }
+
+#[tokio::test]
+async fn the_simulator_subcommand_keeps_the_quota_it_is_given() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecs-gateway"));
+    crate::support::isolate_credentials(&mut command);
+    let listen = format!("127.0.0.1:{port}");
+    let _simulator = command
+        .args(["simulator", "--listen", &listen])
+        .args([
+            "--quota",
+            "StopInvocation=2/60s",
+            "--quota-headers",
+            "ratelimit",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}/");
+    assert!(
+        crate::support::eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(&listen).is_ok()
+        })
+        .await,
+        "the simulator listens"
+    );
+    let gateway = replica(&url, &[]).await;
+    if left_of_the_minute() < Duration::from_secs(8) {
+        align(Duration::from_secs(60), Duration::from_millis(200)).await;
+    }
+    stop(&gateway).await.expect("the quota's first call");
+    stop(&gateway).await.expect("the quota's second call");
+    let throttled = stop(&gateway).await.unwrap_err();
+    let (reason, delay) = refusal(&throttled);
+    assert_eq!(reason, "THROTTLING_USER", "{throttled:?}");
+    let left = left_of_the_minute();
+    assert!(
+        delay.abs_diff(left) < Duration::from_secs(1),
+        "x-ratelimit-user-api's TimeLeft, to the minute's end ({left:?}): {delay:?}"
+    );
+}
