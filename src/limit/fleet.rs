@@ -263,14 +263,15 @@ impl FleetStore {
 
     /// Decides one attempt of the action kept in `bucket` (see [`Bucket::action`]) against
     /// `quota` (its background share for background work), fleet-wide: a block set by any replica
-    /// first, then the window's count. Without an answer from Redis in time, `local` decides.
+    /// first, then the window's count, which comes back with an admission. Without an answer from
+    /// Redis in time, `local` decides.
     pub async fn take(
         &self,
         bucket: &Bucket,
         quota: Option<ApiQuota>,
         background: bool,
         local: impl FnOnce() -> Decision,
-    ) -> Decision {
+    ) -> (Decision, Option<u32>) {
         let (period_ms, calls) = quota.map_or((0, 0), |q| {
             (q.period.as_millis() as u64, q.ceiling(background))
         });
@@ -279,10 +280,13 @@ impl FleetStore {
         // As in `acquire`, a foreign key cannot hold an action for longer than a minute.
         let cap = |ms: i64| ms.clamp(1, 60_000) as u64;
         match self.eval::<(i64, i64)>(&call).await {
-            None => self.inner.decide_locally(local),
-            Some((1, ms)) => Decision::Blocked(cap(ms)),
-            Some((2, ms)) => Decision::Spent(cap(ms)),
-            Some(_) => Decision::Admitted,
+            None => (self.inner.decide_locally(local), None),
+            Some((1, ms)) => (Decision::Blocked(cap(ms)), None),
+            Some((2, ms)) => (Decision::Spent(cap(ms)), Some(calls)),
+            Some((_, used)) => (
+                Decision::Admitted,
+                Some(used.clamp(0, i64::from(u32::MAX)) as u32),
+            ),
         }
     }
 

@@ -2,7 +2,7 @@
 -- `quota::decide`. KEYS[1]: the action's blocked-until key. KEYS[2]: its counter, to which the
 -- window's number is appended. ARGV[1]: the window in ms (0: no quota, only blocks apply).
 -- ARGV[2]: the calls the window may hold for this attempt to go (the whole share for a caller,
--- less for background work). Returns {0, 0} when admitted (and counts
+-- less for background work). Returns {0, calls counted in the window} when admitted (and counts
 -- the call), {1, ms} while ECS's throttle holds, {2, ms} when the window's share is spent.
 -- Redis's own clock is used, so replicas whose clocks differ still agree.
 local t = redis.call('TIME')
@@ -21,6 +21,6 @@ local used = tonumber(redis.call('GET', counter)) or 0
 if used >= tonumber(ARGV[2]) then
   return {2, (window + 1) * period - now}
 end
-redis.call('INCR', counter)
+used = redis.call('INCR', counter)
 redis.call('PEXPIRE', counter, 2 * period)
-return {0, 0}
+return {0, used}

@@ -212,6 +212,17 @@ pub(crate) struct Ledger {
     entries: Mutex<HashMap<String, Entry>>,
 }
 
+impl Entry {
+    /// Starts the window of `now_ms` afresh when the counted one has ended.
+    fn roll(&mut self, quota: Option<ApiQuota>, now_ms: u64) {
+        if now_ms >= self.window_end_ms {
+            self.used = 0;
+            self.window_end_ms =
+                quota.map_or(0, |q| (window(now_ms, q.period) + 1) * period_ms(q.period));
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
     /// When the counted window ends.
@@ -251,6 +262,15 @@ impl Ledger {
             entry.used += 1;
         }
         decision
+    }
+
+    /// The fleet had counted `counted` calls of the action kept under `key` in the window of
+    /// `now_ms`: a decision this replica makes alone later in the window starts from there.
+    pub(crate) fn seen(&self, key: &str, quota: ApiQuota, counted: u32, now_ms: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.entry(key.to_owned()).or_default();
+        entry.roll(Some(quota), now_ms);
+        entry.used = entry.used.max(counted);
     }
 
     /// Gives back a call [`Self::take`] counted but that was not sent.
@@ -458,6 +478,19 @@ mod tests {
         );
         assert_eq!(ledger.blocked("b", now + 4_000), Some(1_000));
         assert_eq!(ledger.blocked("a", now), None);
+        // Redis said the fleet had counted 2 of 3: alone, this replica takes only the third.
+        ledger.seen("c", STOP, 2, now);
+        assert_eq!(ledger.take("c", Some(STOP), false, now), Decision::Admitted);
+        assert_eq!(
+            ledger.take("c", Some(STOP), false, now),
+            Decision::Spent(59_000)
+        );
+        // A count seen in an earlier window does not hold in the next.
+        ledger.seen("d", STOP, 3, now);
+        assert_eq!(
+            ledger.take("d", Some(STOP), false, MINUTE_START + 60_000),
+            Decision::Admitted
+        );
         assert_eq!(
             ledger.take("b", None, false, now + 5_000),
             Decision::Admitted

@@ -78,7 +78,15 @@ impl UpstreamQuota {
         let decision = match self.ledger.blocked(bucket.key(), quota::now_ms()) {
             Some(ms) => Decision::Blocked(ms),
             None => match &self.store {
-                Some(store) => store.take(&bucket, quota, background, local).await,
+                Some(store) => {
+                    let (decision, counted) = store.take(&bucket, quota, background, local).await;
+                    // Should Redis go, this replica goes on from the fleet's count, not from 0.
+                    if let (Some(counted), Some(quota)) = (counted, quota) {
+                        self.ledger
+                            .seen(bucket.key(), quota, counted, quota::now_ms());
+                    }
+                    decision
+                }
                 None => local(),
             },
         };

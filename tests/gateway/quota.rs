@@ -425,3 +425,36 @@ async fn the_simulator_subcommand_keeps_the_quota_it_is_given() {
         "x-ratelimit-user-api's TimeLeft, to the minute's end ({left:?}): {delay:?}"
     );
 }
+
+#[tokio::test]
+async fn a_replica_that_loses_redis_mid_window_goes_on_from_the_fleets_count_not_from_zero() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
+    let redis_url = redis.url();
+    let quota = [
+        "--redis-url",
+        redis_url.as_str(),
+        "--api-quota",
+        "StopInvocation=4/60s",
+    ];
+    let a = replica(&url, &quota).await;
+    let b = replica(&url, &quota).await;
+    if left_of_the_minute() < Duration::from_secs(15) {
+        align(Duration::from_secs(60), Duration::from_millis(200)).await;
+    }
+    for gateway in [&a, &a, &b] {
+        stop(gateway).await.expect("within the quota");
+    }
+    // B last heard from Redis that the fleet had made 3 of the minute's 4 calls.
+    redis.freeze(true);
+    stop(&b)
+        .await
+        .expect("the minute's fourth call, decided alone");
+    let spent = stop(&b).await.unwrap_err();
+    assert_eq!(refusal(&spent).0, "API_QUOTA_EXCEEDED", "{spent:?}");
+    assert_eq!(stops_received(&simulator), 4);
+    assert!(metric(&b, "ecs_gateway_fleet_limiter_local_decisions_total").await >= 2.0);
+    redis.freeze(false);
+}
