@@ -28,7 +28,7 @@ pub mod server {
 /// Rates and the fleet's store.
 pub mod limit {
     pub use crate::limit::fleet::{Bucket, FleetStore, RedisSettings};
-    pub use crate::limit::quota::Quotas;
+    pub use crate::limit::quota::{ApiQuota, Decision, Quotas};
     pub use crate::limit::rate::Rate;
     pub use crate::limit::upstream::UpstreamQuota;
 }

@@ -263,20 +263,25 @@ impl FleetStore {
 
     /// Decides one attempt of the action kept in `bucket` (see [`Bucket::action`]) against
     /// `quota` (its background share for background work), fleet-wide: a block set by any replica
-    /// first, then the window's count, which comes back with an admission. Without an answer from
-    /// Redis in time, `local` decides.
+    /// first, then the window's count (with `owed` added: calls this replica admitted alone in the
+    /// window), which comes back with an admission. `None` with the decision when Redis did not
+    /// answer in time and `local` decided.
     pub async fn take(
         &self,
         bucket: &Bucket,
         quota: Option<ApiQuota>,
         background: bool,
+        owed: u32,
         local: impl FnOnce() -> Decision,
     ) -> (Decision, Option<u32>) {
         let (period_ms, calls) = quota.map_or((0, 0), |q| {
             (q.period.as_millis() as u64, q.ceiling(background))
         });
         let mut call = self.inner.scripts[QUOTA].key(bucket.blocked());
-        call.key(bucket.windows()).arg(period_ms).arg(calls);
+        call.key(bucket.windows())
+            .arg(period_ms)
+            .arg(calls)
+            .arg(owed);
         // As in `acquire`, a foreign key cannot hold an action for longer than a minute.
         let cap = |ms: i64| ms.clamp(1, 60_000) as u64;
         match self.eval::<(i64, i64)>(&call).await {

@@ -217,6 +217,7 @@ impl Entry {
     fn roll(&mut self, quota: Option<ApiQuota>, now_ms: u64) {
         if now_ms >= self.window_end_ms {
             self.used = 0;
+            self.owed = 0;
             self.window_end_ms =
                 quota.map_or(0, |q| (window(now_ms, q.period) + 1) * period_ms(q.period));
         }
@@ -228,6 +229,8 @@ struct Entry {
     /// When the counted window ends.
     window_end_ms: u64,
     used: u32,
+    /// Calls admitted here alone in the window, which the fleet's count does not hold yet.
+    owed: u32,
     blocked_until_ms: u64,
 }
 
@@ -260,6 +263,7 @@ impl Ledger {
         );
         if decision == Decision::Admitted && quota.is_some() {
             entry.used += 1;
+            entry.owed += 1;
         }
         decision
     }
@@ -271,6 +275,25 @@ impl Ledger {
         let entry = entries.entry(key.to_owned()).or_default();
         entry.roll(Some(quota), now_ms);
         entry.used = entry.used.max(counted);
+    }
+
+    /// The calls admitted here alone in the window of `now_ms` that the fleet's count does not
+    /// hold yet, handed over to be added to it (see [`Self::owe`] when that fails).
+    pub(crate) fn settle(&self, key: &str, quota: Option<ApiQuota>, now_ms: u64) -> u32 {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = entries.get_mut(key) else {
+            return 0;
+        };
+        entry.roll(quota, now_ms);
+        std::mem::take(&mut entry.owed)
+    }
+
+    /// `owed` calls [`Self::settle`] handed over did not reach the fleet's count after all.
+    pub(crate) fn owe(&self, key: &str, owed: u32) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = entries.get_mut(key) {
+            entry.owed += owed;
+        }
     }
 
     /// Gives back a call [`Self::take`] counted but that was not sent.
@@ -485,6 +508,11 @@ mod tests {
             ledger.take("c", Some(STOP), false, now),
             Decision::Spent(59_000)
         );
+        // What "c" admitted alone is owed to the fleet's count once, and again if that fails.
+        assert_eq!(ledger.settle("c", Some(STOP), now), 1);
+        assert_eq!(ledger.settle("c", Some(STOP), now), 0);
+        ledger.owe("c", 1);
+        assert_eq!(ledger.settle("c", Some(STOP), MINUTE_START + 60_000), 0);
         // A count seen in an earlier window does not hold in the next.
         ledger.seen("d", STOP, 3, now);
         assert_eq!(

@@ -79,11 +79,18 @@ impl UpstreamQuota {
             Some(ms) => Decision::Blocked(ms),
             None => match &self.store {
                 Some(store) => {
-                    let (decision, counted) = store.take(&bucket, quota, background, local).await;
-                    // Should Redis go, this replica goes on from the fleet's count, not from 0.
-                    if let (Some(counted), Some(quota)) = (counted, quota) {
-                        self.ledger
-                            .seen(bucket.key(), quota, counted, quota::now_ms());
+                    // What this replica admitted alone while Redis was away joins the count.
+                    let owed = self.ledger.settle(bucket.key(), quota, quota::now_ms());
+                    let (decision, counted) =
+                        store.take(&bucket, quota, background, owed, local).await;
+                    match (counted, quota) {
+                        // Should Redis go, this replica goes on from the fleet's count, not 0.
+                        (Some(counted), Some(quota)) => {
+                            self.ledger
+                                .seen(bucket.key(), quota, counted, quota::now_ms());
+                        }
+                        (None, _) => self.ledger.owe(bucket.key(), owed),
+                        _ => {}
                     }
                     decision
                 }

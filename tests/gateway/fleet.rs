@@ -559,3 +559,28 @@ async fn a_bucket_another_tenant_wrote_cannot_refuse_a_caller_for_years() {
     assert_eq!(simulator.requests_received(), 0);
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn calls_a_replica_admitted_alone_join_the_fleets_count_when_it_settles() {
+    use ecs_gateway::testing::limit::{ApiQuota, Decision};
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let fleet = store(&redis, Duration::from_millis(200), None).await;
+    let quota: ApiQuota = "StopInvocation=5/1h".parse().unwrap();
+    let bucket = Bucket::action("LTAI-test", "cn-hangzhou", "StopInvocation");
+    let must_not = || -> Decision { panic!("decided locally although Redis answers") };
+    // Two calls admitted alone are owed: the first call back counts them and itself.
+    assert_eq!(
+        fleet.take(&bucket, Some(quota), false, 2, must_not).await,
+        (Decision::Admitted, Some(3))
+    );
+    assert_eq!(
+        fleet.take(&bucket, Some(quota), false, 0, must_not).await,
+        (Decision::Admitted, Some(4))
+    );
+    // Owed calls that fill the window leave no room for the one asking.
+    let (spent, counted) = fleet.take(&bucket, Some(quota), false, 1, must_not).await;
+    assert!(matches!(spent, Decision::Spent(_)), "{spent:?}");
+    assert_eq!(counted, Some(5));
+}
