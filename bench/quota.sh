@@ -6,7 +6,8 @@
 # minute, the StopInvocation calls ECS received, accepted and throttled against the gateways' share
 # (--quota-share SHARE), and the calls refused before sending and why. With BASELINE=<another
 # ecs-gateway> the same runs against it afterwards (flags it does not know are left out).
-# Usage: [BASELINE=bin] bench/quota.sh [MINUTES] [RATE] [SHARE]     Traffic goes to 127.0.0.1 only.
+# Usage: [BASELINE=bin] [GATEWAY_FLAGS=...] bench/quota.sh [MINUTES] [RATE] [SHARE]
+# Traffic goes to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES="${1:-3}"
@@ -75,7 +76,7 @@ run() {  # label binary [gateway flags...]
     # The counters are read half a second before each minute's end, when its share is long
     # spent, so that no call of the next window is counted in this one; the load starts at a
     # minute's start, as ECS's windows do.
-    local before after
+    local before="" after=""
     until_second 59.5
     before=$(scrape "${ports[@]}")
     until_second 0
@@ -101,7 +102,8 @@ EOF
     pids=()
 }
 
-run new "$BIN/ecs-gateway" --quota-share "$SHARE"
+# shellcheck disable=SC2086 # GATEWAY_FLAGS is a list of flags for the new build, such as --redis-timeout 50ms.
+run new "$BIN/ecs-gateway" --quota-share "$SHARE" ${GATEWAY_FLAGS:-}
 if [ -n "${BASELINE:-}" ]; then
     run baseline "$(realpath "$BASELINE")"
 fi
