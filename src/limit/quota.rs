@@ -301,6 +301,8 @@ impl Ledger {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = entries.get_mut(key) {
             entry.used = entry.used.saturating_sub(1);
+            // Refunded, it is owed to the fleet's count no more.
+            entry.owed = entry.owed.saturating_sub(1);
         }
     }
 
@@ -508,7 +510,11 @@ mod tests {
             ledger.take("c", Some(STOP), false, now),
             Decision::Spent(59_000)
         );
-        // What "c" admitted alone is owed to the fleet's count once, and again if that fails.
+        // What "c" admitted alone is owed to the fleet's count once, and again if that fails;
+        // a call given back is not owed.
+        assert_eq!(ledger.take("e", Some(STOP), false, now), Decision::Admitted);
+        ledger.refund("e");
+        assert_eq!(ledger.settle("e", Some(STOP), now), 0);
         assert_eq!(ledger.settle("c", Some(STOP), now), 1);
         assert_eq!(ledger.settle("c", Some(STOP), now), 0);
         ledger.owe("c", 1);
