@@ -47,7 +47,7 @@ impl UpstreamQuota {
     ) -> Self {
         if let Some(metrics) = &metrics {
             for quota in quotas.all() {
-                metrics.api_quota(quota);
+                metrics.api_quota(quota.action, quota.calls, quota.period);
             }
         }
         Self {

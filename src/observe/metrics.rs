@@ -19,7 +19,6 @@ use crate::aliyun::credentials::refresh::CredentialSupply;
 use crate::aliyun::error::ErrorClass;
 use crate::aliyun::request::ACTIONS;
 use crate::aliyun::retry::{Decision, Trail, decide};
-use crate::limit::quota::ApiQuota;
 
 /// The gRPC service whose methods the gateway counts (health and reflection are not).
 const SERVICE: &str = "ecsgateway.v1.CloudAssistantService";
@@ -493,20 +492,18 @@ impl Metrics {
             .inc();
     }
 
-    /// The gateways' quota of one action, per account and region.
-    pub fn api_quota(&self, quota: &ApiQuota) {
-        let labels = ActionLabels {
-            action: quota.action,
-        };
+    /// The gateways' quota of one action, per account and region: `calls` per `window`.
+    pub fn api_quota(&self, action: &'static str, calls: u32, window: Duration) {
+        let labels = ActionLabels { action };
         let inner = &self.inner;
         inner
             .quota_calls
             .get_or_create(&labels)
-            .set(i64::from(quota.calls));
+            .set(i64::from(calls));
         inner
             .quota_window
             .get_or_create(&labels)
-            .set(quota.period.as_secs() as i64);
+            .set(window.as_secs() as i64);
     }
 
     /// ECS throttled `action` until `until_ms` (Unix milliseconds).
