@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::aliyun::request::ACTIONS;
 
 /// The quotas applied when `--api-quota` is not given: StopInvocation's published figure.
-/// DescribeInvocations publishes none; it is left unlimited until reads are served callers first.
+/// DescribeInvocations publishes none and is left unlimited by default: until the poll loops of
+/// many invocations read in turn, a low guess would slow every wait.
 pub(crate) const DEFAULT_QUOTAS: &str = "StopInvocation=1000/60s";
 
 /// ECS's minute: how long an action stays closed when ECS throttles it without saying for how
@@ -75,6 +76,24 @@ impl std::fmt::Display for ApiQuota {
     }
 }
 
+impl ApiQuota {
+    /// The calls of a window that background work (a wait's later polls) may take: all but a
+    /// quarter, kept for callers, so that a caller's read finds room however many waits poll.
+    /// A quota of one call keeps no reserve (its polls would never run).
+    pub(crate) fn background_calls(&self) -> u32 {
+        (self.calls - self.calls / 4).max(1)
+    }
+
+    /// The calls of a window an attempt may find taken and still go.
+    pub(crate) fn ceiling(&self, background: bool) -> u32 {
+        if background {
+            self.background_calls()
+        } else {
+            self.calls
+        }
+    }
+}
+
 /// `--quota-share`: the part of each quota the gateways may spend, from 0.01 to 1; the rest is
 /// left to the console and the account's other tools.
 pub(crate) fn share(value: &str) -> Result<f64, String> {
@@ -123,24 +142,6 @@ impl std::fmt::Display for Quotas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let all: Vec<String> = self.by_action.iter().map(ToString::to_string).collect();
         f.write_str(&all.join(","))
-    }
-}
-
-impl ApiQuota {
-    /// The calls of a window that background work (a wait's later polls) may take: all but a
-    /// quarter, kept for callers, so that a caller's read finds room however many waits poll.
-    /// A quota of one call keeps no reserve (its polls would never run).
-    pub(crate) fn background_calls(&self) -> u32 {
-        (self.calls - self.calls / 4).max(1)
-    }
-
-    /// The calls of a window an attempt may find taken and still go.
-    pub(crate) fn ceiling(&self, background: bool) -> u32 {
-        if background {
-            self.background_calls()
-        } else {
-            self.calls
-        }
     }
 }
 
