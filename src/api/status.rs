@@ -362,8 +362,9 @@ pub(crate) fn wait_deadline(
     )
 }
 
-/// The status for a wait refused because the replica (or the caller) holds its most waits, or
-/// polls its most invocations: nothing was read or sent.
+/// The status for a wait refused because the replica (or the caller) holds its most waits, polls
+/// its most invocations, or the caller already waits on the invocation with its most owner-field
+/// variants: nothing was read or sent.
 pub(crate) fn waits_busy(busy: Busy) -> Status {
     let (reason, whose, limit) = match busy {
         Busy::Caller(limit) => (
@@ -381,6 +382,11 @@ pub(crate) fn waits_busy(busy: Busy) -> Status {
             "this gateway replica follows its most distinct invocations at once",
             limit,
         ),
+        Busy::OwnerVariants(limit) => (
+            "OWNER_VARIANTS_EXHAUSTED",
+            "this caller already waits on this invocation with its most distinct sets of owner_id, owner_account, resource_owner_id and resource_owner_account (each set is polled on its own)",
+            limit,
+        ),
     };
     let mut details = ErrorDetails::with_error_info(
         reason,
@@ -390,9 +396,7 @@ pub(crate) fn waits_busy(busy: Busy) -> Status {
     details.set_retry_info(Some(DEFAULT_RETRY_DELAY));
     Status::with_error_details(
         Code::ResourceExhausted,
-        format!(
-            "{whose} most StopInvocationAndWait streams at once ({limit}); nothing was read or sent; retry later"
-        ),
+        format!("{whose} ({limit}); nothing was read or sent; retry later"),
         details,
     )
 }
@@ -525,6 +529,27 @@ mod tests {
             status.message().ends_with("retry in 60s"),
             "{}",
             status.message()
+        );
+    }
+
+    #[test]
+    fn a_busy_wait_says_which_limit_once() {
+        let status = waits_busy(Busy::Caller(250));
+        assert_eq!(
+            status.message(),
+            "this caller holds its most StopInvocationAndWait streams at once (250); nothing was read or sent; retry later"
+        );
+        let status = waits_busy(Busy::OwnerVariants(4));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            status.message().contains("owner_account"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status
+                .message()
+                .ends_with("(4); nothing was read or sent; retry later")
         );
     }
 

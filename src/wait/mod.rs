@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::aliyun::client::EcsClient;
-use crate::aliyun::request::{DescribeInvocation, StopInvocation};
+use crate::aliyun::request::{DescribeInvocation, Owner, RegionId, StopInvocation};
 use crate::auth::{Access, Caller};
 use crate::observe::metrics::Metrics;
 use outbox::Reader;
@@ -89,6 +89,19 @@ pub(crate) enum Busy {
     Caller(usize),
     /// The replica polls its most distinct invocations, and this is another.
     Invocations(usize),
+    /// The caller waits on this invocation with its most distinct owner fields, and these are
+    /// others: each set is polled on its own, so more would multiply the reads of one invocation.
+    OwnerVariants(usize),
+}
+
+/// The most distinct owner-field sets one caller may wait on one invocation with at once.
+pub(crate) const MAX_OWNER_VARIANTS: usize = 4;
+
+/// One caller's waits: how many, and on each invocation, how many with each owner-field set.
+#[derive(Debug, Default)]
+struct Held {
+    waits: usize,
+    variants: HashMap<(RegionId, String), HashMap<Owner, usize>>,
 }
 
 /// The waits of this replica; clones share them.
@@ -107,7 +120,7 @@ pub(crate) struct Shared {
     metrics: Option<Metrics>,
     draining: watch::Sender<bool>,
     slots: Arc<Semaphore>,
-    per_caller: Mutex<HashMap<String, usize>>,
+    per_caller: Mutex<HashMap<String, Held>>,
 }
 
 /// An admitted wait: its place, and its hold on the invocation's poll loop.
@@ -122,6 +135,7 @@ pub(crate) struct Admitted {
 pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
     caller: String,
+    invocation: DescribeInvocation,
     waits: Arc<Shared>,
 }
 
@@ -132,13 +146,31 @@ impl Drop for Slot {
             .per_caller
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = held.get_mut(&self.caller) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.caller);
+        let Some(mine) = held.get_mut(&self.caller) else {
+            return;
+        };
+        mine.waits -= 1;
+        let key = invocation_key(&self.invocation);
+        if let Some(owners) = mine.variants.get_mut(&key) {
+            if let Some(n) = owners.get_mut(&self.invocation.owner) {
+                *n -= 1;
+                if *n == 0 {
+                    owners.remove(&self.invocation.owner);
+                }
+            }
+            if owners.is_empty() {
+                mine.variants.remove(&key);
             }
         }
+        if mine.waits == 0 {
+            held.remove(&self.caller);
+        }
     }
+}
+
+/// An invocation without its owner fields.
+fn invocation_key(invocation: &DescribeInvocation) -> (RegionId, String) {
+    (invocation.region_id.clone(), invocation.invoke_id.clone())
 }
 
 impl Waits {
@@ -193,9 +225,15 @@ impl Waits {
             .per_caller
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mine = held.get(caller.name()).copied().unwrap_or(0);
-        if mine >= settings.max_per_caller {
+        let mine = held.get(caller.name());
+        if mine.is_some_and(|m| m.waits >= settings.max_per_caller) {
             return Err(Busy::Caller(settings.max_per_caller));
+        }
+        let owners = mine.and_then(|m| m.variants.get(&invocation_key(invocation)));
+        if owners
+            .is_some_and(|o| !o.contains_key(&invocation.owner) && o.len() >= MAX_OWNER_VARIANTS)
+        {
+            return Err(Busy::OwnerVariants(MAX_OWNER_VARIANTS));
         }
         let permit = self
             .inner
@@ -208,10 +246,18 @@ impl Waits {
             .polls
             .watch(invocation, settings.max_invocations)
             .ok_or(Busy::Invocations(settings.max_invocations))?;
-        held.insert(caller.name().to_owned(), mine + 1);
+        let mine = held.entry(caller.name().to_owned()).or_default();
+        mine.waits += 1;
+        *mine
+            .variants
+            .entry(invocation_key(invocation))
+            .or_default()
+            .entry(invocation.owner.clone())
+            .or_default() += 1;
         let slot = Slot {
             _permit: permit,
             caller: caller.name().to_owned(),
+            invocation: invocation.clone(),
             waits: self.inner.clone(),
         };
         Ok(Admitted { slot, follow })

@@ -251,6 +251,55 @@ async fn one_caller_cannot_hold_every_wait() {
         .expect("another caller still has its share");
 }
 
+#[tokio::test]
+async fn one_caller_cannot_multiply_an_invocations_poll_loops_with_owner_fields() {
+    let (gw, sim, _dir) = with_callers(
+        &[
+            ("fanout", "fanout-token-9a8b7c6d"),
+            ("other", "other-token-5e6f7a8b"),
+        ],
+        None,
+        Setup::default(),
+    )
+    .await;
+    let (ids, invocation) = running(3);
+    sim.world().insert(REGION, "t-owned", invocation);
+    let mut client = gw.client.clone();
+    let owned = |account: &str, token: &str| {
+        let mut request = wait_request("t-owned", &ids);
+        request.owner_account = Some(account.to_owned());
+        with_bearer(request, token)
+    };
+    let mut held = Vec::new();
+    for n in 0..4 {
+        let stream = client
+            .stop_invocation_and_wait(owned(&format!("account-{n}"), "fanout-token-9a8b7c6d"))
+            .await
+            .expect("within the caller's owner variants");
+        held.push(stream);
+    }
+    let status = client
+        .stop_invocation_and_wait(owned("account-4", "fanout-token-9a8b7c6d"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_info(&status).0, "OWNER_VARIANTS_EXHAUSTED");
+    assert!(status.message().contains("owner_account"), "{status:?}");
+    // A set already followed costs no loop; another caller has its own variants.
+    held.push(
+        client
+            .stop_invocation_and_wait(owned("account-0", "fanout-token-9a8b7c6d"))
+            .await
+            .expect("an owner set the caller already waits with"),
+    );
+    held.push(
+        client
+            .stop_invocation_and_wait(owned("account-4", "other-token-5e6f7a8b"))
+            .await
+            .expect("another caller"),
+    );
+}
+
 // Row 2: the first read is the caller's, and shared.
 #[tokio::test]
 async fn a_waits_first_read_is_taken_from_the_callers_rate_like_get_invocation() {
