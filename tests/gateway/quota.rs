@@ -88,15 +88,57 @@ async fn metric(gateway: &Binary, series: &str) -> f64 {
     line[series.len()..].trim().parse().unwrap()
 }
 
-#[tokio::test]
-async fn a_throttle_seen_by_one_replica_closes_the_action_on_both_until_the_time_ecs_gave() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
+/// Two replicas sharing a real Redis in front of the simulator, each with `flags` besides
+/// `--redis-url`; `None` where redis-server is missing outside CI (see `RedisServer::start`).
+async fn two_replicas(flags: &[&str]) -> Option<(RedisServer, Simulator, Binary, Binary)> {
+    let redis = RedisServer::start().await?;
     let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
     let redis_url = redis.url();
-    let a = replica(&url, &["--redis-url", &redis_url]).await;
-    let b = replica(&url, &["--redis-url", &redis_url]).await;
+    let mut all = vec!["--redis-url", redis_url.as_str()];
+    all.extend_from_slice(flags);
+    let a = replica(&url, &all).await;
+    let b = replica(&url, &all).await;
+    Some((redis, simulator, a, b))
+}
+
+/// Waits for the next minute when fewer than `margin` are left of this one, so that a test's
+/// calls fall in one of ECS's minutes.
+async fn early_in_a_minute(margin: Duration) {
+    if left_of_the_minute() < margin {
+        align(Duration::from_secs(60), Duration::from_millis(200)).await;
+    }
+}
+
+/// A first message from a wait on each of `count` new invocations running on two instances,
+/// named `prefix` and a number; the streams, held.
+async fn hold_waits(
+    gateway: &Binary,
+    simulator: &Simulator,
+    prefix: &str,
+    count: usize,
+) -> Vec<tonic::Streaming<ecs_gateway::pb::StopInvocationAndWaitResponse>> {
+    use crate::waits::{REGION, running, wait_request};
+    let mut streams = Vec::new();
+    for n in 0..count {
+        let invoke_id = format!("{prefix}{n:02}");
+        simulator.world().insert(REGION, &invoke_id, running(2).1);
+        let mut client = gateway.client().await;
+        let mut stream = client
+            .stop_invocation_and_wait(wait_request(&invoke_id, &[]))
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap().expect("the first message");
+        streams.push(stream);
+    }
+    streams
+}
+
+#[tokio::test]
+async fn a_throttle_seen_by_one_replica_closes_the_action_on_both_until_the_time_ecs_gave() {
+    let Some((_redis, simulator, a, b)) = two_replicas(&[]).await else {
+        return;
+    };
     simulator.throttle_stops(1, Duration::from_secs(3));
 
     // A hears ECS's throttle itself: ECS's code, and the wait ECS gave.
@@ -162,22 +204,11 @@ async fn a_throttle_seen_by_one_replica_closes_the_action_on_both_until_the_time
 
 #[tokio::test]
 async fn the_share_of_an_actions_quota_is_spent_by_both_replicas_as_one_in_the_clocks_windows() {
-    let Some(redis) = RedisServer::start().await else {
+    // Half of 6 calls per 5 s: 3 per window for the two replicas together.
+    let quota = ["--api-quota", "StopInvocation=6/5s", "--quota-share", "0.5"];
+    let Some((_redis, simulator, a, b)) = two_replicas(&quota).await else {
         return;
     };
-    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
-    let redis_url = redis.url();
-    // Half of 6 calls per 5 s: 3 per window for the two replicas together.
-    let quota = [
-        "--redis-url",
-        redis_url.as_str(),
-        "--api-quota",
-        "StopInvocation=6/5s",
-        "--quota-share",
-        "0.5",
-    ];
-    let a = replica(&url, &quota).await;
-    let b = replica(&url, &quota).await;
     let listening = a.line("ecs-gateway listening").unwrap();
     assert_eq!(listening["api_quotas"], "StopInvocation=3/5s");
     assert_eq!(listening["quotas_kept"], "fleet-wide, in Redis");
@@ -265,10 +296,7 @@ async fn a_throttle_that_says_no_time_closes_the_action_to_ecss_next_minute() {
     let alone = replica(&url, &[]).await;
     let minute = Duration::from_secs(60);
     simulator.set_quota("StopInvocation", 1, minute, ThrottleHeaders::Silent);
-    // Not in a minute's last seconds, so that the calls fall in one minute.
-    if left_of_the_minute() < Duration::from_secs(8) {
-        align(minute, Duration::from_millis(200)).await;
-    }
+    early_in_a_minute(Duration::from_secs(8)).await;
     stop(&alone).await.expect("the one call of the minute");
     let heard = stop(&alone).await.unwrap_err();
     assert_eq!(error_info(&heard).0, "THROTTLING_USER");
@@ -291,25 +319,13 @@ fn left_of_the_minute() -> Duration {
 
 #[tokio::test]
 async fn thirty_throttled_poll_loops_of_a_region_say_so_in_at_most_a_line_a_second() {
-    use crate::waits::{REGION, running, wait_request};
+    use crate::waits::REGION;
     let mut config = SimulatorConfig::demo();
     // Stopped instances stay Stopping for the whole test, so every loop keeps polling.
     config.stop_delay = Duration::from_secs(600);
     let (url, simulator) = start_simulator(config).await;
     let gateway = replica(&url, &[]).await;
-    let mut streams = Vec::new();
-    for n in 0..30 {
-        let invoke_id = format!("t-loud{n:02}");
-        simulator.world().insert(REGION, &invoke_id, running(2).1);
-        let mut client = gateway.client().await;
-        let mut stream = client
-            .stop_invocation_and_wait(wait_request(&invoke_id, &[]))
-            .await
-            .unwrap()
-            .into_inner();
-        stream.message().await.unwrap().expect("the first message");
-        streams.push(stream);
-    }
+    let streams = hold_waits(&gateway, &simulator, "t-loud", 30).await;
     simulator.set_reads_throttled(true);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let throttled = metric(
@@ -330,7 +346,7 @@ async fn thirty_throttled_poll_loops_of_a_region_say_so_in_at_most_a_line_a_seco
 
 #[tokio::test]
 async fn polls_leave_a_quarter_of_the_read_quota_to_callers() {
-    use crate::waits::{REGION, running, wait_request};
+    use crate::waits::REGION;
     let mut config = SimulatorConfig::demo();
     config.stop_delay = Duration::from_secs(600);
     let (url, simulator) = start_simulator(config).await;
@@ -344,19 +360,7 @@ async fn polls_leave_a_quarter_of_the_read_quota_to_callers() {
             .count()
     };
     align(Duration::from_secs(20), Duration::from_millis(100)).await;
-    let mut streams = Vec::new();
-    for n in 0..4 {
-        let invoke_id = format!("t-polled{n}");
-        simulator.world().insert(REGION, &invoke_id, running(2).1);
-        let mut client = gateway.client().await;
-        let mut stream = client
-            .stop_invocation_and_wait(wait_request(&invoke_id, &[]))
-            .await
-            .unwrap()
-            .into_inner();
-        stream.message().await.unwrap().expect("the first message");
-        streams.push(stream);
-    }
+    let streams = hold_waits(&gateway, &simulator, "t-polled", 4).await;
     assert_eq!(reads(), 4, "each wait's first read, for its caller");
     // Four loops polling about once a second would take the rest of the window; they stop at 6.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -411,9 +415,7 @@ async fn the_simulator_subcommand_keeps_the_quota_it_is_given() {
         "the simulator listens"
     );
     let gateway = replica(&url, &[]).await;
-    if left_of_the_minute() < Duration::from_secs(8) {
-        align(Duration::from_secs(60), Duration::from_millis(200)).await;
-    }
+    early_in_a_minute(Duration::from_secs(8)).await;
     stop(&gateway).await.expect("the quota's first call");
     stop(&gateway).await.expect("the quota's second call");
     let throttled = stop(&gateway).await.unwrap_err();
@@ -428,22 +430,12 @@ async fn the_simulator_subcommand_keeps_the_quota_it_is_given() {
 
 #[tokio::test]
 async fn a_replica_that_loses_redis_mid_window_goes_on_from_the_fleets_count_and_settles_after() {
-    let Some(redis) = RedisServer::start().await else {
+    let Some((redis, simulator, a, b)) =
+        two_replicas(&["--api-quota", "StopInvocation=4/60s"]).await
+    else {
         return;
     };
-    let (url, simulator) = start_simulator(SimulatorConfig::demo()).await;
-    let redis_url = redis.url();
-    let quota = [
-        "--redis-url",
-        redis_url.as_str(),
-        "--api-quota",
-        "StopInvocation=4/60s",
-    ];
-    let a = replica(&url, &quota).await;
-    let b = replica(&url, &quota).await;
-    if left_of_the_minute() < Duration::from_secs(15) {
-        align(Duration::from_secs(60), Duration::from_millis(200)).await;
-    }
+    early_in_a_minute(Duration::from_secs(15)).await;
     for gateway in [&a, &a, &b] {
         stop(gateway).await.expect("within the quota");
     }
