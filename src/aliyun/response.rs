@@ -61,9 +61,8 @@ pub fn interpret(
             recommend,
         }) if !success => {
             let scrubber = Scrubber::new(secrets.values.into_iter().chain([secrets.signed]));
-            let asked = retry_after(headers);
-            let retry_after_sent = acs_retry_after(headers).is_some();
-            let throttled = retry_after_sent || code.starts_with("Throttling");
+            let acs = acs_retry_after(headers);
+            let throttled = acs.is_some() || code.starts_with("Throttling");
             let left = throttled.then(|| time_left(headers)).flatten();
             Err(EcsError::Api(ApiError {
                 http_status,
@@ -73,8 +72,8 @@ pub fn interpret(
                 host_id: host_id.map(|h| scrubber.text(&h, scrub::MAX_HOST_ID)),
                 recommend: recommend
                     .and_then(|link| scrub::help_link(&scrubber.text(&link, scrub::MAX_TEXT))),
-                retry_after: acs_retry_after(headers).or(left).or(asked),
-                retry_after_sent,
+                retry_after: acs.or(left).or_else(|| retry_after(headers)),
+                retry_after_sent: acs.is_some(),
             }))
         }
         other => Err(EcsError::Malformed {
