@@ -863,7 +863,12 @@ async fn failed_handshakes_are_counted_by_reason_and_logged_once_per_client_addr
         "{exposition}"
     );
     assert_eq!(counted(&exposition, "timeout"), Some(0), "{exposition}");
-    // Four failures from one address: one warning.
+    // Four failures from one address: one warning. The log reaches us through the process's
+    // batched stdout, after the counter: wait for it before counting.
+    crate::support::eventually(Duration::from_secs(5), || {
+        !binary.lines("TLS handshake failed").is_empty()
+    })
+    .await;
     let warned = binary.lines("TLS handshake failed");
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert_eq!(warned[0]["level"], "WARN");
