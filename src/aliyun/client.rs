@@ -14,8 +14,10 @@ use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
 use super::error::{EcsError, ErrorClass, NotAdmitted, TransportKind};
-use super::invocation::{self, InvocationState};
-use super::request::{API_VERSION, Action, DescribeInvocation, Param, StopInvocation};
+use super::invocation::{self, InvocationState, Page};
+use super::request::{
+    API_VERSION, Action, DescribeInvocation, ListInvocations, Param, StopInvocation,
+};
 use super::response::{self, Secrets};
 use super::retry::{self, RetryPolicy, Trail};
 use super::retry_budget::{RetryBudget, retry_budget};
@@ -92,6 +94,33 @@ pub struct Attempt<'a> {
 pub trait CallObserver: Send + Sync + std::fmt::Debug {
     /// `action` was called with these attempts.
     fn called(&self, action: &'static str, trail: &Trail);
+    /// A read of invocations that reached ECS, by what it was for.
+    fn read(&self, kind: ReadKind);
+}
+
+/// What a read of invocations was for: the quota counts them alike; the metrics tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// A caller waits on it: GetInvocation, a wait's first read.
+    Caller,
+    /// A wait's later poll of one invocation.
+    Poll,
+    /// One page of a listing of a region's invocations in one status.
+    Listing,
+}
+
+impl ReadKind {
+    /// Every kind, for starting each series at zero.
+    pub const ALL: [Self; 3] = [Self::Caller, Self::Poll, Self::Listing];
+
+    /// The kind as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Caller => "caller",
+            Self::Poll => "poll",
+            Self::Listing => "listing",
+        }
+    }
 }
 
 /// Timeouts and retry settings of the client.
@@ -168,6 +197,15 @@ pub struct Failed {
     pub error: EcsError,
     /// Each attempt (none when none started before the deadline).
     pub trail: Trail,
+}
+
+/// ECS listed one page of invocations.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// ECS's RequestId.
+    pub request_id: String,
+    /// The invocations on the page, and where the next starts.
+    pub page: Page,
 }
 
 /// ECS read the invocation.
@@ -373,6 +411,16 @@ impl EcsClient {
         }
     }
 
+    fn observe_read(&self, kind: ReadKind, trail: &Trail) {
+        let sent = trail
+            .attempts
+            .iter()
+            .any(|a| a.failure.is_none_or(ErrorClass::sent_upstream));
+        if let (Some(observer), true) = (&self.observer, sent) {
+            observer.read(kind);
+        }
+    }
+
     /// The credential the client signs with.
     pub(crate) fn credentials(&self) -> &CredentialSupply {
         &self.inner.credentials
@@ -445,13 +493,20 @@ impl EcsClient {
         deadline: Option<Instant>,
         background: bool,
     ) -> Result<Described, Failed> {
+        let kind = if background {
+            ReadKind::Poll
+        } else {
+            ReadKind::Caller
+        };
         let (answer, mut trail) = match self.call(request, deadline, background).await {
             Ok(answered) => answered,
             Err(failed) => {
                 self.observe::<DescribeInvocation>(&failed.trail);
+                self.observe_read(kind, &failed.trail);
                 return Err(failed);
             }
         };
+        self.observe_read(kind, &trail);
         let parsed = invocation::parse(&answer.body, &request.invoke_id);
         if let Err(detail) = &parsed {
             tracing::warn!(%detail, "ECS answered DescribeInvocations with a body the gateway cannot read");
@@ -473,6 +528,46 @@ impl EcsClient {
                 };
                 Err(Failed { error, trail })
             }
+        }
+    }
+
+    /// Lists one page of a region's invocations in one status (DescribeInvocations without
+    /// `InvokeId`), in the background like [`Self::poll_invocation`], never working past `deadline`.
+    pub async fn list_invocations(
+        &self,
+        request: &ListInvocations,
+        deadline: Option<Instant>,
+    ) -> Result<Listed, Failed> {
+        let outcome = self.call(request, deadline, true).await;
+        let (Ok((_, trail)) | Err(Failed { trail, .. })) = &outcome;
+        self.observe_read(ReadKind::Listing, trail);
+        let (answer, mut trail) = match outcome {
+            Ok(answered) => answered,
+            Err(failed) => {
+                self.observe::<ListInvocations>(&failed.trail);
+                return Err(failed);
+            }
+        };
+        let parsed = invocation::parse_page(&answer.body);
+        if let Err(detail) = &parsed {
+            tracing::warn!(%detail, "ECS answered a DescribeInvocations listing with a body the gateway cannot read");
+            if let Some(last) = trail.attempts.last_mut() {
+                last.failure = Some(ErrorClass::OutcomeUnknown);
+            }
+        }
+        self.observe::<ListInvocations>(&trail);
+        match parsed {
+            Ok(page) => Ok(Listed {
+                request_id: answer.request_id,
+                page,
+            }),
+            Err(_) => Err(Failed {
+                error: EcsError::Malformed {
+                    http_status: answer.http_status,
+                    request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
+                },
+                trail,
+            }),
         }
     }
 

@@ -139,18 +139,55 @@ fn kept(text: Option<String>, max: usize) -> String {
     kept
 }
 
+/// One page of a DescribeInvocations listing: the invocations on it, in ECS's order, and the
+/// token of the next page (`None` on the last).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    /// The invocations listed.
+    pub invocations: Vec<InvocationState>,
+    /// Where the next page starts.
+    pub next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PageBody {
+    #[serde(default)]
+    invocations: Option<Invocations>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
 /// The invocation `invoke_id` in a DescribeInvocations answer; `None` when ECS lists no such
 /// invocation (ECS answers an unknown invoke ID with an empty list, not an error).
 pub fn parse(body: &[u8], invoke_id: &str) -> Result<Option<InvocationState>, String> {
     let body: Body = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let Some(found) = body
+    Ok(body
         .invocations
         .into_iter()
         .flat_map(|i| i.invocation)
         .find(|i| i.invoke_id == invoke_id)
-    else {
-        return Ok(None);
-    };
+        .map(state))
+}
+
+/// Every invocation on one page of a DescribeInvocations listing, and the next page's token.
+pub fn parse_page(body: &[u8]) -> Result<Page, String> {
+    let body: PageBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    Ok(Page {
+        invocations: body
+            .invocations
+            .into_iter()
+            .flat_map(|i| i.invocation)
+            .map(state)
+            .collect(),
+        next_token: body
+            .next_token
+            .filter(|t| !t.is_empty())
+            .map(|t| kept(Some(t), MAX_SHORT)),
+    })
+}
+
+fn state(found: WireInvocation) -> InvocationState {
     let status = kept(found.invocation_status.or(found.invoke_status), MAX_SHORT);
     let instances = found
         .invoke_instances
@@ -168,11 +205,11 @@ pub fn parse(body: &[u8], invoke_id: &str) -> Result<Option<InvocationState>, St
             stop_time: kept(i.stop_time, MAX_SHORT),
         })
         .collect();
-    Ok(Some(InvocationState {
-        invoke_id: found.invoke_id,
+    InvocationState {
+        invoke_id: kept(Some(found.invoke_id), MAX_SHORT),
         status,
         instances,
-    }))
+    }
 }
 
 #[cfg(test)]
@@ -255,5 +292,31 @@ mod tests {
             assert!(is_final(status), "{status}");
         }
         assert!(stoppable("Pending") && stoppable("Running") && !stoppable("Stopping"));
+    }
+
+    #[test]
+    fn a_listing_page_holds_every_invocation_and_the_next_token() {
+        let page = parse_page(ANSWER.as_bytes()).unwrap();
+        assert_eq!(page.invocations.len(), 1);
+        assert_eq!(
+            page.invocations[0].invoke_id,
+            "t-7d2a745b412b4601b2d47f6a768d"
+        );
+        assert_eq!(page.invocations[0].instances.len(), 3);
+        assert_eq!(page.next_token, None, "an empty token is the last page");
+        let more = parse_page(
+            br#"{"NextToken":"50","Invocations":{"Invocation":[
+            {"InvokeId":"t-1","InvocationStatus":"Running"},
+            {"InvokeId":"t-2","InvokeStatus":"Stopping"}]}}"#,
+        )
+        .unwrap();
+        let listed: Vec<(&str, &str)> = more
+            .invocations
+            .iter()
+            .map(|i| (i.invoke_id.as_str(), i.status.as_str()))
+            .collect();
+        assert_eq!(listed, [("t-1", "Running"), ("t-2", "Stopping")]);
+        assert_eq!(more.next_token.as_deref(), Some("50"));
+        assert!(parse_page(b"[]").is_err());
     }
 }

@@ -21,8 +21,8 @@ pub(crate) mod transport;
 
 pub use catalog::Network;
 pub use client::{
-    Admission, BuildError, ClientSettings, Clock, Described, EcsClient, Failed, NonceSource,
-    Planned, Sources, Stopped, SystemClock, UuidNonce,
+    Admission, BuildError, ClientSettings, Clock, Described, EcsClient, Failed, Listed,
+    NonceSource, Planned, ReadKind, Sources, Stopped, SystemClock, UuidNonce,
 };
 pub use credentials::{Credential, CredentialSupply, Env};
 pub use dns::DnsConfig;
@@ -30,6 +30,6 @@ pub use endpoint::{Endpoint, EndpointError};
 pub use error::{ApiError, EcsError, ErrorClass, Limit, NotAdmitted};
 pub use invocation::{InstanceState, InvocationState};
 pub use regions::Regions;
-pub use request::{DescribeInvocation, Owner, RegionId, StopInvocation};
+pub use request::{DescribeInvocation, ListInvocations, Owner, RegionId, StopInvocation};
 pub use retry::{RetryPolicy, Trail};
 pub use signer::SignatureVersion;

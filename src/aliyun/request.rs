@@ -201,6 +201,54 @@ impl Action for DescribeInvocation {
     }
 }
 
+/// The most invocations one listing page asks for: ECS's largest page.
+pub(crate) const LIST_PAGE_SIZE: usize = 50;
+
+/// One page of DescribeInvocations without `InvokeId`: a region's invocations in one status, each
+/// with every instance, without command output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListInvocations {
+    /// The region listed.
+    pub region_id: RegionId,
+    /// The aggregate status listed (`InvokeStatus`).
+    pub status: String,
+    /// Where the page starts; `None` for the first.
+    pub next_token: Option<String>,
+    /// The owner parameters.
+    pub owner: Owner,
+}
+
+impl Action for ListInvocations {
+    const NAME: &'static str = DESCRIBE_ACTION;
+    // Fifty invocations with their instances; a page past this fails, and the reads go one by one.
+    const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+
+    fn region(&self) -> &RegionId {
+        &self.region_id
+    }
+
+    fn param_count(&self) -> usize {
+        9
+    }
+
+    fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
+        out.push((
+            Cow::Borrowed("RegionId"),
+            Cow::Borrowed(self.region_id.as_str()),
+        ));
+        out.push((Cow::Borrowed("InvokeStatus"), Cow::Borrowed(&self.status)));
+        out.push((Cow::Borrowed("IncludeOutput"), Cow::Borrowed("false")));
+        out.push((
+            Cow::Borrowed("MaxResults"),
+            Cow::Owned(LIST_PAGE_SIZE.to_string()),
+        ));
+        if let Some(token) = &self.next_token {
+            out.push((Cow::Borrowed("NextToken"), Cow::Borrowed(token)));
+        }
+        self.owner.push_params(out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use tonic::Code;
 
 use super::process::ProcessCollector;
-use crate::aliyun::client::CallObserver;
+use crate::aliyun::client::{CallObserver, ReadKind};
 use crate::aliyun::credentials::refresh::CredentialSupply;
 use crate::aliyun::error::ErrorClass;
 use crate::aliyun::request::ACTIONS;
@@ -195,6 +195,7 @@ struct Inner {
     waits: Gauge,
     wait_seconds: Family<CodeLabels, Histogram>,
     polls: Family<OutcomeLabels, Counter>,
+    reads: Family<KindLabels, Counter>,
     quota_calls: Family<ActionLabels, Gauge>,
     quota_window: Family<ActionLabels, Gauge>,
     blocked_until: Family<ActionLabels, Gauge>,
@@ -213,6 +214,11 @@ struct CodeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 /// Wait durations, seconds: from a stop that is over at once to `--max-wait`'s longest.
@@ -241,6 +247,7 @@ impl Metrics {
             (|| Histogram::new(WAIT_BUCKETS)) as fn() -> Histogram,
         );
         let polls = Family::<OutcomeLabels, Counter>::default();
+        let reads = Family::<KindLabels, Counter>::default();
         let quota_calls = Family::<ActionLabels, Gauge>::default();
         let quota_window = Family::<ActionLabels, Gauge>::default();
         let blocked_until = Family::<ActionLabels, Gauge>::default();
@@ -326,6 +333,11 @@ impl Metrics {
             polls.clone(),
         );
         registry.register(
+            "ecs_gateway_invocation_reads",
+            "DescribeInvocations calls that reached ECS, by kind: caller (GetInvocation, a wait's first read), poll (one invocation, for waiting streams), listing (one page of a region's invocations in one status)",
+            reads.clone(),
+        );
+        registry.register(
             "ecs_gateway_api_quota_calls",
             "Calls per window the gateways may make of each action, for each account and region (--api-quota x --quota-share)",
             quota_calls.clone(),
@@ -369,6 +381,9 @@ impl Metrics {
         for rpc in Rpc::ALL {
             let _ = started.get_or_create(&rpc.labels());
         }
+        for kind in ReadKind::ALL {
+            let _ = reads.get_or_create(&KindLabels { kind: kind.label() });
+        }
         for outcome in PollOutcome::ALL {
             let _ = polls.get_or_create(&OutcomeLabels {
                 outcome: outcome.label(),
@@ -408,6 +423,7 @@ impl Metrics {
                 waits,
                 wait_seconds,
                 polls,
+                reads,
                 quota_calls,
                 quota_window,
                 blocked_until,
@@ -608,6 +624,13 @@ impl CallObserver for Metrics {
         if trail.budget_refused {
             self.shed(Shed::RetryBudget);
         }
+    }
+
+    fn read(&self, kind: ReadKind) {
+        self.inner
+            .reads
+            .get_or_create(&KindLabels { kind: kind.label() })
+            .inc();
     }
 }
 

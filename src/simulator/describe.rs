@@ -1,5 +1,6 @@
-//! The simulator's DescribeInvocations: a region's invocations (one when `InvokeId` is given), each
-//! with every instance's status, paged with `MaxResults` and `NextToken` as ECS pages.
+//! The simulator's DescribeInvocations: a region's invocations (one when `InvokeId` is given, those
+//! in one aggregate status when `InvokeStatus` is), each with every instance's status, paged with
+//! `MaxResults` and `NextToken` as ECS pages.
 
 use serde_json::{Map, Value, json};
 
@@ -15,6 +16,7 @@ const MAX_RESULTS: usize = 50;
 pub(crate) fn answer(
     region: &str,
     invoke_id: Option<&str>,
+    invoke_status: Option<&str>,
     max_results: Option<&str>,
     next_token: Option<&str>,
     world: &World,
@@ -44,7 +46,9 @@ pub(crate) fn answer(
             );
         }
     };
-    let listed = world.list(region, invoke_id.filter(|id| !id.is_empty()));
+    let wanted = invoke_status.filter(|s| !s.is_empty());
+    let mut listed = world.list(region, invoke_id.filter(|id| !id.is_empty()));
+    listed.retain(|(_, invocation)| wanted.is_none_or(|s| invocation.aggregate() == s));
     let total = listed.len();
     let page: Vec<Value> = listed
         .iter()
@@ -118,6 +122,7 @@ mod tests {
             Some("t-demo1000"),
             None,
             None,
+            None,
             &world,
         ));
         assert_eq!(answer["TotalCount"], 1);
@@ -139,7 +144,14 @@ mod tests {
         let mut seen = Vec::new();
         let mut token = String::new();
         loop {
-            let page = fields(answer("cn-hangzhou", None, Some("4"), Some(&token), &world));
+            let page = fields(answer(
+                "cn-hangzhou",
+                None,
+                None,
+                Some("4"),
+                Some(&token),
+                &world,
+            ));
             for invocation in page["Invocations"]["Invocation"].as_array().unwrap() {
                 seen.push(invocation["InvokeId"].as_str().unwrap().to_owned());
             }
@@ -151,11 +163,43 @@ mod tests {
         assert_eq!(seen.len(), 11, "{seen:?}");
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
         assert!(matches!(
-            answer("cn-hangzhou", None, Some("51"), None, &world),
+            answer("cn-hangzhou", None, None, Some("51"), None, &world),
             Answer::Error {
                 code: "InvalidParam.MaxResults",
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_status_lists_only_the_invocations_in_it() {
+        use super::super::state::{ExecutionStatus, Invocation};
+        let world = World::seeded(Duration::from_secs(60));
+        world.insert(
+            "cn-hangzhou",
+            "t-done",
+            Invocation::new(&[("i-x", ExecutionStatus::Success)]),
+        );
+        let ids = |status: &str| -> Vec<String> {
+            let page = fields(answer(
+                "cn-hangzhou",
+                None,
+                Some(status),
+                Some("50"),
+                None,
+                &world,
+            ));
+            page["Invocations"]["Invocation"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["InvokeId"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(ids("Success"), ["t-done"]);
+        let running = ids("Running");
+        assert_eq!(running.len(), 11, "{running:?}");
+        assert!(!running.contains(&"t-done".to_owned()));
+        assert!(ids("Stopping").is_empty());
     }
 }

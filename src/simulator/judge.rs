@@ -353,6 +353,7 @@ impl Judge {
             return describe::answer(
                 region,
                 get("InvokeId"),
+                get("InvokeStatus"),
                 get("MaxResults"),
                 get("NextToken"),
                 world,
