@@ -317,6 +317,6 @@ mod tests {
             .collect();
         assert_eq!(listed, [("t-1", "Running"), ("t-2", "Stopping")]);
         assert_eq!(more.next_token.as_deref(), Some("50"));
-        assert!(parse_page(b"[]").is_err());
+        assert!(parse_page(b"<html>").is_err());
     }
 }

@@ -4,9 +4,11 @@
 //! [`view::View`] says what changed; the [`outbox`] hands it to the stream without ever waiting
 //! for the reader. It knows no gRPC: the API maps its steps and ends to messages and statuses.
 
+mod group;
 pub(crate) mod outbox;
 pub(crate) mod outcome;
 pub(crate) mod pace;
+mod plan;
 pub(crate) mod polls;
 mod run;
 pub(crate) mod view;

@@ -1,26 +1,24 @@
-//! One poll loop per invocation in this replica: every stream waiting on the same invocation reads
-//! the same DescribeInvocations answers — the first read of a new wait included — so N waiters
-//! cost one read per interval; the loop ends once the last waiter has gone, or when polling
-//! cannot succeed.
+//! The invocations this replica follows for waiting streams: every stream waiting on the same
+//! invocation reads the same DescribeInvocations answers — the first read of a new wait included —
+//! so N waiters cost what one does. The first read is a caller's; after it, the invocation joins
+//! its (region, owner) group, whose poller reads it in the background until the last waiter has
+//! gone, or polling cannot succeed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::pace::{Pace, PollPace};
+use super::group::{self, GroupKey, Joined, READ_BUDGET};
+use super::pace::PollPace;
 use crate::aliyun::client::{Described, EcsClient, Failed};
 use crate::aliyun::error::{EcsError, ErrorClass};
 use crate::aliyun::invocation::InvocationState;
 use crate::aliyun::request::{DescribeInvocation, RegionId};
 use crate::observe::metrics::{Metrics, PollOutcome};
 
-/// The longest one poll (its retries included) may take.
-const POLL_BUDGET: Duration = Duration::from_secs(10);
-/// The longest a throttled loop waits before polling again, whatever ECS or the quota says.
-const MAX_SLOW_DOWN: Duration = Duration::from_secs(60);
 /// How many polls in a row may fail for the gateway's own fault (credential, clock, signature)
 /// before the loop gives up: one may be a refresh racing an expiry; several are not.
 const GATEWAY_FAULTS_TO_END: u32 = 3;
@@ -131,6 +129,8 @@ struct Shared {
     pace: PollPace,
     metrics: Option<Metrics>,
     loops: Mutex<HashMap<DescribeInvocation, Loop>>,
+    /// Where each group's poller takes the invocations that join it.
+    groups: Mutex<HashMap<GroupKey, mpsc::UnboundedSender<Joined>>>,
     /// When each region's loops last said they were throttled, and how many kept quiet since.
     throttle_said: Mutex<HashMap<RegionId, (Instant, u64)>>,
 }
@@ -161,6 +161,7 @@ impl Polls {
                 pace,
                 metrics,
                 loops: Mutex::new(HashMap::new()),
+                groups: Mutex::new(HashMap::new()),
                 throttle_said: Mutex::new(HashMap::new()),
             }),
         }
@@ -191,7 +192,7 @@ impl Polls {
             claims: claims.clone(),
         };
         loops.insert(invocation.clone(), found);
-        tokio::spawn(self.clone().run(invocation.clone(), sender));
+        tokio::spawn(self.clone().first_read(invocation.clone(), sender));
         Some(Follow {
             polled: receiver,
             claims,
@@ -208,7 +209,7 @@ impl Polls {
 
     /// Removes the loop of `invocation` when nobody waits on it any more (or `always`); whether
     /// it did.
-    fn retire(
+    pub(crate) fn retire(
         &self,
         invocation: &DescribeInvocation,
         sender: &Arc<watch::Sender<Latest>>,
@@ -231,7 +232,7 @@ impl Polls {
     /// Whether a loop of `region` may say it was throttled now, and how many throttled reads of
     /// its loops went unsaid since the last line: one line a second for a region's loops
     /// together, however many there are (the account is throttled, not one invocation).
-    fn may_say_throttled(&self, region: &RegionId) -> Option<u64> {
+    pub(crate) fn may_say_throttled(&self, region: &RegionId) -> Option<u64> {
         let mut said = self
             .inner
             .throttle_said
@@ -253,86 +254,111 @@ impl Polls {
         }
     }
 
-    async fn run(self, invocation: DescribeInvocation, sender: Arc<watch::Sender<Latest>>) {
-        let mut pace = Pace::new(self.inner.pace);
-        let mut in_a_row = 0;
-        // The first read is the one a caller waits for; the ones after it are background work.
-        let mut background = false;
-        loop {
-            if self.retire(&invocation, &sender, false) {
-                return;
+    /// The caller's read of an invocation nobody followed: published to every waiter, then the
+    /// invocation joins its group, unless it is gone or polling cannot succeed.
+    async fn first_read(self, invocation: DescribeInvocation, sender: Arc<watch::Sender<Latest>>) {
+        let deadline = Some(Instant::now() + READ_BUDGET);
+        let outcome = self
+            .inner
+            .client
+            .describe_invocation(&invocation, deadline)
+            .await;
+        let (polled, status) = match outcome {
+            Ok(Described {
+                invocation: Some(state),
+                ..
+            }) => {
+                self.count(PollOutcome::Read);
+                let status = state.status.clone();
+                (Polled::Read(Read::new(state)), status)
             }
-            let deadline = Some(Instant::now() + POLL_BUDGET);
-            let client = &self.inner.client;
-            let outcome = if background {
-                client.poll_invocation(&invocation, deadline).await
-            } else {
-                client.describe_invocation(&invocation, deadline).await
-            };
-            background = true;
-            let mut wait = pace.next(&mut rand::rng());
-            let polled = match outcome {
-                Ok(Described {
-                    invocation: Some(state),
-                    ..
-                }) => {
-                    in_a_row = 0;
-                    self.count(PollOutcome::Read);
-                    Polled::Read(Read::new(state))
-                }
-                Ok(Described {
-                    invocation: None, ..
-                }) => {
-                    self.count(PollOutcome::NotFound);
-                    Polled::NotFound
-                }
-                Err(Failed { error, .. }) => {
-                    in_a_row += 1;
-                    match after_failure(error.class(), in_a_row) {
-                        AfterFailure::End => {
-                            self.count(PollOutcome::Failed);
-                            tracing::warn!(invoke_id = invocation.invoke_id.as_str(), class = ?error.class(), %error, "polls for waiting streams cannot succeed; ending them");
-                            Polled::Ended(error)
-                        }
-                        AfterFailure::SlowDown => {
-                            self.count(PollOutcome::Throttled);
-                            wait = wait
-                                .max(slow_down(&error).unwrap_or(wait))
-                                .min(MAX_SLOW_DOWN);
-                            if let Some(unsaid) = self.may_say_throttled(&invocation.region_id) {
-                                tracing::info!(
-                                    invoke_id = invocation.invoke_id.as_str(),
-                                    region = invocation.region_id.as_str(),
-                                    wait_ms = wait.as_millis() as u64,
-                                    unsaid,
-                                    "a read for waiting streams was throttled; reading again later"
-                                );
-                            }
-                            Polled::Failed(error)
-                        }
-                        AfterFailure::Again => {
-                            self.count(PollOutcome::Failed);
-                            tracing::warn!(invoke_id = invocation.invoke_id.as_str(), class = ?error.class(), %error, "a read for waiting streams failed; reading again later");
-                            Polled::Failed(error)
-                        }
-                    }
-                }
-            };
-            let ended = matches!(polled, Polled::NotFound | Polled::Ended(_));
-            sender.send_replace(Some(Arc::new(polled)));
-            if ended {
-                // Whoever waits next starts afresh.
-                self.retire(&invocation, &sender, true);
-                return;
+            Ok(Described {
+                invocation: None, ..
+            }) => {
+                self.count(PollOutcome::NotFound);
+                (Polled::NotFound, String::new())
             }
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = sender.closed() => {}
+            Err(Failed { error, .. }) => {
+                let polled = if after_failure(error.class(), 1) == AfterFailure::End {
+                    Polled::Ended(error)
+                } else {
+                    Polled::Failed(error)
+                };
+                self.count(PollOutcome::Failed);
+                (polled, String::new())
             }
+        };
+        let ended = matches!(polled, Polled::NotFound | Polled::Ended(_));
+        sender.send_replace(Some(Arc::new(polled)));
+        if ended {
+            // Whoever waits next starts afresh.
+            self.retire(&invocation, &sender, true);
+            return;
         }
+        self.join(Joined {
+            invocation,
+            sender,
+            status,
+        });
     }
 
-    fn count(&self, outcome: PollOutcome) {
+    /// Hands `joined` to its group's poller, starting one if none runs.
+    fn join(&self, joined: Joined) {
+        let key = GroupKey::of(&joined.invocation);
+        let mut groups = self.lock_groups();
+        let joined = match groups.get(&key) {
+            Some(poller) => match poller.send(joined) {
+                Ok(()) => return,
+                // Its poller is gone (it can only have panicked): start another.
+                Err(mpsc::error::SendError(joined)) => joined,
+            },
+            None => joined,
+        };
+        let (poller, joins) = mpsc::unbounded_channel();
+        // The receiver is held just below: this send cannot fail.
+        let _ = poller.send(joined);
+        groups.insert(key.clone(), poller);
+        tokio::spawn(group::run(self.clone(), key, joins));
+    }
+
+    /// Called by a group's poller with no members left: removes the group, unless an invocation
+    /// joined meanwhile, which is returned to be polled.
+    pub(crate) fn leave(
+        &self,
+        key: &GroupKey,
+        joins: &mut mpsc::UnboundedReceiver<Joined>,
+    ) -> Option<Joined> {
+        // Under the lock, so that no invocation joins between the check and the removal.
+        let mut groups = self.lock_groups();
+        if let Ok(joined) = joins.try_recv() {
+            return Some(joined);
+        }
+        groups.remove(key);
+        None
+    }
+
+    fn lock_groups(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<GroupKey, mpsc::UnboundedSender<Joined>>> {
+        // Only read and written whole under the lock: a poisoned one is still sound.
+        self.inner
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The client reads go through.
+    pub(crate) fn client(&self) -> &EcsClient {
+        &self.inner.client
+    }
+
+    /// How often followed invocations are read.
+    pub(crate) fn pace(&self) -> PollPace {
+        self.inner.pace
+    }
+
+    /// Counts one poll by how it ended.
+    pub(crate) fn count(&self, outcome: PollOutcome) {
         if let Some(metrics) = &self.inner.metrics {
             metrics.polled(outcome);
         }

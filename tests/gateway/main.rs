@@ -15,6 +15,7 @@ mod grpcurl;
 mod honest_failures;
 mod hostile;
 mod listeners;
+mod listings;
 mod observability;
 mod process;
 mod quota;

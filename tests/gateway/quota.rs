@@ -13,7 +13,7 @@ use tonic::Code;
 use tonic_types::StatusExt as _;
 
 /// A gateway in front of `simulator_url` with the demo credential, no retries, and `args`.
-async fn replica(simulator_url: &str, args: &[&str]) -> Binary {
+pub(crate) async fn replica(simulator_url: &str, args: &[&str]) -> Binary {
     let credential = demo_credential();
     let mut all = vec![
         "--metrics-listen",
@@ -68,7 +68,7 @@ fn refusal(status: &tonic::Status) -> (String, Duration) {
 
 /// Sleeps until `offset` into a window of `period` of the clock, so that a test's calls fall in
 /// one window.
-async fn align(period: Duration, offset: Duration) {
+pub(crate) async fn align(period: Duration, offset: Duration) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     let into = Duration::from_millis((now.as_millis() % period.as_millis()) as u64);
     if into > offset {
@@ -79,7 +79,7 @@ async fn align(period: Duration, offset: Duration) {
 }
 
 /// The value of the metric line that starts with `series`.
-async fn metric(gateway: &Binary, series: &str) -> f64 {
+pub(crate) async fn metric(gateway: &Binary, series: &str) -> f64 {
     let text = gateway.scrape().await;
     let line = text
         .lines()
@@ -111,7 +111,7 @@ async fn early_in_a_minute(margin: Duration) {
 
 /// A first message from a wait on each of `count` new invocations running on two instances,
 /// named `prefix` and a number; the streams, held.
-async fn hold_waits(
+pub(crate) async fn hold_waits(
     gateway: &Binary,
     simulator: &Simulator,
     prefix: &str,
@@ -318,7 +318,7 @@ fn left_of_the_minute() -> Duration {
 }
 
 #[tokio::test]
-async fn thirty_throttled_poll_loops_of_a_region_say_so_in_at_most_a_line_a_second() {
+async fn thirty_throttled_waited_invocations_of_a_region_cost_a_read_a_round_and_a_line_a_second() {
     use crate::waits::REGION;
     let mut config = SimulatorConfig::demo();
     // Stopped instances stay Stopping for the whole test, so every loop keeps polling.
@@ -333,7 +333,12 @@ async fn thirty_throttled_poll_loops_of_a_region_say_so_in_at_most_a_line_a_seco
         "ecs_gateway_invocation_polls_total{outcome=\"throttled\"}",
     )
     .await;
-    assert!(throttled >= 30.0, "every loop was throttled: {throttled}");
+    // One group reads the thirty: a round stops at its first refusal, and the next waits for the
+    // time ECS's throttle closed the action for (the rest of its minute).
+    assert!(
+        (1.0..=8.0).contains(&throttled),
+        "{throttled} throttled reads for 30 invocations in 6 s"
+    );
     let said = gateway.lines("a read for waiting streams was throttled; reading again later");
     assert!(
         (1..=7).contains(&said.len()),

@@ -1,0 +1,138 @@
+//! Waits on many invocations of one region, read by one poller for the group: listings where a
+//! listing costs fewer calls than reading each, one by one in turn where it does not. A gateway
+//! process in front of the simulator; what is checked is what reached "ECS", in its order.
+
+use std::time::Duration;
+
+use crate::quota::{align, hold_waits, metric, replica};
+use crate::support::start_simulator;
+use crate::waits::{REGION, drain};
+use ecs_gateway::simulator::{ExecutionStatus, Invocation, SimulatorConfig};
+
+/// The value of `ecs_gateway_invocation_reads_total` of `kind`.
+async fn reads(gateway: &crate::support::binary::Binary, kind: &str) -> f64 {
+    metric(
+        gateway,
+        &format!("ecs_gateway_invocation_reads_total{{kind=\"{kind}\"}}"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn thirty_waits_in_a_region_are_followed_with_listings_not_thirty_reads_a_round() {
+    let mut config = SimulatorConfig::demo();
+    // Long enough for several rounds of polling while the stopped executions are stopping.
+    config.stop_delay = Duration::from_secs(6);
+    let (url, simulator) = start_simulator(config).await;
+    let gateway = replica(&url, &[]).await;
+    let streams = hold_waits(&gateway, &simulator, "t-many", 30).await;
+    let ends = tokio::time::timeout(
+        Duration::from_secs(40),
+        futures_util::future::join_all(streams.into_iter().map(drain)),
+    )
+    .await
+    .expect("every wait ends once its executions have stopped");
+    for (messages, status) in &ends {
+        assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+        let last = messages.last().expect("a final message");
+        assert_eq!(
+            (last.final_instances, last.targeted_instances),
+            (2, 2),
+            "{last:?}"
+        );
+        let invocation = last.invocation.as_ref().expect("the invocation");
+        assert_eq!(invocation.status, "Stopped", "{last:?}");
+    }
+    let caller = reads(&gateway, "caller").await;
+    let listing = reads(&gateway, "listing").await;
+    let poll = reads(&gateway, "poll").await;
+    assert_eq!(caller, 30.0, "each wait's first read");
+    assert!(listing >= 2.0, "Running, then Stopping: {listing}");
+    // Read one by one, thirty invocations stopping for 6 s cost 30 reads a round, a round at
+    // 1, 2.5 and 4.75 s, and 30 more when they stop: 120. Listed, each is read alone once, when
+    // it leaves the listing of Stopping.
+    assert!(poll <= 35.0, "{poll} reads of one invocation");
+    assert!(
+        listing + poll < 60.0,
+        "{listing} listing pages and {poll} reads"
+    );
+    let listed = simulator
+        .calls()
+        .iter()
+        .filter(|c| c.action == "DescribeInvocations" && c.invoke_id.is_none())
+        .count();
+    assert_eq!(
+        listed as f64, listing,
+        "the metric counts what ECS received"
+    );
+}
+
+#[tokio::test]
+async fn where_others_invocations_make_a_listing_cost_more_each_waited_one_is_read_in_turn() {
+    let mut config = SimulatorConfig::demo();
+    config.stop_delay = Duration::from_secs(600);
+    let (url, simulator) = start_simulator(config).await;
+    // Another tool's 400 invocations, stopping, listed before the waited ones: a listing of
+    // Stopping would take 9 pages to reach six invocations, and is cut off at 5.
+    for n in 0..400 {
+        simulator.world().insert(
+            REGION,
+            &format!("t-a{n:04}"),
+            Invocation::new(&[("i-other", ExecutionStatus::Stopping)]),
+        );
+    }
+    // 8 reads per 2 s, of which polls may take 6: one round of six, when rounds come faster.
+    let gateway = replica(&url, &["--api-quota", "DescribeInvocations=8/2s"]).await;
+    align(Duration::from_secs(2), Duration::from_millis(50)).await;
+    let streams = hold_waits(&gateway, &simulator, "t-z", 6).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let calls = simulator.calls();
+    let reads: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.action == "DescribeInvocations")
+        .filter_map(|c| c.invoke_id.as_deref())
+        .filter(|id| id.starts_with("t-z"))
+        .collect();
+    let (first, polls) = reads.split_at(6);
+    let mut distinct = first.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 6, "each wait's first read: {first:?}");
+    assert!(
+        polls.len() >= 12,
+        "{} reads one by one: {polls:?}",
+        polls.len()
+    );
+    for turn in polls.chunks(6).take(polls.len() / 6) {
+        let mut read = turn.to_vec();
+        read.sort_unstable();
+        read.dedup();
+        assert_eq!(
+            read.len(),
+            6,
+            "no invocation read twice before each other once: {polls:?}"
+        );
+    }
+    let is_read = |c: &&ecs_gateway::simulator::Call| {
+        c.action == "DescribeInvocations"
+            && c.invoke_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("t-z"))
+    };
+    let first_poll = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| is_read(c))
+        .nth(6)
+        .map(|(i, _)| i)
+        .unwrap();
+    let listed_late = calls[first_poll..]
+        .iter()
+        .filter(|c| c.action == "DescribeInvocations" && c.invoke_id.is_none())
+        .count();
+    assert_eq!(
+        listed_late, 0,
+        "a listing cut off is not tried again for a minute"
+    );
+    drop(streams);
+}
