@@ -160,7 +160,7 @@ mod tests {
     use crate::aliyun::request::MAX_INSTANCE_IDS;
     use crate::aliyun::scrub;
     use crate::wait::MAX_WAIT_INSTANCES_LIMIT;
-    use crate::wait::polls::Read;
+    use crate::wait::read::Read;
     use crate::wait::view::View;
 
     /// The most a gRPC client decodes by default (tonic, grpc-go, grpc-java).

@@ -13,17 +13,15 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::pace::Pace;
+use super::pace::{Pace, PollPace};
 use super::plan::{Cost, Learnt, listing_pays, page_cap};
-use super::polls::{AfterFailure, Latest, Polled, Polls, Read, after_failure, slow_down};
-use crate::aliyun::client::{Described, Failed, Listed};
+use super::read::{AfterFailure, Latest, Polled, READ_BUDGET, Read, after_failure, slow_down};
+use crate::aliyun::client::{Described, EcsClient, Failed, Listed};
 use crate::aliyun::error::EcsError;
 use crate::aliyun::invocation::InvocationState;
 use crate::aliyun::request::{DescribeInvocation, ListInvocations, Owner, RegionId};
 use crate::observe::metrics::PollOutcome;
 
-/// The longest one read (its retries included) may take.
-pub(crate) const READ_BUDGET: Duration = Duration::from_secs(10);
 /// The longest a throttled group waits before reading again, whatever ECS or the quota says.
 const MAX_SLOW_DOWN: Duration = Duration::from_secs(60);
 /// Reads of one group in flight at once.
@@ -44,6 +42,29 @@ impl GroupKey {
             owner: invocation.owner.clone(),
         }
     }
+}
+
+/// What a group's poller needs of the replica's followed invocations.
+pub(crate) trait Registry: Send + Sync + 'static {
+    /// Removes `invocation` when nobody waits on it any more (or `always`); whether it did.
+    fn retire(
+        &self,
+        invocation: &DescribeInvocation,
+        sender: &Arc<watch::Sender<Latest>>,
+        always: bool,
+    ) -> bool;
+    /// Removes the group `key`, which has no members left, unless an invocation joined
+    /// meanwhile, which is returned to be polled.
+    fn leave(&self, key: &GroupKey, joins: &mut mpsc::UnboundedReceiver<Joined>) -> Option<Joined>;
+    /// The client reads go through.
+    fn client(&self) -> &EcsClient;
+    /// How often followed invocations are read.
+    fn pace(&self) -> PollPace;
+    /// Counts one poll by how it ended.
+    fn count(&self, outcome: PollOutcome);
+    /// Whether a poller of `region` may say it was throttled now, and how many such reads went
+    /// unsaid since.
+    fn may_say_throttled(&self, region: &RegionId) -> Option<u64>;
 }
 
 /// An invocation whose first read is done, handed to its group to be polled.
@@ -109,8 +130,8 @@ enum ListEnd {
 }
 
 /// A group's poller: its members, the statuses it lists, and what listing them cost.
-struct Group {
-    polls: Polls,
+struct Group<R> {
+    polls: R,
     key: GroupKey,
     members: Vec<Member>,
     listings: HashMap<Box<str>, Listing>,
@@ -122,7 +143,11 @@ struct Group {
 }
 
 /// Polls the group `key` until it has no members and no joins are pending.
-pub(crate) async fn run(polls: Polls, key: GroupKey, mut joins: mpsc::UnboundedReceiver<Joined>) {
+pub(crate) async fn run<R: Registry>(
+    polls: R,
+    key: GroupKey,
+    mut joins: mpsc::UnboundedReceiver<Joined>,
+) {
     let mut group = Group {
         polls,
         key,
@@ -177,7 +202,7 @@ impl Round {
     }
 }
 
-impl Group {
+impl<R: Registry> Group<R> {
     fn join(&mut self, joined: Joined) {
         let settings = self.polls.pace();
         let mut pace = Pace::new(settings);

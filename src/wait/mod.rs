@@ -10,6 +10,7 @@ pub(crate) mod outcome;
 pub(crate) mod pace;
 mod plan;
 pub(crate) mod polls;
+pub(crate) mod read;
 mod run;
 pub(crate) mod view;
 

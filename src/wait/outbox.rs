@@ -193,7 +193,7 @@ impl Reader {
 mod tests {
     use super::*;
     use crate::aliyun::invocation::{InstanceState, InvocationState};
-    use crate::wait::polls::Read;
+    use crate::wait::read::Read;
 
     fn read(statuses: &[&str]) -> Arc<InvocationState> {
         first(statuses).state

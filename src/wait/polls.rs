@@ -11,43 +11,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::group::{self, GroupKey, Joined, READ_BUDGET};
+use super::group::{self, GroupKey, Joined, Registry};
 use super::pace::PollPace;
+use super::read::{AfterFailure, Latest, Polled, READ_BUDGET, Read, after_failure};
 use crate::aliyun::client::{Described, EcsClient, Failed};
-use crate::aliyun::error::{EcsError, ErrorClass};
-use crate::aliyun::invocation::InvocationState;
 use crate::aliyun::request::{DescribeInvocation, RegionId};
 use crate::observe::metrics::{Metrics, PollOutcome};
-
-/// How many polls in a row may fail for the gateway's own fault (credential, clock, signature)
-/// before the loop gives up: one may be a refresh racing an expiry; several are not.
-const GATEWAY_FAULTS_TO_END: u32 = 3;
-
-/// One read of an invocation, shared by every waiter on it.
-#[derive(Debug, Clone)]
-pub(crate) struct Read {
-    /// The invocation and its instances.
-    pub state: Arc<InvocationState>,
-    /// Its instance IDs, sorted, each once: the targets of every wait on all its instances.
-    pub ids: Arc<[Box<str>]>,
-}
-
-impl Read {
-    /// `state`, with its sorted IDs.
-    pub(crate) fn new(state: InvocationState) -> Self {
-        let mut ids: Vec<Box<str>> = state
-            .instances
-            .iter()
-            .map(|i| Box::from(i.instance_id.as_str()))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        Self {
-            state: Arc::new(state),
-            ids: ids.into(),
-        }
-    }
-}
 
 /// The instances of one invocation that a wait of this replica has taken it upon itself to stop,
 /// so that concurrent waits on it, which read the same answer, do not stop them again.
@@ -69,51 +38,6 @@ impl Claims {
         for id in ids {
             claimed.remove(id.as_str());
         }
-    }
-}
-
-/// What the latest poll of an invocation found.
-#[derive(Debug)]
-pub(crate) enum Polled {
-    /// The invocation and its instances, shared by every waiter.
-    Read(Read),
-    /// ECS lists no such invocation (any more).
-    NotFound,
-    /// The read failed; the loop polls again.
-    Failed(EcsError),
-    /// Polling cannot succeed: every waiter ends with the status a unary read would get.
-    Ended(EcsError),
-}
-
-/// The latest poll's result; `None` until the first poll is answered.
-pub(crate) type Latest = Option<Arc<Polled>>;
-
-/// What a poll loop does after a failed read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterFailure {
-    /// Poll again at the usual pace.
-    Again,
-    /// Poll again when ECS (or the fleet's quota) says, at most a minute on.
-    SlowDown,
-    /// Stop polling: the waiters end with this failure.
-    End,
-}
-
-/// The poll loop's policy, by class: what the client already retried is polled again; ECS's
-/// refusals end the waiters at once; the gateway's own faults end them once they repeat.
-pub(crate) fn after_failure(class: ErrorClass, in_a_row: u32) -> AfterFailure {
-    use ErrorClass::*;
-    match class {
-        Throttled | FleetQuota => AfterFailure::SlowDown,
-        InvalidArgument | PermissionDenied | NotFound | HostNotFound | RequestBuiltWrong => {
-            AfterFailure::End
-        }
-        CredentialRejected | NonceReused | UntrustedUpstream | CredentialsUnavailable
-            if in_a_row >= GATEWAY_FAULTS_TO_END =>
-        {
-            AfterFailure::End
-        }
-        _ => AfterFailure::Again,
     }
 }
 
@@ -207,53 +131,6 @@ impl Polls {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Removes the loop of `invocation` when nobody waits on it any more (or `always`); whether
-    /// it did.
-    pub(crate) fn retire(
-        &self,
-        invocation: &DescribeInvocation,
-        sender: &Arc<watch::Sender<Latest>>,
-        always: bool,
-    ) -> bool {
-        // Under the lock, so that no waiter subscribes between the count and the removal.
-        let mut loops = self.lock();
-        if !always && sender.receiver_count() > 0 {
-            return false;
-        }
-        if loops
-            .get(invocation)
-            .is_some_and(|found| Arc::ptr_eq(&found.sender, sender))
-        {
-            loops.remove(invocation);
-        }
-        true
-    }
-
-    /// Whether a loop of `region` may say it was throttled now, and how many throttled reads of
-    /// its loops went unsaid since the last line: one line a second for a region's loops
-    /// together, however many there are (the account is throttled, not one invocation).
-    pub(crate) fn may_say_throttled(&self, region: &RegionId) -> Option<u64> {
-        let mut said = self
-            .inner
-            .throttle_said
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match said.get_mut(region) {
-            Some((at, unsaid)) if at.elapsed() < Duration::from_secs(1) => {
-                *unsaid += 1;
-                None
-            }
-            Some((at, unsaid)) => {
-                *at = Instant::now();
-                Some(std::mem::take(unsaid))
-            }
-            None => {
-                said.insert(region.clone(), (Instant::now(), 0));
-                Some(0)
-            }
-        }
-    }
-
     /// The caller's read of an invocation nobody followed: published to every waiter, then the
     /// invocation joins its group, unless it is gone or polling cannot succeed.
     async fn first_read(self, invocation: DescribeInvocation, sender: Arc<watch::Sender<Latest>>) {
@@ -321,22 +198,6 @@ impl Polls {
         tokio::spawn(group::run(self.clone(), key, joins));
     }
 
-    /// Called by a group's poller with no members left: removes the group, unless an invocation
-    /// joined meanwhile, which is returned to be polled.
-    pub(crate) fn leave(
-        &self,
-        key: &GroupKey,
-        joins: &mut mpsc::UnboundedReceiver<Joined>,
-    ) -> Option<Joined> {
-        // Under the lock, so that no invocation joins between the check and the removal.
-        let mut groups = self.lock_groups();
-        if let Ok(joined) = joins.try_recv() {
-            return Some(joined);
-        }
-        groups.remove(key);
-        None
-    }
-
     fn lock_groups(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<GroupKey, mpsc::UnboundedSender<Joined>>> {
@@ -346,92 +207,82 @@ impl Polls {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+impl Registry for Polls {
+    /// Removes the loop of `invocation` when nobody waits on it any more (or `always`); whether
+    /// it did.
+    fn retire(
+        &self,
+        invocation: &DescribeInvocation,
+        sender: &Arc<watch::Sender<Latest>>,
+        always: bool,
+    ) -> bool {
+        // Under the lock, so that no waiter subscribes between the count and the removal.
+        let mut loops = self.lock();
+        if !always && sender.receiver_count() > 0 {
+            return false;
+        }
+        if loops
+            .get(invocation)
+            .is_some_and(|found| Arc::ptr_eq(&found.sender, sender))
+        {
+            loops.remove(invocation);
+        }
+        true
+    }
+
+    /// Whether a loop of `region` may say it was throttled now, and how many throttled reads of
+    /// its loops went unsaid since the last line: one line a second for a region's loops
+    /// together, however many there are (the account is throttled, not one invocation).
+    fn may_say_throttled(&self, region: &RegionId) -> Option<u64> {
+        let mut said = self
+            .inner
+            .throttle_said
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match said.get_mut(region) {
+            Some((at, unsaid)) if at.elapsed() < Duration::from_secs(1) => {
+                *unsaid += 1;
+                None
+            }
+            Some((at, unsaid)) => {
+                *at = Instant::now();
+                Some(std::mem::take(unsaid))
+            }
+            None => {
+                said.insert(region.clone(), (Instant::now(), 0));
+                Some(0)
+            }
+        }
+    }
+
+    /// Called by a group's poller with no members left: removes the group, unless an invocation
+    /// joined meanwhile, which is returned to be polled.
+    fn leave(&self, key: &GroupKey, joins: &mut mpsc::UnboundedReceiver<Joined>) -> Option<Joined> {
+        // Under the lock, so that no invocation joins between the check and the removal.
+        let mut groups = self.lock_groups();
+        if let Ok(joined) = joins.try_recv() {
+            return Some(joined);
+        }
+        groups.remove(key);
+        None
+    }
 
     /// The client reads go through.
-    pub(crate) fn client(&self) -> &EcsClient {
+    fn client(&self) -> &EcsClient {
         &self.inner.client
     }
 
     /// How often followed invocations are read.
-    pub(crate) fn pace(&self) -> PollPace {
+    fn pace(&self) -> PollPace {
         self.inner.pace
     }
 
     /// Counts one poll by how it ended.
-    pub(crate) fn count(&self, outcome: PollOutcome) {
+    fn count(&self, outcome: PollOutcome) {
         if let Some(metrics) = &self.inner.metrics {
             metrics.polled(outcome);
-        }
-    }
-}
-
-/// How long ECS or the fleet's quota asked the caller to wait, when it said.
-pub(crate) fn slow_down(error: &EcsError) -> Option<Duration> {
-    match error {
-        EcsError::Api(api) => api.retry_after,
-        EcsError::NotAdmitted(refused) => Some(refused.retry_after),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::aliyun::retry::{Decision, decide};
-    use ErrorClass::*;
-
-    #[test]
-    fn each_class_of_failed_read_is_polled_again_slowed_or_ends_the_waiters() {
-        use AfterFailure::{Again, End, SlowDown};
-        let expected = [
-            (InvalidArgument, End, End),
-            (PermissionDenied, End, End),
-            (NotFound, End, End),
-            (HostNotFound, End, End),
-            (RequestBuiltWrong, End, End),
-            (Throttled, SlowDown, SlowDown),
-            (FleetQuota, SlowDown, SlowDown),
-            (CredentialRejected, Again, End),
-            (NonceReused, Again, End),
-            (UntrustedUpstream, Again, End),
-            (CredentialsUnavailable, Again, End),
-            (Transient, Again, Again),
-            (UpstreamInternal, Again, Again),
-            (Conflict, Again, Again),
-            (Unknown, Again, Again),
-            (OutcomeUnknown, Again, Again),
-            (Unreachable, Again, Again),
-            (AttemptTimedOut, Again, Again),
-            (Interrupted, Again, Again),
-            (DeadlineExceeded, Again, Again),
-        ];
-        assert_eq!(
-            expected.len(),
-            ErrorClass::ALL.len(),
-            "every class is listed"
-        );
-        for (class, once, repeated) in expected {
-            assert_eq!(after_failure(class, 1), once, "{class:?} once");
-            assert_eq!(
-                after_failure(class, GATEWAY_FAULTS_TO_END),
-                repeated,
-                "{class:?} repeated"
-            );
-        }
-    }
-
-    #[test]
-    fn polls_never_end_on_what_the_client_retries_and_always_end_on_repeated_gateway_faults() {
-        // Tied to the retry policy and the fault list: a class the client retries is transient, so
-        // polling on is right; a gateway fault that repeats will not mend itself.
-        for class in ErrorClass::ALL {
-            let ends = after_failure(class, u32::MAX) == AfterFailure::End;
-            if matches!(decide(class), Decision::Backoff(_)) {
-                assert!(!ends, "{class:?} is retried by the client, so polled again");
-            }
-            if class.is_gateway_fault() {
-                assert!(ends, "{class:?} is the gateway's own fault");
-            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::aliyun::invocation::{InstanceState, InvocationState, is_final, stoppable};
-use crate::wait::polls::Read;
+use crate::wait::read::Read;
 
 /// A target the latest read does not list.
 const ABSENT: u32 = u32::MAX;
