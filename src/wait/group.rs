@@ -26,6 +26,9 @@ use crate::observe::metrics::PollOutcome;
 const MAX_SLOW_DOWN: Duration = Duration::from_secs(60);
 /// Reads of one group in flight at once.
 const CONCURRENT_READS: usize = 8;
+/// The longest a sleeping poller goes without letting go of invocations nobody waits on any
+/// more, which count toward `--max-polled-invocations` until it does.
+const RETIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// The invocations one listing can hold together: same region, same owner parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -172,7 +175,10 @@ pub(crate) async fn run<R: Registry>(
         let now = Instant::now();
         let round = group.due(now);
         if now < group.not_before || round.is_empty() {
-            let wake = group.next_due().max(group.not_before);
+            let wake = group
+                .next_due()
+                .max(group.not_before)
+                .min(now + RETIRE_EVERY);
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
                 joined = joins.recv() => {

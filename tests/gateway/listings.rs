@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::quota::{align, hold_waits, metric, replica};
+use crate::quota::{align, early_in_a_minute, hold_waits, metric, replica};
 use crate::support::start_simulator;
 use crate::waits::{REGION, drain};
 use ecs_gateway::simulator::{ExecutionStatus, Invocation, SimulatorConfig};
@@ -135,4 +135,44 @@ async fn where_others_invocations_make_a_listing_cost_more_each_waited_one_is_re
         "a listing cut off is not tried again for a minute"
     );
     drop(streams);
+}
+
+#[tokio::test]
+async fn an_invocation_nobody_waits_on_is_let_go_within_a_second_even_while_its_group_is_held_back()
+{
+    let mut config = SimulatorConfig::demo();
+    config.stop_delay = Duration::from_secs(600);
+    let (url, simulator) = start_simulator(config).await;
+    // One followed invocation at a time; 4 reads a minute, of which polls may take 3.
+    let gateway = replica(
+        &url,
+        &[
+            "--max-polled-invocations",
+            "1",
+            "--api-quota",
+            "DescribeInvocations=4/60s",
+        ],
+    )
+    .await;
+    early_in_a_minute(Duration::from_secs(20)).await;
+    let held = hold_waits(&gateway, &simulator, "t-gone", 1).await;
+    // The first read and two polls (about 1 and 2.5 s on) spend the background share; the third
+    // poll (about 4.75 s on) is refused, and the group is held back to the end of the minute.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut client = gateway.client().await;
+    simulator
+        .world()
+        .insert(REGION, "t-next", crate::waits::running(2).1);
+    let mut stream = client
+        .stop_invocation_and_wait(crate::waits::wait_request("t-next", &[]))
+        .await
+        .expect("the first invocation was let go, so another may be followed")
+        .into_inner();
+    stream
+        .message()
+        .await
+        .expect("a first message")
+        .expect("a first message");
 }

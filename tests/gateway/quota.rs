@@ -103,7 +103,7 @@ async fn two_replicas(flags: &[&str]) -> Option<(RedisServer, Simulator, Binary,
 
 /// Waits for the next minute when fewer than `margin` are left of this one, so that a test's
 /// calls fall in one of ECS's minutes.
-async fn early_in_a_minute(margin: Duration) {
+pub(crate) async fn early_in_a_minute(margin: Duration) {
     if left_of_the_minute() < margin {
         align(Duration::from_secs(60), Duration::from_millis(200)).await;
     }
