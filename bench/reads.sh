@@ -6,7 +6,9 @@
 # BASELINE=<another ecs-gateway> the same runs against it in alternating rounds (the load tool is this
 # tree's for both). Replicas multiply both builds' figures alike: without a lease each replica lists or
 # reads for itself.
-# Usage: [BASELINE=bin] bench/reads.sh [STREAMS] [HOLD] [ROUNDS]
+# Then, with executions that end STOP_DELAY after their stop (ecs-gateway-load `ends`), the time from
+# an execution's end to its caller's last message (p50, p99) and the reads all the waits took.
+# Usage: [BASELINE=bin] [STOP_DELAY=20s] bench/reads.sh [STREAMS] [HOLD] [ROUNDS]
 # Traffic goes to 127.0.0.1 only.
 set -euo pipefail
 # Reads, not the stop quota, are measured here: lift StopInvocation's default 1000/60s.
@@ -22,6 +24,19 @@ BIN=target/release
 export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIdemoGatewayKey
 export ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret-not-for-production
 export ECS_GATEWAY_METADATA_ENDPOINT=http://127.0.0.1:9
+
+ends() {  # label binary [gateway flags...]
+    local label=$1 bin=$2
+    shift 2
+    RUST_LOG=warn "$bin" --listen 127.0.0.1:50093 --endpoint http://127.0.0.1:18093/ \
+        --max-concurrent-streams 1000 "$@" >/dev/null 2>&1 &
+    local gw=$!
+    sleep 1
+    $BIN/ecs-gateway-load ends --target 127.0.0.1:50093 --simulator 127.0.0.1:18093 \
+        --streams "$STREAMS" --stop-delay "${STOP_DELAY:-20s}" --label "$label" | tee -a "$OUT"
+    kill "$gw"
+    wait "$gw" 2>/dev/null || true
+}
 
 run() {  # label binary [gateway flags...]
     local label=$1 bin=$2
@@ -41,6 +56,13 @@ for round in $(seq 1 "$ROUNDS"); do
         --max-waits-per-caller "$STREAMS" --max-polled-invocations "$STREAMS"
     if [ -n "${BASELINE:-}" ]; then
         run "baseline-round$round" "$(realpath "$BASELINE")"
+    fi
+done
+for round in $(seq 1 "$ROUNDS"); do
+    ends "new-ends-round$round" "$BIN/ecs-gateway" --max-concurrent-waits "$STREAMS" \
+        --max-waits-per-caller "$STREAMS" --max-polled-invocations "$STREAMS"
+    if [ -n "${BASELINE:-}" ]; then
+        ends "baseline-ends-round$round" "$(realpath "$BASELINE")"
     fi
 done
 echo "results: $OUT"

@@ -54,6 +54,10 @@ enum Command {
     /// Hold many StopInvocationAndWait streams open on a gateway in front of an in-process
     /// simulator whose executions stop slowly, and report what they cost the gateway while idle.
     Waits(WaitsArgs),
+    /// Many StopInvocationAndWait streams, each on its own invocation, in front of an in-process
+    /// simulator whose stopped executions end after `--stop-delay`: how long after an execution
+    /// ended its caller knew, and the reads that cost.
+    Ends(EndsArgs),
     /// One StopInvocationAndWait on an invocation of many running instances, in front of an
     /// in-process simulator, and what it cost the gateway: CPU per instance stopped, stops, polls.
     Wide(WideArgs),
@@ -145,6 +149,28 @@ struct WaitsArgs {
     pid: u32,
     /// A label for the report line.
     #[arg(long, default_value = "waits")]
+    label: String,
+}
+
+#[derive(clap::Args, Clone)]
+struct EndsArgs {
+    /// The gateway, host:port; it must sign with the demo credential and send to `--simulator`.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    target: String,
+    /// Where the in-process simulator listens (the gateway's --endpoint).
+    #[arg(long, default_value = "127.0.0.1:18090")]
+    simulator: SocketAddr,
+    /// Streams, each on an invocation of its own with one running instance.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// How long a stopped execution stays Stopping before it is Stopped.
+    #[arg(long, default_value = "20s")]
+    stop_delay: humantime::Duration,
+    /// HTTP/2 connections to spread the streams over (the gateway allows 256 streams each).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// A label for the report line.
+    #[arg(long, default_value = "ends")]
     label: String,
 }
 
@@ -496,7 +522,7 @@ async fn waits(args: WaitsArgs) -> anyhow::Result<()> {
         }
     }
     let settled = started.elapsed();
-    let reads = |sim: &Simulator| calls_of(sim, "DescribeInvocations");
+    let reads = |sim: &Simulator| sim.reads_received();
     // Let the first polls go by, then measure a steady state.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let (reads_before, cpu_before) = (reads(&simulator), proc_sample(args.pid));
@@ -548,6 +574,87 @@ async fn simulator(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(simulator.clone().serve(listener, std::future::pending()));
     Ok(simulator)
+}
+
+/// Waits on `args.streams` invocations until each has ended, and reports the time from an
+/// execution's end in the simulator to its stream's last message (the stop is taken to be sent at
+/// the first message: the error is one stop call), and the DescribeInvocations calls it took.
+async fn ends(args: EndsArgs) -> anyhow::Result<()> {
+    use ecs_gateway::pb::StopInvocationAndWaitRequest;
+    use ecs_gateway::simulator::{ExecutionStatus, Invocation};
+    let stop_delay: Duration = *args.stop_delay;
+    let simulator = simulator(args.simulator, stop_delay).await?;
+    for n in 0..args.streams {
+        let instance = format!("i-end{n:05}");
+        simulator.world().insert(
+            "cn-hangzhou",
+            &format!("t-end{n:05}"),
+            Invocation::new(&[(instance.as_str(), ExecutionStatus::Running)]),
+        );
+    }
+    let clients: Vec<_> = channels(&args.target, args.connections)
+        .await?
+        .into_iter()
+        .map(CloudAssistantServiceClient::new)
+        .collect();
+    let reads_before = simulator.reads_received();
+    let started = Instant::now();
+    let streams = (0..args.streams).map(|i| {
+        let mut client = clients[i % clients.len()].clone();
+        let request = StopInvocationAndWaitRequest {
+            region_id: "cn-hangzhou".into(),
+            invoke_id: format!("t-end{i:05}"),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let mut stream = client
+                .stop_invocation_and_wait(request)
+                .await
+                .ok()?
+                .into_inner();
+            stream.message().await.ok()??;
+            let first = Instant::now();
+            while let Some(_message) = stream.message().await.ok()? {}
+            Some(first.elapsed())
+        })
+    });
+    let mut know_ms = Vec::with_capacity(args.streams);
+    let mut failed = 0;
+    for stream in futures_util::future::join_all(streams).await {
+        match stream {
+            Ok(Some(took)) => {
+                know_ms.push(took.saturating_sub(stop_delay).as_secs_f64() * 1000.0);
+            }
+            _ => failed += 1,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let reads = simulator.reads_received() - reads_before;
+    know_ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| -> f64 {
+        let n = know_ms.len();
+        if n == 0 {
+            return f64::NAN;
+        }
+        know_ms[((n as f64 * p).ceil() as usize).clamp(1, n) - 1].round()
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "label": args.label,
+            "streams": args.streams,
+            "ended_ok": know_ms.len(),
+            "failed": failed,
+            "stop_delay_s": stop_delay.as_secs_f64(),
+            "seconds": (seconds * 10.0).round() / 10.0,
+            "reads": reads,
+            "reads_per_second": (reads as f64 / seconds * 100.0).round() / 100.0,
+            "know_p50_ms": pct(0.50),
+            "know_p99_ms": pct(0.99),
+            "know_max_ms": pct(1.0),
+        })
+    );
+    Ok(())
 }
 
 /// How many `action` requests the simulator has received.
@@ -657,6 +764,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
         Command::Waits(args) => waits(args).await?,
+        Command::Ends(args) => ends(args).await?,
         Command::Wide(args) => wide(args).await?,
         Command::Grpc(args) => {
             let clients: Vec<_> = channels(&args.target, args.connections)

@@ -106,6 +106,8 @@ struct Shared {
     world: World,
     faults: FaultState,
     requests: AtomicU64,
+    /// Authenticated DescribeInvocations calls, however many `calls` keeps.
+    reads: AtomicU64,
     sts: StsSettings,
     metadata: Metadata,
     credential_faces_down: AtomicBool,
@@ -146,6 +148,7 @@ impl Simulator {
                 world,
                 faults: FaultState::new(config.faults),
                 requests: AtomicU64::new(0),
+                reads: AtomicU64::new(0),
                 sts: StsSettings {
                     lifetime: config.sts_lifetime,
                     oidc_token: config.oidc_token,
@@ -168,6 +171,11 @@ impl Simulator {
     /// ECS requests received so far, faulted ones included (STS and metadata ones are not counted).
     pub fn requests_received(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Authenticated DescribeInvocations calls received so far, all of them.
+    pub fn reads_received(&self) -> u64 {
+        self.shared.reads.load(Ordering::Relaxed)
     }
 
     /// The authenticated ECS calls received so far (the latest 10,000), in order.
@@ -424,6 +432,9 @@ impl Simulator {
         };
         let action = get("Action").unwrap_or_default();
         let is_read = action == crate::aliyun::request::DESCRIBE_ACTION;
+        if is_read {
+            self.shared.reads.fetch_add(1, Ordering::Relaxed);
+        }
         let call = Call {
             action,
             invoke_id: get("InvokeId"),
