@@ -14,9 +14,10 @@ use super::credentials::refresh::CredentialSupply;
 use super::dns::{DnsConfig, HickoryResolver};
 use super::endpoint::Endpoint;
 use super::error::{EcsError, ErrorClass, NotAdmitted, TransportKind};
-use super::invocation::{self, InvocationState, Page};
+use super::invocation::{self, InvocationState, Page, ResultsPage};
 use super::request::{
-    API_VERSION, Action, DescribeInvocation, ListInvocations, Param, StopInvocation,
+    API_VERSION, Action, DescribeInvocation, InvocationResults, ListInvocations, Param,
+    StopInvocation,
 };
 use super::response::{self, Secrets};
 use super::retry::{self, RetryPolicy, Trail};
@@ -569,6 +570,39 @@ impl EcsClient {
                 trail,
             }),
         }
+    }
+
+    /// Reads one page of an invocation's execution records (DescribeInvocationResults), for a
+    /// caller or in the background, never working past `deadline`.
+    pub async fn invocation_results(
+        &self,
+        request: &InvocationResults,
+        deadline: Option<Instant>,
+        background: bool,
+    ) -> Result<ResultsPage, Failed> {
+        let outcome = self.call(request, deadline, background).await;
+        let (answer, mut trail) = match outcome {
+            Ok(answered) => answered,
+            Err(failed) => {
+                self.observe::<InvocationResults>(&failed.trail);
+                return Err(failed);
+            }
+        };
+        let parsed = invocation::parse_results(&answer.body);
+        if let Err(detail) = &parsed {
+            tracing::warn!(%detail, "ECS answered DescribeInvocationResults with a body the gateway cannot read");
+            if let Some(last) = trail.attempts.last_mut() {
+                last.failure = Some(ErrorClass::OutcomeUnknown);
+            }
+        }
+        self.observe::<InvocationResults>(&trail);
+        parsed.map_err(|_| Failed {
+            error: EcsError::Malformed {
+                http_status: answer.http_status,
+                request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
+            },
+            trail,
+        })
     }
 
     /// Sends `request` with retries within `deadline`; the accepted answer and each attempt.

@@ -187,6 +187,89 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     })
 }
 
+/// One page of DescribeInvocationResults: one execution record per instance, and the next page's
+/// token (`None` on the last).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResultsPage {
+    /// The executions on the page.
+    pub instances: Vec<InstanceState>,
+    /// Where the next page starts.
+    pub next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResultsBody {
+    #[serde(default)]
+    invocation: Option<ResultsInvocation>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ResultsInvocation {
+    #[serde(default)]
+    invocation_results: Option<WireResults>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireResults {
+    #[serde(default)]
+    invocation_result: Vec<WireResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WireResult {
+    #[serde(default)]
+    instance_id: String,
+    #[serde(default)]
+    invocation_status: Option<String>,
+    #[serde(default)]
+    exit_code: Option<i64>,
+    #[serde(default)]
+    error_code: Option<String>,
+    #[serde(default)]
+    error_info: Option<String>,
+    #[serde(default)]
+    start_time: Option<String>,
+    // DescribeInvocationResults names it so; DescribeInvocations says FinishTime.
+    #[serde(default)]
+    finished_time: Option<String>,
+    #[serde(default)]
+    stop_time: Option<String>,
+}
+
+/// Every execution on one page of a DescribeInvocationResults answer, and the next page's token.
+pub fn parse_results(body: &[u8]) -> Result<ResultsPage, String> {
+    let body: ResultsBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let invocation = body.invocation.ok_or("no Invocation")?;
+    Ok(ResultsPage {
+        instances: invocation
+            .invocation_results
+            .map(|r| r.invocation_result)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| InstanceState {
+                instance_id: kept(Some(r.instance_id), MAX_SHORT),
+                status: kept(r.invocation_status, MAX_SHORT),
+                exit_code: r.exit_code,
+                error_code: kept(r.error_code, MAX_SHORT),
+                error_info: kept(r.error_info, MAX_ERROR_INFO),
+                start_time: kept(r.start_time, MAX_SHORT),
+                finish_time: kept(r.finished_time, MAX_SHORT),
+                stop_time: kept(r.stop_time, MAX_SHORT),
+            })
+            .collect(),
+        next_token: invocation
+            .next_token
+            .filter(|t| !t.is_empty())
+            .map(|t| kept(Some(t), MAX_SHORT)),
+    })
+}
+
 fn state(found: WireInvocation) -> InvocationState {
     let status = kept(found.invocation_status.or(found.invoke_status), MAX_SHORT);
     let instances = found
@@ -318,5 +401,32 @@ mod tests {
         assert_eq!(listed, [("t-1", "Running"), ("t-2", "Stopping")]);
         assert_eq!(more.next_token.as_deref(), Some("50"));
         assert!(parse_page(b"<html>").is_err());
+    }
+
+    #[test]
+    fn a_results_page_holds_each_execution_and_the_next_token() {
+        // The shape of ECS's documented DescribeInvocationResults answer.
+        let page = parse_results(
+            br#"{"RequestId":"r","Invocation":{"PageSize":50,"TotalCount":2,"NextToken":"t2",
+            "InvocationResults":{"InvocationResult":[
+              {"InvokeId":"t-1","InstanceId":"i-a","InvocationStatus":"Stopped",
+               "InvokeRecordStatus":"Finished","ExitCode":0,"StopTime":"2026-12-08T04:00:00Z"},
+              {"InvokeId":"t-1","InstanceId":"i-b","InvocationStatus":"Failed","ExitCode":2,
+               "ErrorCode":"CommandFailed","FinishedTime":"2026-12-08T04:00:01Z"}]}}}"#,
+        )
+        .unwrap();
+        let summary: Vec<(&str, &str, Option<i64>)> = page
+            .instances
+            .iter()
+            .map(|i| (i.instance_id.as_str(), i.status.as_str(), i.exit_code))
+            .collect();
+        assert_eq!(
+            summary,
+            [("i-a", "Stopped", Some(0)), ("i-b", "Failed", Some(2))]
+        );
+        assert_eq!(page.instances[1].finish_time, "2026-12-08T04:00:01Z");
+        assert_eq!(page.instances[0].stop_time, "2026-12-08T04:00:00Z");
+        assert_eq!(page.next_token.as_deref(), Some("t2"));
+        assert!(parse_results(br#"{"RequestId":"r"}"#).is_err());
     }
 }

@@ -65,7 +65,7 @@ impl fmt::Display for RegionId {
 }
 
 /// The ECS actions the gateway calls, by name.
-pub(crate) const ACTIONS: [&str; 2] = [ACTION, DESCRIBE_ACTION];
+pub(crate) const ACTIONS: [&str; 3] = [ACTION, DESCRIBE_ACTION, RESULTS_ACTION];
 
 /// One ECS RPC action with its own parameters; the client adds the common ones and signs.
 pub trait Action: Send + Sync {
@@ -238,6 +238,53 @@ impl Action for ListInvocations {
         ));
         out.push((Cow::Borrowed("InvokeStatus"), Cow::Borrowed(&self.status)));
         out.push((Cow::Borrowed("IncludeOutput"), Cow::Borrowed("false")));
+        out.push((
+            Cow::Borrowed("MaxResults"),
+            Cow::Owned(LIST_PAGE_SIZE.to_string()),
+        ));
+        if let Some(token) = &self.next_token {
+            out.push((Cow::Borrowed("NextToken"), Cow::Borrowed(token)));
+        }
+        self.owner.push_params(out);
+    }
+}
+
+/// The ECS API action that reads an invocation's execution records one by one.
+pub(crate) const RESULTS_ACTION: &str = "DescribeInvocationResults";
+
+/// One page of DescribeInvocationResults for one invocation: its executions, 50 at most, for
+/// instances a DescribeInvocations answer left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationResults {
+    /// The region of the invocation.
+    pub region_id: RegionId,
+    /// The invocation.
+    pub invoke_id: String,
+    /// Where the page starts; `None` for the first.
+    pub next_token: Option<String>,
+    /// The owner parameters.
+    pub owner: Owner,
+}
+
+impl Action for InvocationResults {
+    const NAME: &'static str = RESULTS_ACTION;
+    // Fifty execution records without output, and a margin.
+    const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+    fn region(&self) -> &RegionId {
+        &self.region_id
+    }
+
+    fn param_count(&self) -> usize {
+        8
+    }
+
+    fn push_params<'a>(&'a self, out: &mut Vec<Param<'a>>) {
+        out.push((
+            Cow::Borrowed("RegionId"),
+            Cow::Borrowed(self.region_id.as_str()),
+        ));
+        out.push((Cow::Borrowed("InvokeId"), Cow::Borrowed(&self.invoke_id)));
         out.push((
             Cow::Borrowed("MaxResults"),
             Cow::Owned(LIST_PAGE_SIZE.to_string()),

@@ -55,9 +55,11 @@ pub(crate) fn answer(
         .skip(start)
         .take(page_size)
         .map(|(id, invocation)| {
+            let cap = world.instance_list_cap().unwrap_or(usize::MAX);
             let instances: Vec<Value> = invocation
                 .executions
                 .iter()
+                .take(cap)
                 .map(|(instance, status)| {
                     // Only an execution that ran to its own end has an exit code.
                     let exit_code = match status.as_ecs() {
@@ -98,6 +100,72 @@ pub(crate) fn answer(
         }),
     );
     fields.insert("Invocations".into(), json!({ "Invocation": page }));
+    Answer::Json(fields)
+}
+
+/// The answer to an authenticated DescribeInvocationResults in a known region: the executions of
+/// `invoke_id`, one record per instance, paged with `MaxResults` and `NextToken`, never cut.
+pub(crate) fn results(
+    region: &str,
+    invoke_id: Option<&str>,
+    max_results: Option<&str>,
+    next_token: Option<&str>,
+    world: &World,
+) -> Answer {
+    let page_size = match max_results.map(str::parse::<usize>) {
+        None => DEFAULT_MAX_RESULTS,
+        Some(Ok(n)) if (1..=MAX_RESULTS).contains(&n) => n,
+        Some(_) => {
+            return error(
+                400,
+                "InvalidParam.MaxResults",
+                "The specified parameter MaxResults is not valid.",
+            );
+        }
+    };
+    let start = match next_token
+        .filter(|t| !t.is_empty())
+        .map(str::parse::<usize>)
+    {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return error(
+                400,
+                "InvalidParam.NextToken",
+                "The specified parameter NextToken is not valid.",
+            );
+        }
+    };
+    let records: Vec<Value> = world
+        .list(region, invoke_id.filter(|id| !id.is_empty()))
+        .iter()
+        .flat_map(|(id, invocation)| {
+            invocation.executions.iter().map(move |(instance, status)| {
+                json!({
+                    "InvokeId": id,
+                    "InstanceId": instance,
+                    "InvocationStatus": status.as_ecs(),
+                    "InvokeRecordStatus": if status.is_final() { "Finished" } else { "Running" },
+                    "ErrorCode": "",
+                    "ErrorInfo": "",
+                })
+            })
+        })
+        .collect();
+    let total = records.len();
+    let page: Vec<Value> = records.into_iter().skip(start).take(page_size).collect();
+    let next = start + page.len();
+    let mut fields = Map::new();
+    fields.insert(
+        "Invocation".into(),
+        json!({
+            "TotalCount": total,
+            "MaxResults": page_size,
+            "NextToken": if next < total { next.to_string() } else { String::new() },
+            "InvocationResults": { "InvocationResult": page },
+        }),
+    );
     Answer::Json(fields)
 }
 
@@ -201,5 +269,45 @@ mod tests {
         assert_eq!(running.len(), 11, "{running:?}");
         assert!(!running.contains(&"t-done".to_owned()));
         assert!(ids("Stopping").is_empty());
+    }
+
+    #[test]
+    fn a_cut_listing_leaves_instances_out_and_results_page_every_one() {
+        let world = World::seeded(Duration::from_secs(60));
+        world.set_instance_list_cap(Some(100));
+        let listed = fields(answer(
+            "cn-hangzhou",
+            Some("t-demo1000"),
+            None,
+            None,
+            None,
+            &world,
+        ));
+        let instances = listed["Invocations"]["Invocation"][0]["InvokeInstances"]["InvokeInstance"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(instances, 100);
+        let mut seen = 0;
+        let mut token = String::new();
+        loop {
+            let page = fields(results(
+                "cn-hangzhou",
+                Some("t-demo1000"),
+                Some("50"),
+                Some(&token),
+                &world,
+            ));
+            let invocation = &page["Invocation"];
+            seen += invocation["InvocationResults"]["InvocationResult"]
+                .as_array()
+                .unwrap()
+                .len();
+            token = invocation["NextToken"].as_str().unwrap().to_owned();
+            if token.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(seen, 1000);
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use crate::aliyun::request::{ACTION, API_VERSION, DESCRIBE_ACTION, MAX_INSTANCE_IDS};
+use crate::aliyun::request::{
+    ACTION, API_VERSION, DESCRIBE_ACTION, MAX_INSTANCE_IDS, RESULTS_ACTION,
+};
 use crate::aliyun::signer::{self, v3};
 
 use super::answer::{Answer, error, missing};
@@ -316,7 +318,7 @@ impl Judge {
         };
         let action = get("Action");
         match action {
-            Some(ACTION | DESCRIBE_ACTION) => {}
+            Some(ACTION | DESCRIBE_ACTION | RESULTS_ACTION) => {}
             _ => {
                 return error(
                     404,
@@ -354,6 +356,15 @@ impl Judge {
                 region,
                 get("InvokeId"),
                 get("InvokeStatus"),
+                get("MaxResults"),
+                get("NextToken"),
+                world,
+            );
+        }
+        if action == Some(RESULTS_ACTION) {
+            return describe::results(
+                region,
+                get("InvokeId"),
                 get("MaxResults"),
                 get("NextToken"),
                 world,

@@ -183,6 +183,8 @@ pub struct World {
     invocations: Mutex<HashMap<(String, String), Invocation>>,
     nonces: Mutex<NonceWindow>,
     stop_delay: Mutex<Duration>,
+    /// The most instances a DescribeInvocations answer lists per invocation; all when `None`.
+    instance_list_cap: Mutex<Option<usize>>,
 }
 
 #[derive(Debug)]
@@ -244,7 +246,26 @@ impl World {
                 last_prune: Instant::now(),
             }),
             stop_delay: Mutex::new(DEFAULT_STOP_DELAY),
+            instance_list_cap: Mutex::new(None),
         }
+    }
+
+    /// Cuts every DescribeInvocations answer to `cap` instances per invocation (all when `None`):
+    /// whether ECS lists every instance of a large invocation is documented nowhere, and
+    /// DescribeInvocationResults still pages each.
+    pub fn set_instance_list_cap(&self, cap: Option<usize>) {
+        *self
+            .instance_list_cap
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = cap;
+    }
+
+    /// The most instances a DescribeInvocations answer lists per invocation.
+    pub fn instance_list_cap(&self) -> Option<usize> {
+        *self
+            .instance_list_cap
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// How long a running execution takes to stop from now on.

@@ -15,7 +15,9 @@ use tokio::time::Instant;
 
 use super::pace::{Pace, PollPace};
 use super::plan::{Cost, Learnt, listing_pays, page_cap};
-use super::read::{AfterFailure, Latest, Polled, READ_BUDGET, Read, after_failure, slow_down};
+use super::read::{
+    AfterFailure, Extra, Latest, Polled, READ_BUDGET, Read, after_failure, complete, slow_down,
+};
 use crate::aliyun::client::{Described, EcsClient, Failed, Listed};
 use crate::aliyun::error::EcsError;
 use crate::aliyun::invocation::InvocationState;
@@ -79,6 +81,8 @@ pub(crate) struct Joined {
     pub sender: Arc<watch::Sender<Latest>>,
     /// Its aggregate status at the first read.
     pub status: String,
+    /// Its instances that DescribeInvocations leaves out.
+    pub extra: Arc<Extra>,
 }
 
 /// A followed invocation as its group keeps it.
@@ -86,6 +90,7 @@ pub(crate) struct Joined {
 struct Member {
     invocation: DescribeInvocation,
     sender: Arc<watch::Sender<Latest>>,
+    extra: Arc<Extra>,
     status: Box<str>,
     pace: Pace,
     due: Instant,
@@ -222,6 +227,7 @@ impl<R: Registry> Group<R> {
         self.members.push(Member {
             invocation: joined.invocation,
             sender: joined.sender,
+            extra: joined.extra,
             status: joined.status.into(),
             pace,
             due,
@@ -332,7 +338,13 @@ impl<R: Registry> Group<R> {
             .collect();
         let resume = self.listings.get_mut(status).and_then(|l| l.resume.take());
         let seen_before = resume.as_ref().map(|r| r.seen.clone()).unwrap_or_default();
-        let (found, end, resume) = self.list_pages(status, &followed, resume).await;
+        let (mut found, end, resume) = self.list_pages(status, &followed, resume).await;
+        for member in &self.members {
+            if let Some(state) = found.remove(&member.invocation.invoke_id) {
+                let state = self.completed(member, state).await;
+                found.insert(member.invocation.invoke_id.clone(), state);
+            }
+        }
         let now = Instant::now();
         let mut guessed = false;
         for member in &mut self.members {
@@ -460,16 +472,25 @@ impl<R: Registry> Group<R> {
             return;
         }
         let stop = AtomicBool::new(false);
-        let client = self.polls.client();
+        let this: &Self = self;
+        let client = this.polls.client();
         let stop = &stop;
         let reads = targets.into_iter().map(|i| {
-            let invocation = self.members[i].invocation.clone();
+            let member = &this.members[i];
             async move {
                 if stop.load(Ordering::Relaxed) {
                     return (i, None);
                 }
                 let deadline = Some(Instant::now() + READ_BUDGET);
-                let outcome = client.poll_invocation(&invocation, deadline).await;
+                let mut outcome = client.poll_invocation(&member.invocation, deadline).await;
+                if let Ok(Described {
+                    invocation: state @ Some(_),
+                    ..
+                }) = &mut outcome
+                    && let Some(read) = state.take()
+                {
+                    *state = Some(this.completed(member, read).await);
+                }
                 if let Err(Failed { error, .. }) = &outcome
                     && after_failure(error.class(), 1) == AfterFailure::SlowDown
                 {
@@ -497,6 +518,24 @@ impl<R: Registry> Group<R> {
         for i in ended {
             let member = self.members.swap_remove(i);
             self.polls.retire(&member.invocation, &member.sender, true);
+        }
+    }
+
+    /// `state` completed with the member's instances that DescribeInvocations leaves out, as far
+    /// as DescribeInvocationResults answers; as it is when that fails (the waiters keep what they
+    /// last knew of those).
+    async fn completed(&self, member: &Member, state: InvocationState) -> InvocationState {
+        let extra = member.extra.ids();
+        if extra.is_empty() {
+            return state;
+        }
+        let fallback = state.clone();
+        match complete(self.polls.client(), &member.invocation, state, &extra, true).await {
+            Ok((state, _)) => state,
+            Err(error) => {
+                tracing::warn!(invoke_id = member.invocation.invoke_id.as_str(), class = ?error.class(), %error, "reading the instances a DescribeInvocations answer left out failed");
+                fallback
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::group::{self, GroupKey, Joined, Registry};
 use super::pace::PollPace;
-use super::read::{AfterFailure, Latest, Polled, READ_BUDGET, Read, after_failure};
+use super::read::{AfterFailure, Extra, Latest, Polled, READ_BUDGET, Read, after_failure};
 use crate::aliyun::client::{Described, EcsClient, Failed};
 use crate::aliyun::request::{DescribeInvocation, RegionId};
 use crate::observe::metrics::{Metrics, PollOutcome};
@@ -67,6 +67,8 @@ pub(crate) struct Follow {
     pub polled: watch::Receiver<Latest>,
     /// The stops the waiters on this invocation have taken on.
     pub claims: Arc<Claims>,
+    /// Its instances that DescribeInvocations leaves out.
+    pub extra: Arc<Extra>,
 }
 
 /// One invocation's loop as its waiters find it.
@@ -74,6 +76,7 @@ pub(crate) struct Follow {
 struct Loop {
     sender: Arc<watch::Sender<Latest>>,
     claims: Arc<Claims>,
+    extra: Arc<Extra>,
 }
 
 impl Polls {
@@ -103,6 +106,7 @@ impl Polls {
             return Some(Follow {
                 polled: found.sender.subscribe(),
                 claims: found.claims.clone(),
+                extra: found.extra.clone(),
             });
         }
         if loops.len() >= max_loops {
@@ -111,15 +115,21 @@ impl Polls {
         let (sender, receiver) = watch::channel(None);
         let sender = Arc::new(sender);
         let claims = Arc::new(Claims::default());
+        let extra = Arc::new(Extra::default());
         let found = Loop {
             sender: sender.clone(),
             claims: claims.clone(),
+            extra: extra.clone(),
         };
         loops.insert(invocation.clone(), found);
-        tokio::spawn(self.clone().first_read(invocation.clone(), sender));
+        tokio::spawn(
+            self.clone()
+                .first_read(invocation.clone(), sender, extra.clone()),
+        );
         Some(Follow {
             polled: receiver,
             claims,
+            extra,
         })
     }
 
@@ -133,7 +143,12 @@ impl Polls {
 
     /// The caller's read of an invocation nobody followed: published to every waiter, then the
     /// invocation joins its group, unless it is gone or polling cannot succeed.
-    async fn first_read(self, invocation: DescribeInvocation, sender: Arc<watch::Sender<Latest>>) {
+    async fn first_read(
+        self,
+        invocation: DescribeInvocation,
+        sender: Arc<watch::Sender<Latest>>,
+        extra: Arc<Extra>,
+    ) {
         let deadline = Some(Instant::now() + READ_BUDGET);
         let outcome = self
             .inner
@@ -176,6 +191,7 @@ impl Polls {
             invocation,
             sender,
             status,
+            extra,
         });
     }
 

@@ -1,14 +1,98 @@
 //! What a read of a followed invocation gives its waiters, and what a failed one means: read
 //! again, slow down, or end them. Shared by the first read and the group's poller.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
+use super::MAX_WAIT_INSTANCES_LIMIT;
+use crate::aliyun::client::{EcsClient, Failed};
 use crate::aliyun::error::{EcsError, ErrorClass};
 use crate::aliyun::invocation::InvocationState;
+use crate::aliyun::request::{DescribeInvocation, InvocationResults, LIST_PAGE_SIZE};
 
 /// The longest one read (its retries included) may take.
 pub(crate) const READ_BUDGET: Duration = Duration::from_secs(10);
+
+/// The most DescribeInvocationResults pages one completion reads: enough for the largest wait.
+const MAX_RESULT_PAGES: usize = MAX_WAIT_INSTANCES_LIMIT.div_ceil(LIST_PAGE_SIZE);
+
+/// Instances of a followed invocation that its DescribeInvocations answers leave out, found
+/// through DescribeInvocationResults: every later read of it is completed with them.
+#[derive(Debug, Default)]
+pub(crate) struct Extra(Mutex<HashSet<Box<str>>>);
+
+impl Extra {
+    /// The instances known so far.
+    pub(crate) fn ids(&self) -> HashSet<Box<str>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Adds `ids`, found through DescribeInvocationResults.
+    pub(crate) fn add(&self, ids: impl IntoIterator<Item = Box<str>>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(ids);
+    }
+}
+
+/// `state` completed with those of `wanted` that it leaves out, as DescribeInvocationResults
+/// pages them (at most [`MAX_RESULT_PAGES`] pages, for a caller or in the background), and which
+/// it found: a DescribeInvocations answer need not list every instance of a large invocation.
+pub(crate) async fn complete(
+    client: &EcsClient,
+    invocation: &DescribeInvocation,
+    mut state: InvocationState,
+    wanted: &HashSet<Box<str>>,
+    background: bool,
+) -> Result<(InvocationState, Vec<Box<str>>), EcsError> {
+    let listed: HashSet<&str> = state
+        .instances
+        .iter()
+        .map(|i| i.instance_id.as_str())
+        .collect();
+    let mut missing: HashSet<&str> = wanted
+        .iter()
+        .map(|id| &**id)
+        .filter(|id| !listed.contains(id))
+        .collect();
+    let mut found = Vec::new();
+    let mut extra = Vec::new();
+    let mut request = InvocationResults {
+        region_id: invocation.region_id.clone(),
+        invoke_id: invocation.invoke_id.clone(),
+        next_token: None,
+        owner: invocation.owner.clone(),
+    };
+    for _ in 0..MAX_RESULT_PAGES {
+        if missing.is_empty() {
+            break;
+        }
+        let deadline = Some(Instant::now() + READ_BUDGET);
+        let page = client
+            .invocation_results(&request, deadline, background)
+            .await
+            .map_err(|Failed { error, .. }| error)?;
+        for instance in page.instances {
+            if missing.remove(instance.instance_id.as_str()) {
+                found.push(Box::from(instance.instance_id.as_str()));
+                extra.push(instance);
+            }
+        }
+        match page.next_token {
+            Some(token) => request.next_token = Some(token),
+            None => break,
+        }
+    }
+    state.instances.extend(extra);
+    Ok((state, found))
+}
 
 /// How many polls in a row may fail for the gateway's own fault (credential, clock, signature)
 /// before the loop gives up: one may be a refresh racing an expiry; several are not.

@@ -3,6 +3,7 @@
 //! `Following` (reads only), with its exits — the deadline, the drain, the caller going — heard in
 //! every phase. Nothing here waits for the reader.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -16,11 +17,11 @@ use super::Wait;
 use super::outbox::Writer;
 use super::outcome::{End, StopAnswer, StopFailure, Tally};
 use super::polls::{Claims, Follow};
-use super::read::{Latest, Polled, slow_down};
+use super::read::{Extra, Latest, Polled, Read, complete, slow_down};
 use super::view::View;
 use crate::aliyun::client::{Failed, Stopped};
 use crate::aliyun::error::{EcsError, ErrorClass};
-use crate::aliyun::request::{MAX_INSTANCE_IDS, StopInvocation};
+use crate::aliyun::request::{DescribeInvocation, MAX_INSTANCE_IDS, StopInvocation};
 use crate::aliyun::retry::Trail;
 use crate::auth::policy::{Denial, Permission};
 
@@ -89,7 +90,11 @@ pub(super) async fn run(
         draining: shared.draining.subscribe(),
         writer,
     };
-    let Follow { mut polled, claims } = follow;
+    let Follow {
+        mut polled,
+        claims,
+        extra,
+    } = follow;
     let mut last_poll_error = None;
     let deadline_end = |tally: &Tally, last: &mut Option<String>| End::Deadline {
         ended: tally.ended,
@@ -114,6 +119,13 @@ pub(super) async fn run(
         Some(Polled::Failed(error) | Polled::Ended(error)) => {
             return End::ReadFailed(error.clone());
         }
+    };
+    let first = tokio::select! {
+        first = with_left_out(shared, wait, first, &extra) => match first {
+            Ok(first) => first,
+            Err(error) => return End::ReadFailed(error),
+        },
+        exit = exits.next() => return exit_end(exit, tally, &mut last_poll_error),
     };
     let view = match View::resolve(
         &first,
@@ -217,6 +229,40 @@ pub(super) async fn run(
 }
 
 /// The latest result of the loop, or its first once it comes; `None` if the loop ended first.
+/// `first`, with the asked instances it does not list read through DescribeInvocationResults
+/// (and remembered, so that every later read of the invocation has them): whether
+/// DescribeInvocations lists every instance of a large invocation is documented nowhere. Those
+/// that are not found there either are not the invocation's.
+async fn with_left_out(
+    shared: &Shared,
+    wait: &Wait,
+    first: Read,
+    extra: &Extra,
+) -> Result<Read, EcsError> {
+    let asked = &wait.stop.instance_ids;
+    let listed: HashSet<&str> = first.ids.iter().map(|id| &**id).collect();
+    let left_out: HashSet<Box<str>> = asked
+        .iter()
+        .filter(|id| !listed.contains(id.as_str()))
+        .map(|id| Box::from(id.as_str()))
+        .collect();
+    if left_out.is_empty() {
+        return Ok(first);
+    }
+    let invocation = DescribeInvocation {
+        region_id: wait.stop.region_id.clone(),
+        invoke_id: wait.stop.invoke_id.clone(),
+        owner: wait.stop.owner.clone(),
+    };
+    let state = first.state.as_ref().clone();
+    let (state, found) = complete(&shared.client, &invocation, state, &left_out, false).await?;
+    if found.is_empty() {
+        return Ok(first);
+    }
+    extra.add(found);
+    Ok(Read::new(state))
+}
+
 async fn first_read(polled: &mut watch::Receiver<Latest>) -> Latest {
     match polled.wait_for(Option::is_some).await {
         Ok(latest) => latest.clone(),

@@ -176,3 +176,74 @@ async fn an_invocation_nobody_waits_on_is_let_go_within_a_second_even_while_its_
         .expect("a first message")
         .expect("a first message");
 }
+
+#[tokio::test]
+async fn instances_a_describe_answer_leaves_out_are_read_through_invocation_results() {
+    use crate::waits::{calls_of, with_running};
+    use tonic::Code;
+    use tonic_types::StatusExt as _;
+    let (gw, sim, ids) = with_running(Duration::from_millis(300), false, "t-big", 150).await;
+    // DescribeInvocations lists the first 100 instances of each invocation, no more.
+    sim.world().set_instance_list_cap(Some(100));
+    let (beyond, listed) = (ids[139].clone(), ids[0].clone());
+
+    // An instance that is the invocation's, though the answer leaves it out, is waited on; one
+    // that DescribeInvocationResults does not page either is refused by name, nothing stopped.
+    let stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(crate::waits::wait_request(
+            "t-big",
+            &[listed.clone(), "i-nobody".into()],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (_, refused) = drain(stream).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let bad = refused.get_details_bad_request().unwrap();
+    assert_eq!(bad.field_violations[0].field, "instance_ids[1]");
+    assert!(calls_of(&sim.calls(), "StopInvocation").is_empty());
+
+    let stream = gw
+        .client
+        .clone()
+        .stop_invocation_and_wait(crate::waits::wait_request(
+            "t-big",
+            &[listed.clone(), beyond.clone()],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let (messages, status) = tokio::time::timeout(Duration::from_secs(20), drain(stream))
+        .await
+        .expect("the wait ends");
+    assert_eq!(status.code(), Code::Ok, "{status:?}");
+    let last = messages.last().expect("a final message");
+    assert_eq!((last.final_instances, last.targeted_instances), (2, 2));
+    let statuses: Vec<(&str, &str)> = last
+        .invocation
+        .as_ref()
+        .unwrap()
+        .instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [(listed.as_str(), "Stopped"), (beyond.as_str(), "Stopped")]
+    );
+    let calls = sim.calls();
+    let stopped: Vec<&String> = calls_of(&calls, "StopInvocation")
+        .iter()
+        .flat_map(|c| &c.instance_ids)
+        .collect();
+    assert!(stopped.contains(&&beyond), "{stopped:?}");
+    // The first read, and the polls that saw it stop, each completed past the cut: 150
+    // instances are three pages of 50.
+    assert!(
+        calls_of(&calls, "DescribeInvocationResults").len() >= 6,
+        "{:?}",
+        calls_of(&calls, "DescribeInvocationResults").len()
+    );
+}
