@@ -4,8 +4,10 @@
 //! flight); an upstream that offers only HTTP/1.1 gets a reused pool whose sessions resume.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::support::pki::{Ca, TempDir};
@@ -13,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::Notify;
@@ -40,6 +43,9 @@ struct TlsUpstream {
     /// Requests on connections accepted before this many never get an answer (the connection
     /// stays open and answers pings): a path that went silent without a reset.
     silent_below: Arc<AtomicU64>,
+    /// Connections accepted before this many neither read nor write any more, pings included,
+    /// and stay open: a peer that vanished behind a NAT that forgot the flow.
+    frozen_below: Arc<AtomicU64>,
 }
 
 impl TlsUpstream {
@@ -65,24 +71,27 @@ impl TlsUpstream {
             requests: Arc::default(),
             close_connections: Arc::new(Notify::new()),
             silent_below: Arc::default(),
+            frozen_below: Arc::default(),
         };
-        let (handshakes, requests, close, silent_below) = (
+        let (handshakes, requests, close, silent_below, frozen_below) = (
             upstream.handshakes.clone(),
             upstream.requests.clone(),
             upstream.close_connections.clone(),
             upstream.silent_below.clone(),
+            upstream.frozen_below.clone(),
         );
         tokio::spawn(async move {
             let mut accepted = 0u64;
             while let Ok((tcp, _)) = listener.accept().await {
                 let index = accepted;
                 accepted += 1;
-                let (acceptor, handshakes, requests, close, silent_below) = (
+                let (acceptor, handshakes, requests, close, silent_below, frozen_below) = (
                     acceptor.clone(),
                     handshakes.clone(),
                     requests.clone(),
                     close.clone(),
                     silent_below.clone(),
+                    frozen_below.clone(),
                 );
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
@@ -95,6 +104,10 @@ impl TlsUpstream {
                         resumed: session.handshake_kind() == Some(HandshakeKind::Resumed),
                     });
                     let silent = move || index < silent_below.load(Ordering::SeqCst);
+                    let tls = Freezable {
+                        inner: tls,
+                        frozen: Box::new(move || index < frozen_below.load(Ordering::SeqCst)),
+                    };
                     serve(tls, alpn.as_deref() == Some(b"h2"), requests, close, silent).await;
                 });
             }
@@ -107,9 +120,55 @@ impl TlsUpstream {
     }
 }
 
+/// A connection that, once `frozen` says so, is never read or written again, nor closed.
+struct Freezable<S> {
+    inner: S,
+    frozen: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Freezable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if (self.frozen)() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Freezable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if (self.frozen)() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if (self.frozen)() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if (self.frozen)() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Serves one connection until it ends or `close` is notified, then lets it close gracefully.
 async fn serve(
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    tls: Freezable<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
     h2: bool,
     requests: Arc<AtomicU64>,
     close: Arc<Notify>,
@@ -289,5 +348,42 @@ async fn an_http2_connection_that_went_silent_is_retired_at_the_attempt_timeout_
     // The next call goes over a new connection and is answered; without the retirement it
     // would be sent over the silent one and time out too.
     stop().await.expect("a new connection answers");
+    assert_eq!(upstream.handshakes().len(), before + 1);
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_whose_peer_vanished_is_found_by_its_pings_and_not_reused() {
+    use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+    let ca = Ca::new("upstream-ca");
+    let dir = TempDir::new();
+    let ca_file = dir.write("ca.pem", &ca.pem());
+    let upstream = TlsUpstream::start(&ca, &[b"h2"]).await;
+    // An attempt timeout far past the test: only the pings can find the dead connection.
+    let (_child, addr) = gateway_with(
+        &ca_file,
+        upstream.port,
+        &["--upstream-timeout", "60s", "--max-retries", "0"],
+    )
+    .await;
+    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut stop = async || {
+        client
+            .stop_invocation(crate::support::request("cn-hangzhou", "t-demo0001", &[]))
+            .await
+    };
+    stop().await.expect("answered");
+    stop().await.expect("answered");
+    let before = upstream.handshakes().len();
+    assert_eq!(before, 2, "the probe's connection, then the HTTP/2 pool's");
+    // Every open connection vanishes: no answer, no pong, no close.
+    upstream.frozen_below.store(before as u64, Ordering::SeqCst);
+    // An idle connection is pinged every 10 s and dropped 5 s after a ping goes unanswered.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let answered = tokio::time::timeout(Duration::from_secs(10), stop())
+        .await
+        .expect("the call was not sent over the vanished connection to wait out its timeout");
+    answered.expect("a new connection answers");
     assert_eq!(upstream.handshakes().len(), before + 1);
 }
