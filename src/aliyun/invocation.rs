@@ -1,7 +1,7 @@
 //! What DescribeInvocations says of one invocation, read leniently from ECS's JSON: the aggregate
 //! status and every instance's, and which statuses are end states.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The longest status, code or time text kept from an answer, in bytes; ECS's are far shorter.
 pub(crate) const MAX_SHORT: usize = 128;
@@ -37,7 +37,7 @@ pub fn stoppable(status: &str) -> bool {
 }
 
 /// One invocation as ECS reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvocationState {
     /// The invoke ID.
     pub invoke_id: String,
@@ -48,7 +48,7 @@ pub struct InvocationState {
 }
 
 /// One instance's execution of an invocation.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct InstanceState {
     /// The instance ID.
     pub instance_id: String,

@@ -103,6 +103,27 @@ impl Bucket {
     }
 }
 
+/// The invocations one listing can hold, as the fleet shares their polling: one principal's, in
+/// one region, with one set of owner fields. Its keys hold hashes, never the principal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Group(String);
+
+impl Group {
+    /// The group of `principal`'s invocations in `region` read with the owner fields `owner`
+    /// (in any stable spelling).
+    pub fn new(principal: &str, region: &str, owner: &str) -> Self {
+        Self(format!(
+            "{KEY_PREFIX}group:{}:{region}:{}",
+            digest(principal),
+            digest(owner)
+        ))
+    }
+
+    fn read(&self, invoke_id: &str) -> String {
+        format!("{}:read:{invoke_id}", self.0)
+    }
+}
+
 /// The first 16 bytes of SHA-256, in hex: enough to keep buckets apart, nothing to recover.
 fn digest(value: &str) -> String {
     use std::fmt::Write as _;
@@ -176,7 +197,7 @@ struct Inner {
     /// `None` while Redis is unreachable: decisions are local, and the supervisor reconnects.
     connection: ArcSwapOption<MultiplexedConnection>,
     lost: Arc<Notify>,
-    scripts: [redis::Script; 4],
+    scripts: [redis::Script; 8],
     metrics: Option<Metrics>,
 }
 
@@ -185,6 +206,17 @@ const GCRA: usize = 0;
 const QUOTA: usize = 1;
 const BLOCK: usize = 2;
 const REFUND: usize = 3;
+const LEASE: usize = 4;
+const ANNOUNCE: usize = 5;
+const SHARE: usize = 6;
+const FETCH: usize = 7;
+
+/// How long a group's work in Redis (announcing, sharing, fetching reads) may take: it is
+/// background work with larger answers than a decision, and a slow answer must not drop the
+/// connection every decision uses.
+const GROUP_TIMEOUT: Duration = Duration::from_millis(250);
+/// The most keys one fetch asks for (Lua's `unpack` has a stack limit).
+const FETCH_CHUNK: usize = 500;
 
 impl std::fmt::Debug for FleetStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -213,6 +245,10 @@ impl FleetStore {
                 redis::Script::new(include_str!("quota.lua")),
                 redis::Script::new(include_str!("block.lua")),
                 redis::Script::new(include_str!("refund.lua")),
+                redis::Script::new(include_str!("lease.lua")),
+                redis::Script::new(include_str!("announce.lua")),
+                redis::Script::new(include_str!("share.lua")),
+                redis::Script::new(include_str!("fetch.lua")),
             ],
             metrics,
         });
@@ -321,17 +357,84 @@ impl FleetStore {
         }
     }
 
+    /// Takes or renews the lease of `group` for `replica` for `lifetime`: whether it holds it;
+    /// `None` without Redis.
+    pub async fn lease(&self, group: &Group, replica: &str, lifetime: Duration) -> Option<bool> {
+        let mut call = self.inner.scripts[LEASE].key(format!("{}:lease", group.0));
+        call.arg(replica).arg(lifetime.as_millis() as u64);
+        self.eval_within::<i64>(&call, GROUP_TIMEOUT)
+            .await
+            .map(|held| held == 1)
+    }
+
+    /// Announces the invocations `ids` this replica follows in `group` for `lifetime`: every one
+    /// the fleet follows there (at most `most`); `None` without Redis.
+    pub async fn announce(
+        &self,
+        group: &Group,
+        ids: &[&str],
+        lifetime: Duration,
+        most: usize,
+    ) -> Option<Vec<String>> {
+        let mut call = self.inner.scripts[ANNOUNCE].key(format!("{}:followed", group.0));
+        call.arg(lifetime.as_millis() as u64).arg(most);
+        for id in ids {
+            call.arg(*id);
+        }
+        self.eval_within(&call, GROUP_TIMEOUT).await
+    }
+
+    /// Shares the reads of `group` (invoke id, read) for `lifetime`; whether Redis took them.
+    pub async fn share(&self, group: &Group, reads: &[(&str, String)], lifetime: Duration) -> bool {
+        if reads.is_empty() {
+            return true;
+        }
+        let mut call = self.inner.scripts[SHARE].prepare_invoke();
+        call.arg(lifetime.as_millis() as u64);
+        for (id, read) in reads {
+            call.key(group.read(id)).arg(read);
+        }
+        self.eval_within::<i64>(&call, GROUP_TIMEOUT)
+            .await
+            .is_some()
+    }
+
+    /// The reads of `ids` the group's poller shared, in order (`None` where there is none);
+    /// `None` without Redis.
+    pub async fn fetch(&self, group: &Group, ids: &[&str]) -> Option<Vec<Option<String>>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(FETCH_CHUNK) {
+            let mut call = self.inner.scripts[FETCH].prepare_invoke();
+            for id in chunk {
+                call.key(group.read(id));
+            }
+            found.extend(
+                self.eval_within::<Vec<Option<String>>>(&call, GROUP_TIMEOUT)
+                    .await?,
+            );
+        }
+        Some(found)
+    }
+
     /// Runs `call` in Redis within the timeout; `None` (and the connection dropped) when Redis
     /// is not there or does not answer in time.
     async fn eval<T: redis::FromRedisValue>(
         &self,
         call: &redis::ScriptInvocation<'_>,
     ) -> Option<T> {
+        self.eval_within(call, self.inner.settings.timeout).await
+    }
+
+    /// [`Self::eval`] within `timeout`.
+    async fn eval_within<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+        timeout: Duration,
+    ) -> Option<T> {
         let inner = &*self.inner;
         let current = inner.connection.load_full();
         let shared = current.as_ref()?;
         let mut connection = MultiplexedConnection::clone(shared);
-        let timeout = inner.settings.timeout;
         match tokio::time::timeout(timeout, call.invoke_async::<T>(&mut connection)).await {
             Ok(Ok(answer)) => Some(answer),
             Ok(Err(error)) => {

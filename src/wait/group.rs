@@ -22,12 +22,25 @@ use crate::aliyun::client::{Described, EcsClient, Failed, Listed};
 use crate::aliyun::error::EcsError;
 use crate::aliyun::invocation::InvocationState;
 use crate::aliyun::request::{DescribeInvocation, ListInvocations, Owner, RegionId};
+use crate::limit::fleet::{FleetStore, Group as FleetGroup};
 use crate::observe::metrics::PollOutcome;
 
 /// The longest a throttled group waits before reading again, whatever ECS or the quota says.
 const MAX_SLOW_DOWN: Duration = Duration::from_secs(60);
 /// Reads of one group in flight at once.
 const CONCURRENT_READS: usize = 8;
+/// How often a poller of a fleet with Redis announces what its replica follows and takes or renews
+/// its group's lease.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// How long a lease and an announcement last unrenewed: a replica that goes loses the lease, and
+/// its invocations leave the fleet's list, within this.
+const LEASE_LIFETIME: Duration = Duration::from_secs(5);
+/// How long a shared read is kept in Redis.
+const SHARED_LIFETIME: Duration = Duration::from_secs(15);
+/// How long a follower waits for a shared read of an invocation before it reads it itself.
+const STALE_AFTER: Duration = Duration::from_secs(10);
+/// The most invocations a group's lease holder polls for the others.
+const MAX_REMOTE: usize = 10_000;
 /// The longest a sleeping poller goes without letting go of invocations nobody waits on any
 /// more, which count toward `--max-polled-invocations` until it does.
 const RETIRE_EVERY: Duration = Duration::from_secs(1);
@@ -70,6 +83,8 @@ pub(crate) trait Registry: Send + Sync + 'static {
     /// Whether a poller of `region` may say it was throttled now, and how many such reads went
     /// unsaid since.
     fn may_say_throttled(&self, region: &RegionId) -> Option<u64>;
+    /// Where the fleet shares the polling of groups, and this replica's name there.
+    fn fleet(&self) -> Option<(&FleetStore, &str)>;
 }
 
 /// An invocation whose first read is done, handed to its group to be polled.
@@ -89,7 +104,11 @@ pub(crate) struct Joined {
 #[derive(Debug)]
 struct Member {
     invocation: DescribeInvocation,
-    sender: Arc<watch::Sender<Latest>>,
+    /// Where its reads go; `None` for an invocation another replica follows, which this one, as
+    /// the group's lease holder, polls for it.
+    sender: Option<Arc<watch::Sender<Latest>>>,
+    /// When a read of it last came from the fleet's poller (or it joined), and that read.
+    shared: (Instant, Option<Arc<str>>),
     extra: Arc<Extra>,
     status: Box<str>,
     pace: Pace,
@@ -148,6 +167,23 @@ struct Group<R> {
     /// The last round was stopped by a refusal: read one at a time, so that who is read is who
     /// was first, not who won a race.
     short: bool,
+    /// Who polls the group: this replica alone, or as the fleet's lease holder, or another.
+    mode: Mode,
+    /// The group in the fleet's store, and when this replica last synced with it.
+    fleet: Option<(FleetGroup, Instant)>,
+    /// Reads of this round to share with the fleet, when this replica holds the lease.
+    to_share: Vec<(String, String)>,
+}
+
+/// Who polls a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// This replica, for itself: no Redis, or Redis does not answer.
+    Alone,
+    /// This replica, for the fleet: it holds the group's lease and shares what it reads.
+    Lead,
+    /// Another replica: this one takes its reads from Redis.
+    Follow,
 }
 
 /// Polls the group `key` until it has no members and no joins are pending.
@@ -164,6 +200,9 @@ pub(crate) async fn run<R: Registry>(
         costs: HashMap::new(),
         not_before: Instant::now(),
         short: false,
+        mode: Mode::Alone,
+        fleet: None,
+        to_share: Vec::new(),
     };
     loop {
         while let Ok(joined) = joins.try_recv() {
@@ -177,8 +216,12 @@ pub(crate) async fn run<R: Registry>(
             }
             continue;
         }
+        group.sync().await;
         let now = Instant::now();
-        let round = group.due(now);
+        let round = match group.mode {
+            Mode::Follow => group.follow(now).await,
+            Mode::Alone | Mode::Lead => group.due(now),
+        };
         if now < group.not_before || round.is_empty() {
             let wake = group
                 .next_due()
@@ -195,6 +238,7 @@ pub(crate) async fn run<R: Registry>(
             continue;
         }
         group.read(round).await;
+        group.share().await;
     }
 }
 
@@ -226,7 +270,8 @@ impl<R: Registry> Group<R> {
         }
         self.members.push(Member {
             invocation: joined.invocation,
-            sender: joined.sender,
+            sender: Some(joined.sender),
+            shared: (now, None),
             extra: joined.extra,
             status: joined.status.into(),
             pace,
@@ -239,8 +284,166 @@ impl<R: Registry> Group<R> {
 
     fn retire_unwatched(&mut self) {
         let polls = &self.polls;
+        self.members.retain(|m| match &m.sender {
+            Some(sender) => !polls.retire(&m.invocation, sender, false),
+            None => true,
+        });
+    }
+
+    /// With the fleet's store, at most once per [`SYNC_EVERY`]: announces what this replica
+    /// follows, takes or renews the lease, and as its holder adds what the others follow (and
+    /// drops what they no longer do). Without an answer, the group is polled alone.
+    async fn sync(&mut self) {
+        let Some((store, replica)) = self.polls.fleet() else {
+            return;
+        };
+        let now = Instant::now();
+        let group = match &self.fleet {
+            Some((_, at)) if now.duration_since(*at) < SYNC_EVERY => return,
+            Some((group, _)) => group.clone(),
+            None => FleetGroup::new(
+                self.polls.client().credentials().principal(),
+                self.key.region.as_str(),
+                &format!("{:?}", self.key.owner),
+            ),
+        };
+        self.fleet = Some((group.clone(), now));
+        let local: Vec<&str> = self
+            .members
+            .iter()
+            .filter(|m| m.sender.is_some())
+            .map(|m| m.invocation.invoke_id.as_str())
+            .collect();
+        let announced = store
+            .announce(&group, &local, LEASE_LIFETIME, MAX_REMOTE)
+            .await;
+        let held = match announced {
+            Some(_) => store.lease(&group, replica, LEASE_LIFETIME).await,
+            None => None,
+        };
+        let mode = match (announced, held) {
+            (Some(all), Some(true)) => {
+                self.lead(all);
+                Mode::Lead
+            }
+            (Some(_), Some(false)) => Mode::Follow,
+            _ => Mode::Alone,
+        };
+        if mode != Mode::Lead {
+            self.members.retain(|m| m.sender.is_some());
+        }
+        if mode != self.mode {
+            tracing::info!(region = self.key.region.as_str(), from = ?self.mode, to = ?mode, "a group of waited invocations changed who polls it");
+        }
+        self.mode = mode;
+    }
+
+    /// As the lease holder: polls every invocation in `all` too (those another replica follows).
+    fn lead(&mut self, all: Vec<String>) {
+        let all: HashSet<String> = all.into_iter().collect();
         self.members
-            .retain(|m| !polls.retire(&m.invocation, &m.sender, false));
+            .retain(|m| m.sender.is_some() || all.contains(&m.invocation.invoke_id));
+        let known: HashSet<String> = self
+            .members
+            .iter()
+            .map(|m| m.invocation.invoke_id.clone())
+            .collect();
+        let now = Instant::now();
+        for invoke_id in all.into_iter().filter(|id| !known.contains(id)) {
+            self.members.push(Member {
+                invocation: DescribeInvocation {
+                    region_id: self.key.region.clone(),
+                    invoke_id,
+                    owner: self.key.owner.clone(),
+                },
+                sender: None,
+                shared: (now, None),
+                extra: Arc::default(),
+                status: "".into(),
+                pace: Pace::new(self.polls.pace()),
+                due: now,
+                failures_in_a_row: 0,
+                left: false,
+                guessed: false,
+            });
+        }
+    }
+
+    /// As a follower: the reads the lease holder shared for this replica's members that are due;
+    /// those it has not shared for [`STALE_AFTER`] are read here, alone.
+    async fn follow(&mut self, now: Instant) -> Round {
+        let due: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].due <= now)
+            .collect();
+        let (Some((store, _)), Some((group, _)), false) =
+            (self.polls.fleet(), &self.fleet, due.is_empty())
+        else {
+            return Round::default();
+        };
+        let ids: Vec<&str> = due
+            .iter()
+            .map(|&i| self.members[i].invocation.invoke_id.as_str())
+            .collect();
+        let Some(reads) = store.fetch(group, &ids).await else {
+            self.mode = Mode::Alone;
+            return self.due(now);
+        };
+        let mut stale = Vec::new();
+        for (i, read) in due.into_iter().zip(reads) {
+            let member = &mut self.members[i];
+            let state = read
+                .as_deref()
+                .and_then(|json| serde_json::from_str::<InvocationState>(json).ok());
+            match (read, state) {
+                (Some(json), Some(state)) => {
+                    let json: Arc<str> = json.into();
+                    if member.shared.1.as_deref() != Some(&*json) {
+                        member.status = state.status.as_str().into();
+                        if let Some(sender) = &member.sender {
+                            sender.send_replace(Some(Arc::new(Polled::Read(Read::new(state)))));
+                        }
+                    }
+                    member.shared = (now, Some(json));
+                    member.due = now + member.pace.next(&mut rand::rng());
+                }
+                _ if now.duration_since(member.shared.0) >= STALE_AFTER => stale.push(i),
+                _ => member.due = now + member.pace.next(&mut rand::rng()),
+            }
+        }
+        Round {
+            listings: Vec::new(),
+            targets: stale,
+        }
+    }
+
+    /// As the lease holder: shares this round's reads with the fleet.
+    async fn share(&mut self) {
+        let reads = std::mem::take(&mut self.to_share);
+        let (Mode::Lead, Some((store, _)), Some((group, _))) =
+            (self.mode, self.polls.fleet(), &self.fleet)
+        else {
+            return;
+        };
+        let reads: Vec<(&str, String)> = reads
+            .iter()
+            .map(|(id, json)| (id.as_str(), json.clone()))
+            .collect();
+        if !store.share(group, &reads, SHARED_LIFETIME).await {
+            self.mode = Mode::Alone;
+        }
+    }
+
+    /// Hands `state` to the member's waiters here and, as the lease holder, to the fleet's.
+    fn publish(&mut self, i: usize, state: InvocationState) {
+        if self.mode == Mode::Lead
+            && let Ok(json) = serde_json::to_string(&state)
+        {
+            self.to_share
+                .push((self.members[i].invocation.invoke_id.clone(), json));
+        }
+        if let Some(sender) = &self.members[i].sender {
+            sender.send_replace(Some(Arc::new(Polled::Read(Read::new(state)))));
+        }
     }
 
     /// The statuses listed now and their members' count.
@@ -302,7 +505,9 @@ impl<R: Registry> Group<R> {
 
     /// When something is next due.
     fn next_due(&self) -> Instant {
-        let listed = |m: &Member| !m.left && self.listings.contains_key(&m.status);
+        let listed = |m: &Member| {
+            self.mode != Mode::Follow && !m.left && self.listings.contains_key(&m.status)
+        };
         let members = self.members.iter().filter(|m| !listed(m)).map(|m| m.due);
         let listings = self.listings.values().map(|l| l.due);
         members
@@ -347,15 +552,14 @@ impl<R: Registry> Group<R> {
         }
         let now = Instant::now();
         let mut guessed = false;
-        for member in &mut self.members {
+        let mut read = Vec::new();
+        for (i, member) in self.members.iter_mut().enumerate() {
             let id = &member.invocation.invoke_id;
-            if let Some(state) = found.get(id) {
+            if let Some(state) = found.remove(id) {
                 member.failures_in_a_row = 0;
                 member.guessed = false;
                 member.status = state.status.as_str().into();
-                member
-                    .sender
-                    .send_replace(Some(Arc::new(Polled::Read(Read::new(state.clone())))));
+                read.push((i, state));
             } else if matches!(end, ListEnd::Whole(_))
                 && &*member.status == status
                 && !seen_before.contains(id)
@@ -369,6 +573,9 @@ impl<R: Registry> Group<R> {
                 }
                 member.due = now;
             }
+        }
+        for (i, state) in read {
+            self.publish(i, state);
         }
         if let (true, Some(listing)) = (guessed, self.listings.get_mut(AFTER_A_STOP)) {
             listing.due = now;
@@ -517,7 +724,9 @@ impl<R: Registry> Group<R> {
         ended.sort_unstable_by(|a, b| b.cmp(a));
         for i in ended {
             let member = self.members.swap_remove(i);
-            self.polls.retire(&member.invocation, &member.sender, true);
+            if let Some(sender) = &member.sender {
+                self.polls.retire(&member.invocation, sender, true);
+            }
         }
     }
 
@@ -595,7 +804,17 @@ impl<R: Registry> Group<R> {
             let invoke_id = member.invocation.invoke_id.clone();
             self.slow_down(&error, Some(&invoke_id));
         }
-        self.members[i].sender.send_replace(Some(Arc::new(polled)));
+        match polled {
+            Polled::Read(read) => {
+                let state = Arc::unwrap_or_clone(read.state);
+                self.publish(i, state);
+            }
+            polled => {
+                if let Some(sender) = &self.members[i].sender {
+                    sender.send_replace(Some(Arc::new(polled)));
+                }
+            }
+        }
         ended
     }
 

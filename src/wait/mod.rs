@@ -184,7 +184,12 @@ impl Waits {
         settings: WaitSettings,
         metrics: Option<Metrics>,
     ) -> Self {
-        let polls = Polls::new(client.clone(), settings.pace, metrics.clone());
+        let polls = Polls::new(
+            client.clone(),
+            settings.pace,
+            metrics.clone(),
+            access.fleet.clone(),
+        );
         Self {
             inner: Arc::new(Shared {
                 client,

@@ -16,6 +16,7 @@ use super::pace::PollPace;
 use super::read::{AfterFailure, Extra, Latest, Polled, READ_BUDGET, Read, after_failure};
 use crate::aliyun::client::{Described, EcsClient, Failed};
 use crate::aliyun::request::{DescribeInvocation, RegionId};
+use crate::limit::fleet::FleetStore;
 use crate::observe::metrics::{Metrics, PollOutcome};
 
 /// The instances of one invocation that a wait of this replica has taken it upon itself to stop,
@@ -52,6 +53,10 @@ struct Shared {
     client: EcsClient,
     pace: PollPace,
     metrics: Option<Metrics>,
+    /// Where the fleet's replicas share the polling of each group, when there is one.
+    fleet: Option<FleetStore>,
+    /// This replica, as a group's lease names it.
+    replica: String,
     loops: Mutex<HashMap<DescribeInvocation, Loop>>,
     /// Where each group's poller takes the invocations that join it.
     groups: Mutex<HashMap<GroupKey, mpsc::UnboundedSender<Joined>>>,
@@ -81,12 +86,19 @@ struct Loop {
 
 impl Polls {
     /// Loops that read through `client` at `pace`, counted in `metrics` when given.
-    pub(crate) fn new(client: EcsClient, pace: PollPace, metrics: Option<Metrics>) -> Self {
+    pub(crate) fn new(
+        client: EcsClient,
+        pace: PollPace,
+        metrics: Option<Metrics>,
+        fleet: Option<FleetStore>,
+    ) -> Self {
         Self {
             inner: Arc::new(Shared {
                 client,
                 pace,
                 metrics,
+                fleet,
+                replica: uuid::Uuid::new_v4().to_string(),
                 loops: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 throttle_said: Mutex::new(HashMap::new()),
@@ -226,6 +238,14 @@ impl Polls {
 }
 
 impl Registry for Polls {
+    fn fleet(&self) -> Option<(&FleetStore, &str)> {
+        let inner = &*self.inner;
+        inner
+            .fleet
+            .as_ref()
+            .map(|store| (store, inner.replica.as_str()))
+    }
+
     /// Removes the loop of `invocation` when nobody waits on it any more (or `always`); whether
     /// it did.
     fn retire(

@@ -247,3 +247,107 @@ async fn instances_a_describe_answer_leaves_out_are_read_through_invocation_resu
         calls_of(&calls, "DescribeInvocationResults").len()
     );
 }
+
+/// Two replicas sharing a real Redis in front of a simulator whose stops take `stop_delay`;
+/// `None` where redis-server is missing outside CI (see `RedisServer::start`).
+async fn two_on_redis(
+    stop_delay: Duration,
+) -> Option<(
+    crate::support::redis::RedisServer,
+    ecs_gateway::simulator::Simulator,
+    crate::support::binary::Binary,
+    crate::support::binary::Binary,
+)> {
+    let redis = crate::support::redis::RedisServer::start().await?;
+    let mut config = SimulatorConfig::demo();
+    config.stop_delay = stop_delay;
+    let (url, simulator) = start_simulator(config).await;
+    let redis_url = redis.url();
+    let a = replica(&url, &["--redis-url", &redis_url]).await;
+    let b = replica(&url, &["--redis-url", &redis_url]).await;
+    Some((redis, simulator, a, b))
+}
+
+/// Drains every stream, each within 40 s; that each ended OK with its two instances Stopped.
+async fn all_end_stopped(
+    streams: Vec<tonic::Streaming<ecs_gateway::pb::StopInvocationAndWaitResponse>>,
+) {
+    let ends = tokio::time::timeout(
+        Duration::from_secs(40),
+        futures_util::future::join_all(streams.into_iter().map(drain)),
+    )
+    .await
+    .expect("every wait ends");
+    for (messages, status) in &ends {
+        assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+        let last = messages.last().expect("a final message");
+        assert_eq!((last.final_instances, last.targeted_instances), (2, 2));
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_redis_poll_a_region_once_and_both_callers_hear_every_end() {
+    let Some((_redis, simulator, a, b)) = two_on_redis(Duration::from_secs(8)).await else {
+        return;
+    };
+    let on_a = hold_waits(&a, &simulator, "t-ra", 10).await;
+    let on_b = hold_waits(&b, &simulator, "t-rb", 10).await;
+    let (_, _) = tokio::join!(all_end_stopped(on_a), all_end_stopped(on_b));
+    let (listed_a, listed_b) = (reads(&a, "listing").await, reads(&b, "listing").await);
+    let (polled_a, polled_b) = (reads(&a, "poll").await, reads(&b, "poll").await);
+    // One holds the group's lease and reads for both; the other takes its reads from Redis.
+    let (follower_listed, follower_polled, leader_listed) = if listed_a <= listed_b {
+        (listed_a, polled_a, listed_b)
+    } else {
+        (listed_b, polled_b, listed_a)
+    };
+    assert_eq!(
+        (follower_listed, follower_polled),
+        (0.0, 0.0),
+        "the follower read nothing itself (leader: {leader_listed} listing pages)"
+    );
+    assert!(leader_listed >= 1.0);
+    // Each wait's first read is its caller's, on its own replica.
+    assert_eq!(reads(&a, "caller").await + reads(&b, "caller").await, 20.0);
+}
+
+#[tokio::test]
+async fn without_redis_each_replica_polls_its_own_waits_again() {
+    let Some((mut redis, simulator, a, b)) = two_on_redis(Duration::from_secs(6)).await else {
+        return;
+    };
+    let on_a = hold_waits(&a, &simulator, "t-sa", 5).await;
+    let on_b = hold_waits(&b, &simulator, "t-sb", 5).await;
+    redis.stop().await;
+    let (_, _) = tokio::join!(all_end_stopped(on_a), all_end_stopped(on_b));
+    let read = reads(&a, "listing").await + reads(&a, "poll").await;
+    let read_b = reads(&b, "listing").await + reads(&b, "poll").await;
+    assert!(
+        read >= 1.0 && read_b >= 1.0,
+        "each replica read its own: {read}, {read_b}"
+    );
+}
+
+#[tokio::test]
+async fn when_the_lease_holder_goes_another_replica_takes_its_group_over() {
+    let Some((_redis, simulator, a, b)) = two_on_redis(Duration::from_secs(12)).await else {
+        return;
+    };
+    let on_a = hold_waits(&a, &simulator, "t-la", 3).await;
+    let on_b = hold_waits(&b, &simulator, "t-lb", 3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let a_leads = reads(&a, "listing").await + reads(&a, "poll").await > 0.0;
+    let (survivor, waits, gone, gone_waits) = if a_leads {
+        (b, on_b, a, on_a)
+    } else {
+        (a, on_a, b, on_b)
+    };
+    drop(gone_waits);
+    drop(gone);
+    all_end_stopped(waits).await;
+    let changes = survivor.lines("a group of waited invocations changed who polls it");
+    assert!(
+        changes.iter().any(|l| l["to"] == "Lead"),
+        "the survivor took the lease: {changes:?}"
+    );
+}
