@@ -123,7 +123,8 @@ struct GrpcArgs {
 
 #[derive(clap::Args, Clone)]
 struct WaitsArgs {
-    /// The gateway, host:port; it must sign with the demo credential and send to `--simulator`.
+    /// The gateway, host:port (or several, comma-separated: replicas, streams spread in turn); it
+    /// must sign with the demo credential and send to `--simulator`.
     #[arg(long, default_value = "127.0.0.1:50051")]
     target: String,
     /// Where the in-process simulator listens (the gateway's --endpoint).
@@ -737,9 +738,13 @@ async fn wide(args: WideArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `connections` channels to `target`, or spread in turn over its comma-separated targets
+/// (replicas).
 async fn channels(target: &str, connections: usize) -> anyhow::Result<Vec<Channel>> {
+    let targets: Vec<&str> = target.split(',').map(str::trim).collect();
     let mut out = Vec::with_capacity(connections);
-    for _ in 0..connections.max(1) {
+    for n in 0..connections.max(targets.len()) {
+        let target = targets[n % targets.len()];
         out.push(
             Endpoint::from_shared(format!("http://{target}"))?
                 .tcp_nodelay(true)
