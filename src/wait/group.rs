@@ -332,6 +332,9 @@ impl<R: Registry> Group<R> {
         if mode != Mode::Lead {
             self.members.retain(|m| m.sender.is_some());
         }
+        if mode == Mode::Follow {
+            self.listings.clear();
+        }
         if mode != self.mode {
             tracing::info!(region = self.key.region.as_str(), from = ?self.mode, to = ?mode, "a group of waited invocations changed who polls it");
         }
@@ -509,7 +512,12 @@ impl<R: Registry> Group<R> {
             self.mode != Mode::Follow && !m.left && self.listings.contains_key(&m.status)
         };
         let members = self.members.iter().filter(|m| !listed(m)).map(|m| m.due);
-        let listings = self.listings.values().map(|l| l.due);
+        // A follower lists nothing: its listings' times have stopped moving.
+        let listings = self
+            .listings
+            .values()
+            .filter(|_| self.mode != Mode::Follow)
+            .map(|l| l.due);
         members
             .chain(listings)
             .min()
