@@ -70,13 +70,6 @@ pub struct InstanceState {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Body {
-    #[serde(default)]
-    invocations: Option<Invocations>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 struct Invocations {
     #[serde(default)]
     invocation: Vec<WireInvocation>,
@@ -120,7 +113,8 @@ struct WireInstance {
     error_info: Option<String>,
     #[serde(default)]
     start_time: Option<String>,
-    #[serde(default)]
+    // DescribeInvocationResults names it FinishedTime.
+    #[serde(default, alias = "FinishedTime")]
     finish_time: Option<String>,
     #[serde(default)]
     stop_time: Option<String>,
@@ -161,7 +155,7 @@ struct PageBody {
 /// The invocation `invoke_id` in a DescribeInvocations answer; `None` when ECS lists no such
 /// invocation (ECS answers an unknown invoke ID with an empty list, not an error).
 pub fn parse(body: &[u8], invoke_id: &str) -> Result<Option<InvocationState>, String> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let body: PageBody = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok(body
         .invocations
         .into_iter()
@@ -180,11 +174,13 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
             .flat_map(|i| i.invocation)
             .map(state)
             .collect(),
-        next_token: body
-            .next_token
-            .filter(|t| !t.is_empty())
-            .map(|t| kept(Some(t), MAX_SHORT)),
+        next_token: token(body.next_token),
     })
+}
+
+/// ECS's next-page token; `None` on the last page, which ECS marks with an empty one.
+fn token(next: Option<String>) -> Option<String> {
+    next.filter(|t| !t.is_empty()).map(|t| kept(Some(t), MAX_SHORT))
 }
 
 /// One page of DescribeInvocationResults: one execution record per instance, and the next page's
@@ -217,29 +213,7 @@ struct ResultsInvocation {
 #[serde(rename_all = "PascalCase")]
 struct WireResults {
     #[serde(default)]
-    invocation_result: Vec<WireResult>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct WireResult {
-    #[serde(default)]
-    instance_id: String,
-    #[serde(default)]
-    invocation_status: Option<String>,
-    #[serde(default)]
-    exit_code: Option<i64>,
-    #[serde(default)]
-    error_code: Option<String>,
-    #[serde(default)]
-    error_info: Option<String>,
-    #[serde(default)]
-    start_time: Option<String>,
-    // DescribeInvocationResults names it so; DescribeInvocations says FinishTime.
-    #[serde(default)]
-    finished_time: Option<String>,
-    #[serde(default)]
-    stop_time: Option<String>,
+    invocation_result: Vec<WireInstance>,
 }
 
 /// Every execution on one page of a DescribeInvocationResults answer, and the next page's token.
@@ -252,46 +226,36 @@ pub fn parse_results(body: &[u8]) -> Result<ResultsPage, String> {
             .map(|r| r.invocation_result)
             .unwrap_or_default()
             .into_iter()
-            .map(|r| InstanceState {
-                instance_id: kept(Some(r.instance_id), MAX_SHORT),
-                status: kept(r.invocation_status, MAX_SHORT),
-                exit_code: r.exit_code,
-                error_code: kept(r.error_code, MAX_SHORT),
-                error_info: kept(r.error_info, MAX_ERROR_INFO),
-                start_time: kept(r.start_time, MAX_SHORT),
-                finish_time: kept(r.finished_time, MAX_SHORT),
-                stop_time: kept(r.stop_time, MAX_SHORT),
-            })
+            .map(instance)
             .collect(),
-        next_token: invocation
-            .next_token
-            .filter(|t| !t.is_empty())
-            .map(|t| kept(Some(t), MAX_SHORT)),
+        next_token: token(invocation.next_token),
     })
 }
 
 fn state(found: WireInvocation) -> InvocationState {
-    let status = kept(found.invocation_status.or(found.invoke_status), MAX_SHORT);
-    let instances = found
-        .invoke_instances
-        .map(|i| i.invoke_instance)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| InstanceState {
-            instance_id: kept(Some(i.instance_id), MAX_SHORT),
-            status: kept(i.invocation_status.or(i.instance_invoke_status), MAX_SHORT),
-            exit_code: i.exit_code,
-            error_code: kept(i.error_code, MAX_SHORT),
-            error_info: kept(i.error_info, MAX_ERROR_INFO),
-            start_time: kept(i.start_time, MAX_SHORT),
-            finish_time: kept(i.finish_time, MAX_SHORT),
-            stop_time: kept(i.stop_time, MAX_SHORT),
-        })
-        .collect();
     InvocationState {
         invoke_id: kept(Some(found.invoke_id), MAX_SHORT),
-        status,
-        instances,
+        status: kept(found.invocation_status.or(found.invoke_status), MAX_SHORT),
+        instances: found
+            .invoke_instances
+            .map(|i| i.invoke_instance)
+            .unwrap_or_default()
+            .into_iter()
+            .map(instance)
+            .collect(),
+    }
+}
+
+fn instance(i: WireInstance) -> InstanceState {
+    InstanceState {
+        instance_id: kept(Some(i.instance_id), MAX_SHORT),
+        status: kept(i.invocation_status.or(i.instance_invoke_status), MAX_SHORT),
+        exit_code: i.exit_code,
+        error_code: kept(i.error_code, MAX_SHORT),
+        error_info: kept(i.error_info, MAX_ERROR_INFO),
+        start_time: kept(i.start_time, MAX_SHORT),
+        finish_time: kept(i.finish_time, MAX_SHORT),
+        stop_time: kept(i.stop_time, MAX_SHORT),
     }
 }
 
