@@ -499,37 +499,15 @@ impl EcsClient {
         } else {
             ReadKind::Caller
         };
-        let (answer, mut trail) = match self.call(request, deadline, background).await {
-            Ok(answered) => answered,
-            Err(failed) => {
-                self.observe::<DescribeInvocation>(&failed.trail);
-                self.observe_read(kind, &failed.trail);
-                return Err(failed);
-            }
-        };
-        self.observe_read(kind, &trail);
-        let parsed = invocation::parse(&answer.body, &request.invoke_id);
-        if let Err(detail) = &parsed {
-            tracing::warn!(%detail, "ECS answered DescribeInvocations with a body the gateway cannot read");
-            if let Some(last) = trail.attempts.last_mut() {
-                last.failure = Some(ErrorClass::OutcomeUnknown);
-            }
-        }
-        self.observe::<DescribeInvocation>(&trail);
-        match parsed {
-            Ok(invocation) => Ok(Described {
-                request_id: answer.request_id,
-                invocation,
-                trail,
-            }),
-            Err(_) => {
-                let error = EcsError::Malformed {
-                    http_status: answer.http_status,
-                    request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
-                };
-                Err(Failed { error, trail })
-            }
-        }
+        let parse = |body: &[u8]| invocation::parse(body, &request.invoke_id);
+        let (invocation, request_id, trail) = self
+            .read(request, deadline, background, Some(kind), parse)
+            .await?;
+        Ok(Described {
+            request_id,
+            invocation,
+            trail,
+        })
     }
 
     /// Lists one page of a region's invocations in one status (DescribeInvocations without
@@ -539,37 +517,11 @@ impl EcsClient {
         request: &ListInvocations,
         deadline: Option<Instant>,
     ) -> Result<Listed, Failed> {
-        let outcome = self.call(request, deadline, true).await;
-        let (Ok((_, trail)) | Err(Failed { trail, .. })) = &outcome;
-        self.observe_read(ReadKind::Listing, trail);
-        let (answer, mut trail) = match outcome {
-            Ok(answered) => answered,
-            Err(failed) => {
-                self.observe::<ListInvocations>(&failed.trail);
-                return Err(failed);
-            }
-        };
-        let parsed = invocation::parse_page(&answer.body);
-        if let Err(detail) = &parsed {
-            tracing::warn!(%detail, "ECS answered a DescribeInvocations listing with a body the gateway cannot read");
-            if let Some(last) = trail.attempts.last_mut() {
-                last.failure = Some(ErrorClass::OutcomeUnknown);
-            }
-        }
-        self.observe::<ListInvocations>(&trail);
-        match parsed {
-            Ok(page) => Ok(Listed {
-                request_id: answer.request_id,
-                page,
-            }),
-            Err(_) => Err(Failed {
-                error: EcsError::Malformed {
-                    http_status: answer.http_status,
-                    request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
-                },
-                trail,
-            }),
-        }
+        let kind = Some(ReadKind::Listing);
+        let (page, request_id, _) = self
+            .read(request, deadline, true, kind, invocation::parse_page)
+            .await?;
+        Ok(Listed { request_id, page })
     }
 
     /// Reads one page of an invocation's execution records (DescribeInvocationResults), for a
@@ -580,29 +532,53 @@ impl EcsClient {
         deadline: Option<Instant>,
         background: bool,
     ) -> Result<ResultsPage, Failed> {
+        let parse = invocation::parse_results;
+        let (page, _, _) = self
+            .read(request, deadline, background, None, parse)
+            .await?;
+        Ok(page)
+    }
+
+    /// Sends a read and parses ECS's answer with `parse`: what it read, ECS's RequestId and each
+    /// attempt. An answer `parse` cannot read fails the call (`Malformed`, its attempt marked
+    /// `OutcomeUnknown`). Every attempt is observed, and the read by `kind` once one reached ECS.
+    async fn read<A: Action, T>(
+        &self,
+        request: &A,
+        deadline: Option<Instant>,
+        background: bool,
+        kind: Option<ReadKind>,
+        parse: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<(T, String, Trail), Failed> {
         let outcome = self.call(request, deadline, background).await;
+        if let (Some(kind), Ok((_, trail)) | Err(Failed { trail, .. })) = (kind, &outcome) {
+            self.observe_read(kind, trail);
+        }
         let (answer, mut trail) = match outcome {
             Ok(answered) => answered,
             Err(failed) => {
-                self.observe::<InvocationResults>(&failed.trail);
+                self.observe::<A>(&failed.trail);
                 return Err(failed);
             }
         };
-        let parsed = invocation::parse_results(&answer.body);
+        let parsed = parse(&answer.body);
         if let Err(detail) = &parsed {
-            tracing::warn!(%detail, "ECS answered DescribeInvocationResults with a body the gateway cannot read");
+            tracing::warn!(%detail, action = A::NAME, "ECS answered with a body the gateway cannot read");
             if let Some(last) = trail.attempts.last_mut() {
                 last.failure = Some(ErrorClass::OutcomeUnknown);
             }
         }
-        self.observe::<InvocationResults>(&trail);
-        parsed.map_err(|_| Failed {
-            error: EcsError::Malformed {
-                http_status: answer.http_status,
-                request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
-            },
-            trail,
-        })
+        self.observe::<A>(&trail);
+        match parsed {
+            Ok(read) => Ok((read, answer.request_id, trail)),
+            Err(_) => Err(Failed {
+                error: EcsError::Malformed {
+                    http_status: answer.http_status,
+                    request_id: Some(answer.request_id).filter(|id| !id.is_empty()),
+                },
+                trail,
+            }),
+        }
     }
 
     /// Sends `request` with retries within `deadline`; the accepted answer and each attempt.
