@@ -180,7 +180,8 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
 
 /// ECS's next-page token; `None` on the last page, which ECS marks with an empty one.
 fn token(next: Option<String>) -> Option<String> {
-    next.filter(|t| !t.is_empty()).map(|t| kept(Some(t), MAX_SHORT))
+    next.filter(|t| !t.is_empty())
+        .map(|t| kept(Some(t), MAX_SHORT))
 }
 
 /// One page of DescribeInvocationResults: one execution record per instance, and the next page's

@@ -21,30 +21,9 @@ pub(crate) fn answer(
     next_token: Option<&str>,
     world: &World,
 ) -> Answer {
-    let page_size = match max_results.map(str::parse::<usize>) {
-        None => DEFAULT_MAX_RESULTS,
-        Some(Ok(n)) if (1..=MAX_RESULTS).contains(&n) => n,
-        Some(_) => {
-            return error(
-                400,
-                "InvalidParam.MaxResults",
-                "The specified parameter MaxResults is not valid.",
-            );
-        }
-    };
-    let start = match next_token
-        .filter(|t| !t.is_empty())
-        .map(str::parse::<usize>)
-    {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return error(
-                400,
-                "InvalidParam.NextToken",
-                "The specified parameter NextToken is not valid.",
-            );
-        }
+    let (page_size, start) = match paging(max_results, next_token) {
+        Ok(paging) => paging,
+        Err(refused) => return refused,
     };
     let wanted = invoke_status.filter(|s| !s.is_empty());
     let mut listed = world.list(region, invoke_id.filter(|id| !id.is_empty()));
@@ -112,30 +91,9 @@ pub(crate) fn results(
     next_token: Option<&str>,
     world: &World,
 ) -> Answer {
-    let page_size = match max_results.map(str::parse::<usize>) {
-        None => DEFAULT_MAX_RESULTS,
-        Some(Ok(n)) if (1..=MAX_RESULTS).contains(&n) => n,
-        Some(_) => {
-            return error(
-                400,
-                "InvalidParam.MaxResults",
-                "The specified parameter MaxResults is not valid.",
-            );
-        }
-    };
-    let start = match next_token
-        .filter(|t| !t.is_empty())
-        .map(str::parse::<usize>)
-    {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => {
-            return error(
-                400,
-                "InvalidParam.NextToken",
-                "The specified parameter NextToken is not valid.",
-            );
-        }
+    let (page_size, start) = match paging(max_results, next_token) {
+        Ok(paging) => paging,
+        Err(refused) => return refused,
     };
     let records: Vec<Value> = world
         .list(region, invoke_id.filter(|id| !id.is_empty()))
@@ -167,6 +125,37 @@ pub(crate) fn results(
         }),
     );
     Answer::Json(fields)
+}
+
+/// The page size and the first item's index that `MaxResults` and `NextToken` ask for, as ECS
+/// checks them; the refusal when they are not valid.
+fn paging(max_results: Option<&str>, next_token: Option<&str>) -> Result<(usize, usize), Answer> {
+    let page_size = match max_results.map(str::parse::<usize>) {
+        None => DEFAULT_MAX_RESULTS,
+        Some(Ok(n)) if (1..=MAX_RESULTS).contains(&n) => n,
+        Some(_) => {
+            return Err(error(
+                400,
+                "InvalidParam.MaxResults",
+                "The specified parameter MaxResults is not valid.",
+            ));
+        }
+    };
+    let start = match next_token
+        .filter(|t| !t.is_empty())
+        .map(str::parse::<usize>)
+    {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => {
+            return Err(error(
+                400,
+                "InvalidParam.NextToken",
+                "The specified parameter NextToken is not valid.",
+            ));
+        }
+    };
+    Ok((page_size, start))
 }
 
 #[cfg(test)]
