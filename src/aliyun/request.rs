@@ -204,6 +204,17 @@ impl Action for DescribeInvocation {
 /// The most invocations one listing page asks for: ECS's largest page.
 pub(crate) const LIST_PAGE_SIZE: usize = 50;
 
+/// Appends the paging of a read: ECS's largest page, from `next_token` when there is one.
+fn push_page<'a>(out: &mut Vec<Param<'a>>, next_token: Option<&'a str>) {
+    out.push((
+        Cow::Borrowed("MaxResults"),
+        Cow::Owned(LIST_PAGE_SIZE.to_string()),
+    ));
+    if let Some(token) = next_token {
+        out.push((Cow::Borrowed("NextToken"), Cow::Borrowed(token)));
+    }
+}
+
 /// One page of DescribeInvocations without `InvokeId`: a region's invocations in one status, each
 /// with every instance, without command output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,13 +249,7 @@ impl Action for ListInvocations {
         ));
         out.push((Cow::Borrowed("InvokeStatus"), Cow::Borrowed(&self.status)));
         out.push((Cow::Borrowed("IncludeOutput"), Cow::Borrowed("false")));
-        out.push((
-            Cow::Borrowed("MaxResults"),
-            Cow::Owned(LIST_PAGE_SIZE.to_string()),
-        ));
-        if let Some(token) = &self.next_token {
-            out.push((Cow::Borrowed("NextToken"), Cow::Borrowed(token)));
-        }
+        push_page(out, self.next_token.as_deref());
         self.owner.push_params(out);
     }
 }
@@ -285,13 +290,7 @@ impl Action for InvocationResults {
             Cow::Borrowed(self.region_id.as_str()),
         ));
         out.push((Cow::Borrowed("InvokeId"), Cow::Borrowed(&self.invoke_id)));
-        out.push((
-            Cow::Borrowed("MaxResults"),
-            Cow::Owned(LIST_PAGE_SIZE.to_string()),
-        ));
-        if let Some(token) = &self.next_token {
-            out.push((Cow::Borrowed("NextToken"), Cow::Borrowed(token)));
-        }
+        push_page(out, self.next_token.as_deref());
         self.owner.push_params(out);
     }
 }
@@ -355,6 +354,55 @@ mod tests {
                 ("InstanceId.2", "i-b"),
                 ("OwnerId", "7"),
                 ("ResourceOwnerAccount", "acct"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_page_by_ecs_largest_page_and_pass_the_token_only_when_given() {
+        let flat = |params: &[Param<'_>]| -> Vec<(String, String)> {
+            params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let listing = ListInvocations {
+            region_id: RegionId::parse("cn-hangzhou").unwrap(),
+            status: "Stopping".into(),
+            next_token: None,
+            owner: Owner::default(),
+        };
+        let mut params = Vec::new();
+        listing.push_params(&mut params);
+        assert_eq!(
+            flat(&params),
+            [
+                pair("RegionId", "cn-hangzhou"),
+                pair("InvokeStatus", "Stopping"),
+                pair("IncludeOutput", "false"),
+                pair("MaxResults", "50"),
+            ]
+        );
+        let results = InvocationResults {
+            region_id: RegionId::parse("cn-hangzhou").unwrap(),
+            invoke_id: "t-1".into(),
+            next_token: Some("100".into()),
+            owner: Owner {
+                owner_id: Some(7),
+                ..Owner::default()
+            },
+        };
+        let mut params = Vec::new();
+        results.push_params(&mut params);
+        assert_eq!(
+            flat(&params),
+            [
+                pair("RegionId", "cn-hangzhou"),
+                pair("InvokeId", "t-1"),
+                pair("MaxResults", "50"),
+                pair("NextToken", "100"),
+                pair("OwnerId", "7"),
             ]
         );
     }
