@@ -26,23 +26,7 @@ async fn thirty_waits_in_a_region_are_followed_with_listings_not_thirty_reads_a_
     let (url, simulator) = start_simulator(config).await;
     let gateway = replica(&url, &[]).await;
     let streams = hold_waits(&gateway, &simulator, "t-many", 30).await;
-    let ends = tokio::time::timeout(
-        Duration::from_secs(40),
-        futures_util::future::join_all(streams.into_iter().map(drain)),
-    )
-    .await
-    .expect("every wait ends once its executions have stopped");
-    for (messages, status) in &ends {
-        assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
-        let last = messages.last().expect("a final message");
-        assert_eq!(
-            (last.final_instances, last.targeted_instances),
-            (2, 2),
-            "{last:?}"
-        );
-        let invocation = last.invocation.as_ref().expect("the invocation");
-        assert_eq!(invocation.status, "Stopped", "{last:?}");
-    }
+    all_end_stopped(streams).await;
     let caller = reads(&gateway, "caller").await;
     let listing = reads(&gateway, "listing").await;
     let poll = reads(&gateway, "poll").await;
@@ -268,7 +252,7 @@ async fn two_on_redis(
     Some((redis, simulator, a, b))
 }
 
-/// Drains every stream, each within 40 s; that each ended OK with its two instances Stopped.
+/// Drains every stream, within 40 s in all; that each ended OK with its two instances Stopped.
 async fn all_end_stopped(
     streams: Vec<tonic::Streaming<ecs_gateway::pb::StopInvocationAndWaitResponse>>,
 ) {
@@ -281,7 +265,13 @@ async fn all_end_stopped(
     for (messages, status) in &ends {
         assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
         let last = messages.last().expect("a final message");
-        assert_eq!((last.final_instances, last.targeted_instances), (2, 2));
+        assert_eq!(
+            (last.final_instances, last.targeted_instances),
+            (2, 2),
+            "{last:?}"
+        );
+        let invocation = last.invocation.as_ref().expect("the invocation");
+        assert_eq!(invocation.status, "Stopped", "{last:?}");
     }
 }
 

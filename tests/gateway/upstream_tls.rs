@@ -311,22 +311,34 @@ async fn an_http1_upstream_gets_a_pool_that_is_reused_and_resumes_tls() {
     );
 }
 
-#[tokio::test]
-async fn an_http2_connection_that_went_silent_is_retired_at_the_attempt_timeout_not_reused() {
-    use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
+/// Whom an HTTP/2 test talks to: the real gateway's client, in front of an HTTP/2-only upstream.
+type Client = ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient<
+    tonic::transport::Channel,
+>;
+
+/// An HTTP/2-only upstream and a client of the real gateway in front of it, which sends no
+/// retries and gives an attempt `attempt_timeout`; the gateway runs, and its CA file stays, as
+/// long as the second value lives.
+async fn h2_gateway(
+    attempt_timeout: &str,
+) -> (TlsUpstream, (tokio::process::Child, TempDir), Client) {
     let ca = Ca::new("upstream-ca");
     let dir = TempDir::new();
     let ca_file = dir.write("ca.pem", &ca.pem());
     let upstream = TlsUpstream::start(&ca, &[b"h2"]).await;
-    let (_child, addr) = gateway_with(
+    let (child, addr) = gateway_with(
         &ca_file,
         upstream.port,
-        &["--upstream-timeout", "500ms", "--max-retries", "0"],
+        &["--upstream-timeout", attempt_timeout, "--max-retries", "0"],
     )
     .await;
-    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let client = Client::connect(format!("http://{addr}")).await.unwrap();
+    (upstream, (child, dir), client)
+}
+
+#[tokio::test]
+async fn an_http2_connection_that_went_silent_is_retired_at_the_attempt_timeout_not_reused() {
+    let (upstream, _gateway, mut client) = h2_gateway("500ms").await;
     let mut stop = async || {
         client
             .stop_invocation(crate::support::request("cn-hangzhou", "t-demo0001", &[]))
@@ -353,21 +365,8 @@ async fn an_http2_connection_that_went_silent_is_retired_at_the_attempt_timeout_
 
 #[tokio::test]
 async fn an_idle_http2_connection_whose_peer_vanished_is_found_by_its_pings_and_not_reused() {
-    use ecs_gateway::pb::cloud_assistant_service_client::CloudAssistantServiceClient;
-    let ca = Ca::new("upstream-ca");
-    let dir = TempDir::new();
-    let ca_file = dir.write("ca.pem", &ca.pem());
-    let upstream = TlsUpstream::start(&ca, &[b"h2"]).await;
     // An attempt timeout far past the test: only the pings can find the dead connection.
-    let (_child, addr) = gateway_with(
-        &ca_file,
-        upstream.port,
-        &["--upstream-timeout", "60s", "--max-retries", "0"],
-    )
-    .await;
-    let mut client = CloudAssistantServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let (upstream, _gateway, mut client) = h2_gateway("60s").await;
     let mut stop = async || {
         client
             .stop_invocation(crate::support::request("cn-hangzhou", "t-demo0001", &[]))
