@@ -25,44 +25,32 @@ export ALIBABA_CLOUD_ACCESS_KEY_ID=LTAIdemoGatewayKey
 export ALIBABA_CLOUD_ACCESS_KEY_SECRET=demo-secret-not-for-production
 export ECS_GATEWAY_METADATA_ENDPOINT=http://127.0.0.1:9
 
-ends() {  # label binary [gateway flags...]
-    local label=$1 bin=$2
-    shift 2
+run() {  # mode label binary [gateway flags...]: one gateway, and the load tool's MODE against it
+    local mode=$1 label=$2 bin=$3
+    shift 3
     RUST_LOG=warn "$bin" --listen 127.0.0.1:50093 --endpoint http://127.0.0.1:18093/ \
         --max-concurrent-streams 1000 "$@" >/dev/null 2>&1 &
     local gw=$!
     sleep 1
-    $BIN/ecs-gateway-load ends --target 127.0.0.1:50093 --simulator 127.0.0.1:18093 \
-        --streams "$STREAMS" --stop-delay "${STOP_DELAY:-20s}" --label "$label" | tee -a "$OUT"
+    local load=(--target 127.0.0.1:50093 --simulator 127.0.0.1:18093 --streams "$STREAMS" --label "$label")
+    if [ "$mode" = waits ]; then
+        load+=(--invocations "$STREAMS" --hold "$HOLD" --pid "$gw")
+    else
+        load+=(--stop-delay "${STOP_DELAY:-20s}")
+    fi
+    $BIN/ecs-gateway-load "$mode" "${load[@]}" | tee -a "$OUT"
     kill "$gw"
     wait "$gw" 2>/dev/null || true
 }
-
-run() {  # label binary [gateway flags...]
-    local label=$1 bin=$2
-    shift 2
-    RUST_LOG=warn "$bin" --listen 127.0.0.1:50093 --endpoint http://127.0.0.1:18093/ \
-        --max-concurrent-streams 1000 "$@" >/dev/null 2>&1 &
-    local gw=$!
-    sleep 1
-    $BIN/ecs-gateway-load waits --target 127.0.0.1:50093 --simulator 127.0.0.1:18093 \
-        --streams "$STREAMS" --invocations "$STREAMS" --hold "$HOLD" --pid "$gw" --label "$label" | tee -a "$OUT"
-    kill "$gw"
-    wait "$gw" 2>/dev/null || true
-}
-for round in $(seq 1 "$ROUNDS"); do
-    # This build bounds waits (issue 34); lift the bounds to the streams held.
-    run "new-round$round" "$BIN/ecs-gateway" --max-concurrent-waits "$STREAMS" \
-        --max-waits-per-caller "$STREAMS" --max-polled-invocations "$STREAMS"
-    if [ -n "${BASELINE:-}" ]; then
-        run "baseline-round$round" "$(realpath "$BASELINE")"
-    fi
-done
-for round in $(seq 1 "$ROUNDS"); do
-    ends "new-ends-round$round" "$BIN/ecs-gateway" --max-concurrent-waits "$STREAMS" \
-        --max-waits-per-caller "$STREAMS" --max-polled-invocations "$STREAMS"
-    if [ -n "${BASELINE:-}" ]; then
-        ends "baseline-ends-round$round" "$(realpath "$BASELINE")"
-    fi
+# This build bounds waits (issue 34); lift the bounds to the streams held.
+lifted=(--max-concurrent-waits "$STREAMS" --max-waits-per-caller "$STREAMS" --max-polled-invocations "$STREAMS")
+for mode in waits ends; do
+    suffix=${mode/waits/}
+    for round in $(seq 1 "$ROUNDS"); do
+        run "$mode" "new${suffix:+-$suffix}-round$round" "$BIN/ecs-gateway" "${lifted[@]}"
+        if [ -n "${BASELINE:-}" ]; then
+            run "$mode" "baseline${suffix:+-$suffix}-round$round" "$(realpath "$BASELINE")"
+        fi
+    done
 done
 echo "results: $OUT"
